@@ -1,0 +1,35 @@
+"""The vmctl command line. Command modules import heavy things (SDK, simulator) inside commands."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import __version__
+from . import sim
+
+app = typer.Typer(
+    name="vmctl",
+    help="Safe, fast maintenance of Azure VM fleets: plan first, production excluded, evidence kept.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(sim.app, name="sim")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vmctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    """vmctl: stop, deallocate, restart and patch Azure VMs without hurting anyone."""
+
+
+def main() -> None:
+    app()

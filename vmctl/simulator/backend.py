@@ -1,0 +1,501 @@
+"""Simulator state: subscriptions, resource groups, availability sets, VMs and their operations.
+
+Power and maintenance are state machines driven by elapsed time: an operation ends when its
+duration has passed, and that is visible to any read (some clients never poll the operation).
+Durations are divided by the time scale. Left out: VM create/update/delete, disks and NICs as
+resources, scale-set (VMSS) APIs, preemption of one operation by another (a second operation on
+a busy VM gets 409), Spot evictions, regions other than the VM's own.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from .activity import ActivityLog
+from .fleet import AvailabilitySetSpec, Fleet, SubscriptionSpec, VmSpec, load_fleet
+
+POWER_DISPLAY = {
+    "running": "VM running", "starting": "VM starting", "stopping": "VM stopping",
+    "stopped": "VM stopped", "deallocating": "VM deallocating", "deallocated": "VM deallocated",
+}
+
+
+class SimError(Exception):
+    """An ARM error answer: status, code and message (rendered as {"error": {...}})."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
+        details: list[dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__(f"({code}) {message}")
+        self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
+        self.details = details
+
+    def body(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            err["details"] = self.details
+        return {"error": err}
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="microseconds")
+
+
+@dataclass
+class CallContext:
+    """Who asked, and the request ids that the Activity Log records."""
+    caller: str
+    claims: dict[str, str]
+    correlation_id: str
+    client_request_id: str
+
+
+@dataclass
+class Operation:
+    id: str
+    vm: "Vm"
+    kind: str
+    started: float
+    ends: float
+    prev_power: str
+    ctx: CallContext
+    hibernate: bool = False
+    fail: tuple[str, str] | None = None
+    status: str = "InProgress"
+    end_time: float | None = None
+
+    def status_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"startTime": iso(self.started), "status": self.status, "name": self.id}
+        if self.end_time is not None:
+            doc["endTime"] = iso(self.end_time)
+        if self.status == "Failed" and self.fail:
+            doc["error"] = {"code": self.fail[0], "message": self.fail[1]}
+        return doc
+
+
+@dataclass
+class Vm:
+    spec: VmSpec
+    id: str
+    power: str
+    hibernated: bool
+    provisioning: str
+    maint: dict[str, Any] | None
+    created: float
+    prov_error: tuple[str, str] | None = None
+    op: Operation | None = None
+    power_changed: float = field(default_factory=time.time)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+_LRO_KINDS = ("powerOff", "deallocate", "start", "restart", "performMaintenance", "redeploy")
+
+
+class Backend:
+    def __init__(
+        self, source: str | Path | dict[str, Any] | Fleet, time_scale: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if time_scale <= 0:
+            raise ValueError("time scale must be positive")
+        self.source = source
+        self.time_scale = time_scale
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.activity = ActivityLog()
+        self.fleet: Fleet = source if isinstance(source, Fleet) else load_fleet(source)
+        self._build()
+
+    # ----------------------------------------------------------------- state
+    def _build(self) -> None:
+        fleet = self.fleet
+        now = self.clock()
+        self.subs: dict[str, SubscriptionSpec] = {s.id: s for s in fleet.subscriptions}
+        self.rgs: dict[tuple[str, str], tuple[str, str]] = {}
+        for s in fleet.subscriptions:
+            for rg, loc in s.resource_groups.items():
+                self.rgs[(s.id, rg.lower())] = (rg, loc)
+        self.avsets: dict[tuple[str, str, str], AvailabilitySetSpec] = {
+            (a.subscription_id, a.resource_group.lower(), a.name.lower()): a for a in fleet.availability_sets
+        }
+        self.vms: dict[tuple[str, str, str], Vm] = {}
+        self.by_sub: dict[str, list[Vm]] = {s.id: [] for s in fleet.subscriptions}
+        for spec in fleet.vms:
+            vm_id = (f"/subscriptions/{spec.subscription_id}/resourceGroups/{spec.resource_group}"
+                     f"/providers/Microsoft.Compute/virtualMachines/{spec.name}")
+            maint = None
+            if spec.maintenance is not None:
+                m = spec.maintenance
+                maint = {
+                    "allowed": m.allowed, "self": m.self_service_window, "scheduled": m.scheduled_window,
+                    "result": m.last_result, "message": m.last_message,
+                }
+            vm = Vm(spec, vm_id, spec.power_state, spec.hibernated,
+                    "Failed" if spec.provisioning_state.lower() == "failed" else "Succeeded",
+                    maint, created=now - 86400 * 30, power_changed=now - 86400)
+            if vm.provisioning == "Failed":
+                vm.prov_error = ("ProvisioningFailed", "The last operation on this VM failed.")
+            self.vms[(spec.subscription_id, spec.resource_group.lower(), spec.name.lower())] = vm
+            self.by_sub[spec.subscription_id].append(vm)
+        self.ops: dict[str, Operation] = {}
+        self._due: list[tuple[float, int, Operation]] = []
+        self._seq = itertools.count()
+        self.activity.clear()
+
+    def reset(self) -> None:
+        """Back to the fleet as loaded; relative times are resolved again from now."""
+        with self.lock:
+            if not isinstance(self.source, Fleet):
+                self.fleet = load_fleet(self.source)
+            self._build()
+
+    def now(self) -> float:
+        return self.clock()
+
+    def settle(self, now: float) -> None:
+        """Complete every operation whose time has come (called on every request)."""
+        due = self._due
+        while due and due[0][0] <= now:
+            _, _, op = heapq.heappop(due)
+            self._complete(op)
+
+    # ----------------------------------------------------------------- lookups
+    def subscription(self, sub: str) -> SubscriptionSpec:
+        s = self.subs.get(sub.lower())
+        if s is None:
+            raise SimError(404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found.")
+        return s
+
+    def resource_group(self, sub: str, rg: str) -> tuple[str, str]:
+        self.subscription(sub)
+        found = self.rgs.get((sub.lower(), rg.lower()))
+        if found is None:
+            raise SimError(404, "ResourceGroupNotFound", f"Resource group '{rg}' could not be found.")
+        return found
+
+    def vm(self, sub: str, rg: str, name: str) -> Vm:
+        self.resource_group(sub, rg)
+        vm = self.vms.get((sub.lower(), rg.lower(), name.lower()))
+        if vm is None:
+            raise SimError(
+                404, "ResourceNotFound",
+                f"The Resource 'Microsoft.Compute/virtualMachines/{name}' under resource group '{rg}' "
+                "was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
+            )
+        return vm
+
+    def list_vms(self, sub: str, rg: str | None = None) -> list[Vm]:
+        self.subscription(sub)
+        vms = self.by_sub[sub.lower()]
+        if rg is None:
+            return vms
+        self.resource_group(sub, rg)
+        low = rg.lower()
+        return [v for v in vms if v.spec.resource_group.lower() == low]
+
+    def availability_set(self, sub: str, rg: str, name: str) -> AvailabilitySetSpec:
+        self.resource_group(sub, rg)
+        a = self.avsets.get((sub.lower(), rg.lower(), name.lower()))
+        if a is None:
+            raise SimError(
+                404, "ResourceNotFound",
+                f"The Resource 'Microsoft.Compute/availabilitySets/{name}' under resource group '{rg}' was not found.",
+            )
+        return a
+
+    def operation(self, op_id: str) -> Operation:
+        op = self.ops.get(op_id)
+        if op is None:
+            raise SimError(404, "NotFound", "The entity was not found in this Azure location.")
+        return op
+
+    # ----------------------------------------------------------------- operations
+    def _refuse(self, vm: Vm, kind: str, ctx: CallContext, status: int, code: str, message: str) -> SimError:
+        """A synchronous refusal by Compute; like Azure, it is recorded in the Activity Log."""
+        now = self.now()
+        op_id = str(uuid.uuid4())
+        for st in ("Started", "Failed"):
+            self._emit(vm, kind, st, ctx, op_id, now, http_status=status if st == "Failed" else None,
+                       error={"code": code, "message": message} if st == "Failed" else None)
+        return SimError(status, code, message)
+
+    def begin(
+        self, vm: Vm, kind: str, ctx: CallContext, *, hibernate: bool = False,
+        fail: tuple[str, str] | None = None, extra_seconds: float = 0.0,
+    ) -> Operation:
+        assert kind in _LRO_KINDS
+        now = self.now()
+        name = vm.name
+        if vm.op is not None:
+            raise self._refuse(
+                vm, kind, ctx, 409, "Conflict",
+                f"Operation '{kind}' is not allowed on VM '{name}' since another operation "
+                f"'{vm.op.kind}' is in progress. Retry after the operation completes.",
+            )
+        if kind == "deallocate" and vm.spec.ephemeral_os_disk:
+            raise self._refuse(
+                vm, kind, ctx, 409, "OperationNotAllowed",
+                f"Operation 'deallocate' is not supported for VM '{name}' because it uses an ephemeral "
+                "OS disk. Use powerOff, or delete and recreate the VM.",
+            )
+        if kind == "deallocate" and hibernate:
+            if not vm.spec.hibernation_enabled:
+                raise self._refuse(
+                    vm, kind, ctx, 409, "OperationNotAllowed",
+                    f"Hibernation is not enabled on VM '{name}'. Enable "
+                    "additionalCapabilities.hibernationEnabled before deallocating with hibernate=true.",
+                )
+            if vm.power != "running":
+                raise self._refuse(
+                    vm, kind, ctx, 409, "OperationNotAllowed",
+                    f"VM '{name}' can be hibernated only while it is running; it is {vm.power}.",
+                )
+        if kind == "performMaintenance":
+            m = vm.maint
+            window = m["self"] if m else None
+            if not m or not m["allowed"]:
+                raise self._refuse(
+                    vm, kind, ctx, 409, "OperationNotAllowed",
+                    f"Operation 'performMaintenance' is not allowed on VM '{name}' since the "
+                    "Subscription of this VM is not eligible.",
+                )
+            if window is None or not (window[0].timestamp() <= now <= window[1].timestamp()):
+                raise self._refuse(
+                    vm, kind, ctx, 409, "OperationNotAllowed",
+                    f"Operation 'performMaintenance' is not allowed on VM '{name}' since the "
+                    "self-service maintenance window is not open.",
+                )
+            if vm.power == "deallocated":
+                raise self._refuse(
+                    vm, kind, ctx, 409, "OperationNotAllowed",
+                    f"Operation 'performMaintenance' is not allowed on VM '{name}' since it is "
+                    "deallocated; it will be placed on an updated host when it starts.",
+                )
+        seconds = (self.fleet.lro_seconds[kind] + extra_seconds) / self.time_scale
+        op = Operation(
+            id=str(uuid.uuid4()), vm=vm, kind=kind, started=now, ends=now + seconds,
+            prev_power=vm.power, ctx=ctx, hibernate=hibernate, fail=fail,
+        )
+        self.ops[op.id] = op
+        vm.op = op
+        heapq.heappush(self._due, (op.ends, next(self._seq), op))
+        self._emit(vm, kind, "Started", ctx, op.id, now)
+        self._emit(vm, kind, "Accepted", ctx, op.id, now)
+        return op
+
+    def _complete(self, op: Operation) -> None:
+        vm = op.vm
+        op.end_time = op.ends
+        vm.op = None
+        if op.fail:
+            op.status = "Failed"
+            vm.provisioning = "Failed"
+            vm.prov_error = op.fail
+            if op.kind == "performMaintenance" and vm.maint is not None:
+                vm.maint["result"] = "RetryLater" if op.fail[0] == "RetryLater" else "MaintenanceAborted"
+                vm.maint["message"] = op.fail[1]
+            self._emit(vm, op.kind, "Failed", op.ctx, op.id, op.ends, http_status=500,
+                       error={"code": op.fail[0], "message": op.fail[1]})
+            return
+        op.status = "Succeeded"
+        vm.provisioning, vm.prov_error = "Succeeded", None
+        before = vm.power
+        if op.kind == "powerOff":
+            vm.power = "stopped"
+        elif op.kind == "deallocate":
+            vm.power, vm.hibernated = "deallocated", op.hibernate
+        elif op.kind in ("start", "restart"):
+            vm.power, vm.hibernated = "running", False
+        elif op.kind == "performMaintenance" and vm.maint is not None:
+            vm.maint.update(allowed=False, result="MaintenanceCompleted",
+                            message="Maintenance completed successfully.")
+        if vm.power != before:
+            vm.power_changed = op.ends
+        self._emit(vm, op.kind, "Succeeded", op.ctx, op.id, op.ends)
+
+    def _emit(
+        self, vm: Vm, kind: str, status: str, ctx: CallContext, op_id: str, when: float,
+        http_status: int | None = None, error: dict[str, str] | None = None,
+    ) -> None:
+        self.activity.emit(
+            now=when, delay=self.fleet.activity_log_delay_seconds / self.time_scale, status=status,
+            operation=kind, resource_id=vm.id, subscription_id=vm.spec.subscription_id,
+            tenant_id=self.fleet.tenant_id, resource_group=vm.spec.resource_group,
+            correlation_id=ctx.correlation_id, operation_id=op_id, caller=ctx.caller, claims=ctx.claims,
+            client_request_id=ctx.client_request_id, http_status=http_status, error=error,
+        )
+
+    # ----------------------------------------------------------------- JSON
+    def _power_now(self, vm: Vm, now: float) -> str:
+        op = vm.op
+        if op is None:
+            return vm.power
+        half = now >= (op.started + op.ends) / 2
+        if op.kind == "powerOff":
+            return "stopping"
+        if op.kind == "deallocate":
+            return "deallocating"
+        if op.kind == "start":
+            return "starting"
+        if op.kind in ("restart", "performMaintenance", "redeploy"):
+            if op.prev_power != "running":
+                return op.prev_power
+            return "starting" if half else "stopping"
+        return vm.power
+
+    def statuses(self, vm: Vm, now: float) -> list[dict[str, Any]]:
+        if vm.op is not None:
+            prov: dict[str, Any] = {"code": "ProvisioningState/updating", "level": "Info", "displayStatus": "Updating"}
+        elif vm.provisioning == "Failed":
+            code, msg = vm.prov_error or ("Unknown", "")
+            prov = {"code": f"ProvisioningState/failed/{code}", "level": "Error",
+                    "displayStatus": "Provisioning failed", "message": msg, "time": iso(vm.power_changed)}
+        else:
+            prov = {"code": "ProvisioningState/succeeded", "level": "Info",
+                    "displayStatus": "Provisioning succeeded", "time": iso(vm.power_changed)}
+        power = self._power_now(vm, now)
+        out = [prov, {"code": f"PowerState/{power}", "level": "Info", "displayStatus": POWER_DISPLAY[power]}]
+        if vm.hibernated and power == "deallocated":
+            out.append({"code": "HibernationState/Hibernated", "level": "Info", "displayStatus": "VM hibernated"})
+        return out
+
+    def maintenance_json(self, vm: Vm) -> dict[str, Any] | None:
+        m = vm.maint
+        if m is None:
+            return None
+        out: dict[str, Any] = {"isCustomerInitiatedMaintenanceAllowed": bool(m["allowed"])}
+        if m["self"]:
+            out["preMaintenanceWindowStartTime"] = m["self"][0].isoformat()
+            out["preMaintenanceWindowEndTime"] = m["self"][1].isoformat()
+        if m["scheduled"]:
+            out["maintenanceWindowStartTime"] = m["scheduled"][0].isoformat()
+            out["maintenanceWindowEndTime"] = m["scheduled"][1].isoformat()
+        out["lastOperationResultCode"] = m["result"]
+        if m["message"]:
+            out["lastOperationMessage"] = m["message"]
+        return out
+
+    def instance_view(self, vm: Vm, now: float) -> dict[str, Any]:
+        spec = vm.spec
+        view: dict[str, Any] = {}
+        if spec.update_domain is not None:
+            view["platformUpdateDomain"] = spec.update_domain
+            view["platformFaultDomain"] = spec.fault_domain
+        view["computerName"] = spec.name
+        view["osName"] = "ubuntu" if spec.os_type == "Linux" else "Windows Server 2022 Datacenter"
+        view["osVersion"] = "22.04" if spec.os_type == "Linux" else "10.0.20348"
+        view["hyperVGeneration"] = "V2"
+        power = self._power_now(vm, now)
+        if power == "running":
+            view["vmAgent"] = {
+                "vmAgentVersion": "2.13.1.1",
+                "statuses": [{"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Ready",
+                              "message": "Guest Agent is running", "time": iso(now)}],
+                "extensionHandlers": [
+                    {"type": f"Microsoft.Azure.Extensions.{e}", "typeHandlerVersion": "1.0",
+                     "status": {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Ready"}}
+                    for e in spec.extensions
+                ],
+            }
+        maint = self.maintenance_json(vm)
+        if maint is not None:
+            view["maintenanceRedeployStatus"] = maint
+        view["disks"] = [{"name": f"{spec.name}_OsDisk_1", "statuses": [
+            {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded",
+             "time": iso(vm.created)}]}]
+        if spec.extensions:
+            view["extensions"] = [
+                {"name": e, "type": f"Microsoft.Azure.Extensions.{e}", "typeHandlerVersion": "1.0",
+                 "statuses": [{"code": "ProvisioningState/succeeded", "level": "Info",
+                               "displayStatus": "Provisioning succeeded"}]}
+                for e in spec.extensions
+            ]
+        view["statuses"] = self.statuses(vm, now)
+        return view
+
+    def vm_json(self, vm: Vm, now: float, instance_view: bool = False) -> dict[str, Any]:
+        spec = vm.spec
+        sub, rg = spec.subscription_id, spec.resource_group
+        os_disk: dict[str, Any] = {
+            "osType": spec.os_type, "name": f"{spec.name}_OsDisk_1", "createOption": "FromImage",
+            "caching": "ReadOnly" if spec.ephemeral_os_disk else "ReadWrite",
+            "managedDisk": {
+                "storageAccountType": "Standard_LRS" if spec.ephemeral_os_disk else "Premium_LRS",
+                "id": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/disks/{spec.name}_OsDisk_1",
+            },
+            "deleteOption": "Delete" if spec.ephemeral_os_disk else "Detach",
+            "diskSizeGB": 30,
+        }
+        if spec.ephemeral_os_disk:
+            os_disk["diffDiskSettings"] = {"option": "Local", "placement": spec.ephemeral_os_disk}
+        props: dict[str, Any] = {
+            "vmId": spec.vm_id,
+            "hardwareProfile": {"vmSize": spec.size},
+            "storageProfile": {
+                "imageReference": (
+                    {"publisher": "Canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts-gen2", "version": "latest"}
+                    if spec.os_type == "Linux" else
+                    {"publisher": "MicrosoftWindowsServer", "offer": "WindowsServer", "sku": "2022-datacenter-azure-edition", "version": "latest"}
+                ),
+                "osDisk": os_disk,
+                "dataDisks": [],
+            },
+            "osProfile": {"computerName": spec.name, "adminUsername": "azureuser", "secrets": [],
+                          "allowExtensionOperations": True},
+            "networkProfile": {"networkInterfaces": [{
+                "id": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/networkInterfaces/{spec.name}-nic",
+                "properties": {"primary": True}}]},
+            "provisioningState": "Updating" if vm.op is not None else vm.provisioning,
+            "timeCreated": iso(vm.created),
+        }
+        if spec.availability_set:
+            props["availabilitySet"] = {
+                "id": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/availabilitySets/{spec.availability_set.upper()}"
+            }
+        if spec.scale_set:
+            props["virtualMachineScaleSet"] = {
+                "id": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachineScaleSets/{spec.scale_set}"
+            }
+            props["platformFaultDomain"] = 0
+        if spec.hibernation_enabled:
+            props["additionalCapabilities"] = {"hibernationEnabled": True}
+        if spec.priority != "Regular":
+            props["priority"] = spec.priority
+            props["evictionPolicy"] = "Deallocate"
+            props["billingProfile"] = {"maxPrice": -1}
+        if instance_view:
+            props["instanceView"] = self.instance_view(vm, now)
+        out: dict[str, Any] = {
+            "name": spec.name, "id": vm.id, "type": "Microsoft.Compute/virtualMachines",
+            "location": spec.location, "tags": spec.tags,
+        }
+        if spec.zones:
+            out["zones"] = spec.zones
+        out["properties"] = props
+        return out
+
+    def availability_set_json(self, a: AvailabilitySetSpec) -> dict[str, Any]:
+        members = [
+            {"id": v.id.upper()} for v in self.by_sub[a.subscription_id]
+            if v.spec.availability_set == a.name and v.spec.resource_group == a.resource_group
+        ]
+        return {
+            "id": f"/subscriptions/{a.subscription_id}/resourceGroups/{a.resource_group}/providers/Microsoft.Compute/availabilitySets/{a.name}",
+            "name": a.name, "type": "Microsoft.Compute/availabilitySets", "location": a.location,
+            "sku": {"name": "Aligned"}, "tags": {},
+            "properties": {"platformUpdateDomainCount": a.update_domains,
+                           "platformFaultDomainCount": a.fault_domains, "virtualMachines": members},
+        }

@@ -1,0 +1,81 @@
+"""Fault injection per VM and/or per operation: once, N times or always.
+
+`error` is an HTTP status (429, 500, 503, 409), `drop` (the connection is closed with no answer),
+`slow` (the LRO takes `delay_seconds` longer), or any other word, which is taken as the error code
+of an LRO that ends `Failed` (e.g. AllocationFailed on start).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+from dataclasses import dataclass
+
+from .fleet import FaultSpec
+
+HTTP_FAULTS = {"429", "500", "502", "503", "504", "409", "400", "403"}
+
+
+@dataclass
+class Fault:
+    spec: FaultSpec
+    remaining: int | None  # None = always
+    fired: int = 0
+
+    @property
+    def kind(self) -> str:
+        e = self.spec.error
+        if e in HTTP_FAULTS:
+            return "http"
+        if e.lower() in ("drop", "reset"):
+            return "drop"
+        if e.lower() == "slow":
+            return "slow"
+        return "lro"
+
+
+class Faults:
+    def __init__(self) -> None:
+        self._rules: list[Fault] = []
+        self._lock = threading.Lock()
+
+    def add(self, specs: list[FaultSpec]) -> None:
+        with self._lock:
+            self._rules.extend(Fault(s, s.times) for s in specs)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def describe(self) -> list[dict[str, object]]:
+        return [
+            {"vm": f.spec.vm, "operation": f.spec.operation, "error": f.spec.error,
+             "remaining": f.remaining if f.remaining is not None else "always", "fired": f.fired}
+            for f in self._rules
+        ]
+
+    def take(self, operation: str, vm_name: str | None, lro: bool) -> Fault | None:
+        """The first matching rule with uses left, consuming one use.
+
+        `operation` is the full name (e.g. virtualMachines.start); a rule may name it in full or by
+        its last part (start). LRO-only faults (failed or slow operations) match only LROs.
+        """
+        op_l = operation.lower()
+        short = op_l.rsplit(".", 1)[-1]
+        with self._lock:
+            for f in self._rules:
+                if f.remaining == 0:
+                    continue
+                if f.kind in ("lro", "slow") and not lro:
+                    continue
+                op = f.spec.operation.lower()
+                if op not in ("*", "any") and op not in (op_l, short):
+                    continue
+                if f.spec.vm is not None:
+                    if vm_name is None or not fnmatch.fnmatchcase(vm_name.lower(), f.spec.vm.lower()):
+                        continue
+                if f.remaining is not None:
+                    f.remaining -= 1
+                f.fired += 1
+                return f
+        return None

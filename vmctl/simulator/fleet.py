@@ -1,0 +1,402 @@
+"""Fleet files: the YAML description of what the simulator serves.
+
+The format is user-facing (operators rehearse against it), so errors name the exact place in the
+file and what was expected. Relative times ("-1d", "6d", "90m") are resolved against the moment
+the fleet is loaded or reset.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+LRO_OPERATIONS = ("powerOff", "deallocate", "start", "restart", "performMaintenance", "redeploy")
+
+DEFAULT_LRO_SECONDS: dict[str, float] = {
+    "powerOff": 20.0,
+    "deallocate": 45.0,
+    "start": 30.0,
+    "restart": 40.0,
+    "performMaintenance": 120.0,
+    "redeploy": 120.0,
+}
+
+POWER_STATES = ("running", "stopped", "deallocated")
+
+
+class FleetError(ValueError):
+    """A fleet file that cannot be loaded; the message names the place and the fix."""
+
+
+@dataclass
+class MaintenanceSpec:
+    allowed: bool
+    self_service_window: tuple[datetime, datetime] | None
+    scheduled_window: tuple[datetime, datetime] | None
+    last_result: str = "None"
+    last_message: str = ""
+
+
+@dataclass
+class VmSpec:
+    subscription_id: str
+    resource_group: str
+    name: str
+    location: str
+    size: str
+    tags: dict[str, str] = field(default_factory=dict)
+    zones: list[str] = field(default_factory=list)
+    availability_set: str | None = None
+    update_domain: int | None = None
+    fault_domain: int | None = None
+    power_state: str = "running"
+    hibernated: bool = False
+    provisioning_state: str = "Succeeded"
+    os_type: str = "Linux"
+    ephemeral_os_disk: str | None = None  # placement when ephemeral: CacheDisk | ResourceDisk
+    hibernation_enabled: bool = False
+    priority: str = "Regular"
+    scale_set: str | None = None
+    maintenance: MaintenanceSpec | None = None
+    extensions: list[str] = field(default_factory=list)
+    vm_id: str = ""
+
+
+@dataclass
+class AvailabilitySetSpec:
+    subscription_id: str
+    resource_group: str
+    name: str
+    location: str
+    update_domains: int
+    fault_domains: int
+
+
+@dataclass
+class SubscriptionSpec:
+    id: str
+    name: str
+    resource_groups: dict[str, str]  # name -> location
+
+
+@dataclass
+class FaultSpec:
+    operation: str = "*"
+    vm: str | None = None
+    error: str = "500"
+    times: int | None = 1  # None = always
+    message: str | None = None
+    delay_seconds: float = 0.0
+    retry_after: int | None = None
+
+
+@dataclass
+class ThrottleSpec:
+    enabled: bool = True
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Fleet:
+    tenant_id: str
+    subscriptions: list[SubscriptionSpec]
+    vms: list[VmSpec]
+    availability_sets: list[AvailabilitySetSpec]
+    lro_seconds: dict[str, float]
+    activity_log_delay_seconds: float
+    lro_retry_after: float
+    token_lifetime_seconds: float
+    vm_page_size: int
+    activity_page_size: int
+    identity: dict[str, str]
+    faults: list[FaultSpec]
+    throttling: ThrottleSpec
+    loaded_at: datetime
+
+
+_DURATION = re.compile(r"^\s*([+-]?)\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: Any, where: str) -> float:
+    """Seconds from "90", "45s", "30m", "-1d", "2h"; raises FleetError naming `where`."""
+    if isinstance(text, bool):
+        raise FleetError(f"{where}: expected a duration like 30s, 5m, 2h or -1d, got {text!r}")
+    if isinstance(text, (int, float)):
+        return float(text)
+    m = _DURATION.match(str(text))
+    if not m:
+        raise FleetError(f"{where}: expected a duration like 30s, 5m, 2h or -1d, got {text!r}")
+    sign = -1.0 if m.group(1) == "-" else 1.0
+    return sign * float(m.group(2)) * _UNIT_SECONDS[m.group(3)]
+
+
+def _when(value: Any, now: datetime, where: str) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    text = str(value)
+    if re.match(r"^\d{4}-\d{2}-\d{2}", text):
+        try:
+            dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise FleetError(f"{where}: not an ISO-8601 time: {text!r}") from exc
+        return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return now + timedelta(seconds=parse_duration(text, where))
+
+
+def _window(value: Any, now: datetime, where: str) -> tuple[datetime, datetime] | None:
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise FleetError(f"{where}: expected [start, end], e.g. [-1d, 6d], got {value!r}")
+    start, end = _when(value[0], now, f"{where}[0]"), _when(value[1], now, f"{where}[1]")
+    if end <= start:
+        raise FleetError(f"{where}: the window ends before it starts ({value!r})")
+    return start, end
+
+
+def _check_keys(obj: Any, allowed: set[str], where: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise FleetError(f"{where}: expected a mapping, got {type(obj).__name__}")
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        raise FleetError(
+            f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(allowed))}"
+        )
+    return obj
+
+
+_VM_KEYS = {
+    "name", "count", "start", "location", "size", "tags", "zone", "zones", "availability_set",
+    "power_state", "hibernated", "provisioning_state", "os", "os_disk", "hibernation", "priority",
+    "scale_set", "maintenance", "extensions",
+}
+
+
+def _vm_entries(
+    raw: dict[str, Any], where: str, sub: str, rg: str, location: str, defaults: dict[str, Any],
+    now: datetime, as_counters: dict[str, list[int]],
+    as_specs: dict[str, AvailabilitySetSpec],
+) -> list[VmSpec]:
+    _check_keys(raw, _VM_KEYS, where)
+    if "name" not in raw:
+        raise FleetError(f"{where}: every VM needs a name")
+    count = raw.get("count")
+    if count is not None and (not isinstance(count, int) or count < 1):
+        raise FleetError(f"{where}.count: expected a positive whole number, got {count!r}")
+    first = int(raw.get("start", 1))
+    names: list[str]
+    template = str(raw["name"])
+    if count is None:
+        names = [template]
+    else:
+        try:
+            names = [template.format(i=i) for i in range(first, first + count)]
+        except (KeyError, IndexError, ValueError) as exc:
+            raise FleetError(
+                f"{where}.name: {template!r} must use {{i}} (e.g. \"web-{{i:02d}}\") with count"
+            ) from exc
+        if len(set(names)) != len(names):
+            raise FleetError(f"{where}.name: {template!r} does not make unique names; add {{i}}")
+    power = str(raw.get("power_state", "running")).lower()
+    hibernated = bool(raw.get("hibernated", False))
+    if power == "hibernated":
+        power, hibernated = "deallocated", True
+    if power not in POWER_STATES:
+        raise FleetError(
+            f"{where}.power_state: expected one of running, stopped, deallocated, hibernated; got {power!r}"
+        )
+    os_disk = raw.get("os_disk", "managed")
+    if os_disk not in ("managed", "ephemeral", "ephemeral-cache", "ephemeral-resource"):
+        raise FleetError(f"{where}.os_disk: expected managed or ephemeral, got {os_disk!r}")
+    ephemeral = None if os_disk == "managed" else (
+        "ResourceDisk" if os_disk == "ephemeral-resource" else "CacheDisk"
+    )
+    priority = str(raw.get("priority", "Regular"))
+    if priority not in ("Regular", "Low", "Spot"):
+        raise FleetError(f"{where}.priority: expected Regular or Spot, got {priority!r}")
+    tags = raw.get("tags") or {}
+    if not isinstance(tags, dict):
+        raise FleetError(f"{where}.tags: expected a mapping of tag names to values")
+    zones_raw = raw.get("zones", [raw["zone"]] if "zone" in raw else [])
+    zones = [str(z) for z in zones_raw]
+    avset = raw.get("availability_set")
+    if avset is not None and avset not in as_specs:
+        known = ", ".join(sorted(as_specs)) or "none defined"
+        raise FleetError(
+            f"{where}.availability_set: {avset!r} is not defined in this resource group "
+            f"(availability sets: {known})"
+        )
+    if avset and zones:
+        raise FleetError(f"{where}: a VM is either in an availability set or in a zone, not both")
+    maint = None
+    if raw.get("maintenance") is not None:
+        m = _check_keys(
+            raw["maintenance"],
+            {"allowed", "self_service_window", "scheduled_window", "last_result", "last_message"},
+            f"{where}.maintenance",
+        )
+        maint = MaintenanceSpec(
+            allowed=bool(m.get("allowed", False)),
+            self_service_window=_window(m.get("self_service_window"), now, f"{where}.maintenance.self_service_window"),
+            scheduled_window=_window(m.get("scheduled_window"), now, f"{where}.maintenance.scheduled_window"),
+            last_result=str(m.get("last_result", "None")),
+            last_message=str(m.get("last_message", "")),
+        )
+    prov = str(raw.get("provisioning_state", "Succeeded"))
+    out = []
+    for name in names:
+        ud = fd = None
+        if avset:
+            spec = as_specs[avset]
+            k = as_counters[avset][0]
+            as_counters[avset][0] += 1
+            ud, fd = k % spec.update_domains, k % spec.fault_domains
+        out.append(VmSpec(
+            subscription_id=sub, resource_group=rg, name=name,
+            location=str(raw.get("location", location)),
+            size=str(raw.get("size", defaults.get("size", "Standard_D2s_v5"))),
+            tags={str(k): str(v) for k, v in tags.items()},
+            zones=zones, availability_set=avset, update_domain=ud, fault_domain=fd,
+            power_state=power, hibernated=hibernated, provisioning_state=prov,
+            os_type="Windows" if str(raw.get("os", defaults.get("os", "linux"))).lower() == "windows" else "Linux",
+            ephemeral_os_disk=ephemeral, hibernation_enabled=bool(raw.get("hibernation", False)),
+            priority=priority, scale_set=raw.get("scale_set"), maintenance=maint,
+            extensions=[str(e) for e in raw.get("extensions", [])],
+            vm_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{sub}/{rg}/{name}".lower())),
+        ))
+    return out
+
+
+def _fault(raw: Any, where: str) -> FaultSpec:
+    f = _check_keys(raw, {"vm", "operation", "error", "times", "message", "delay_seconds", "retry_after"}, where)
+    times = f.get("times", 1)
+    if times in ("always", None):
+        times = None
+    elif not isinstance(times, int) or times < 1:
+        raise FleetError(f"{where}.times: expected a positive whole number or 'always', got {times!r}")
+    return FaultSpec(
+        operation=str(f.get("operation", "*")), vm=f.get("vm"), error=str(f.get("error", "500")),
+        times=times, message=f.get("message"),
+        delay_seconds=parse_duration(f.get("delay_seconds", 0), f"{where}.delay_seconds"),
+        retry_after=f.get("retry_after"),
+    )
+
+
+def parse_faults(raw: Any, where: str = "faults") -> list[FaultSpec]:
+    if raw is None:
+        return []
+    if isinstance(raw, dict):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise FleetError(f"{where}: expected a list of fault rules")
+    return [_fault(r, f"{where}[{i}]") for i, r in enumerate(raw)]
+
+
+_TOP_KEYS = {"tenant_id", "defaults", "time", "paging", "identity", "subscriptions", "faults", "throttling"}
+
+
+def load_fleet(source: str | Path | dict[str, Any], now: datetime | None = None) -> Fleet:
+    """Load a fleet from a YAML path, YAML text or an already-parsed mapping."""
+    now = now or datetime.now(timezone.utc)
+    if isinstance(source, dict):
+        data = source
+        origin = "fleet"
+    else:
+        path = Path(source)
+        origin = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise FleetError(f"cannot read fleet file {origin}: {exc.strerror}") from exc
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise FleetError(f"{origin}: not valid YAML: {exc}") from exc
+    data = _check_keys(data or {}, _TOP_KEYS, origin)
+    defaults = _check_keys(data.get("defaults") or {}, {"location", "size", "os"}, "defaults")
+    time_cfg = _check_keys(
+        data.get("time") or {},
+        {"lro_seconds", "activity_log_delay_seconds", "lro_retry_after", "token_lifetime_seconds"}, "time",
+    )
+    lro = dict(DEFAULT_LRO_SECONDS)
+    for op, secs in (time_cfg.get("lro_seconds") or {}).items():
+        if op not in LRO_OPERATIONS:
+            raise FleetError(f"time.lro_seconds: unknown operation {op!r}; known: {', '.join(LRO_OPERATIONS)}")
+        lro[op] = parse_duration(secs, f"time.lro_seconds.{op}")
+    paging = _check_keys(data.get("paging") or {}, {"vms", "activity_log"}, "paging")
+    identity = _check_keys(
+        data.get("identity") or {}, {"upn", "name", "object_id", "app_id"}, "identity"
+    )
+    subs: list[SubscriptionSpec] = []
+    vms: list[VmSpec] = []
+    avsets: list[AvailabilitySetSpec] = []
+    raw_subs = data.get("subscriptions") or []
+    if not isinstance(raw_subs, list) or not raw_subs:
+        raise FleetError(f"{origin}: 'subscriptions' must list at least one subscription")
+    seen_ids: set[str] = set()
+    for si, rs in enumerate(raw_subs):
+        w = f"subscriptions[{si}]"
+        _check_keys(rs, {"id", "name", "resource_groups"}, w)
+        sid = str(rs.get("id", "")).lower()
+        try:
+            uuid.UUID(sid)
+        except ValueError as exc:
+            raise FleetError(f"{w}.id: a subscription id is a GUID, got {rs.get('id')!r}") from exc
+        if sid in seen_ids:
+            raise FleetError(f"{w}.id: subscription {sid} is listed twice")
+        seen_ids.add(sid)
+        rgs: dict[str, str] = {}
+        for gi, rg in enumerate(rs.get("resource_groups") or []):
+            gw = f"{w}.resource_groups[{gi}]"
+            _check_keys(rg, {"name", "location", "availability_sets", "vms"}, gw)
+            if "name" not in rg:
+                raise FleetError(f"{gw}: every resource group needs a name")
+            rg_name = str(rg["name"])
+            if rg_name.lower() in {k.lower() for k in rgs}:
+                raise FleetError(f"{gw}.name: resource group {rg_name!r} is listed twice")
+            location = str(rg.get("location", defaults.get("location", "westeurope")))
+            rgs[rg_name] = location
+            as_specs: dict[str, AvailabilitySetSpec] = {}
+            for ai, a in enumerate(rg.get("availability_sets") or []):
+                aw = f"{gw}.availability_sets[{ai}]"
+                _check_keys(a, {"name", "update_domains", "fault_domains"}, aw)
+                spec = AvailabilitySetSpec(
+                    sid, rg_name, str(a["name"]), location,
+                    int(a.get("update_domains", 5)), int(a.get("fault_domains", 2)),
+                )
+                if not (1 <= spec.update_domains <= 20 and 1 <= spec.fault_domains <= 3):
+                    raise FleetError(f"{aw}: update_domains must be 1-20 and fault_domains 1-3")
+                as_specs[spec.name] = spec
+                avsets.append(spec)
+            counters = {name: [0] for name in as_specs}
+            names_seen: set[str] = set()
+            for vi, v in enumerate(rg.get("vms") or []):
+                for vm in _vm_entries(v, f"{gw}.vms[{vi}]", sid, rg_name, location, defaults, now, counters, as_specs):
+                    if vm.name.lower() in names_seen:
+                        raise FleetError(f"{gw}.vms[{vi}]: VM name {vm.name!r} is used twice in {rg_name}")
+                    names_seen.add(vm.name.lower())
+                    vms.append(vm)
+        subs.append(SubscriptionSpec(sid, str(rs.get("name", sid)), rgs))
+    thr = data.get("throttling") or {}
+    if not isinstance(thr, dict):
+        raise FleetError("throttling: expected a mapping")
+    return Fleet(
+        tenant_id=str(data.get("tenant_id", "72f988bf-0000-0000-0000-000000000000")),
+        subscriptions=subs, vms=vms, availability_sets=avsets, lro_seconds=lro,
+        activity_log_delay_seconds=parse_duration(time_cfg.get("activity_log_delay_seconds", 30), "time.activity_log_delay_seconds"),
+        lro_retry_after=float(time_cfg.get("lro_retry_after", 1)),
+        token_lifetime_seconds=parse_duration(time_cfg.get("token_lifetime_seconds", 3600), "time.token_lifetime_seconds"),
+        vm_page_size=int(paging.get("vms", 200)),
+        activity_page_size=int(paging.get("activity_log", 200)),
+        identity={str(k): str(v) for k, v in identity.items()},
+        faults=parse_faults(data.get("faults")),
+        throttling=ThrottleSpec(enabled=bool(thr.get("enabled", True)), overrides={k: v for k, v in thr.items() if k != "enabled"}),
+        loaded_at=now,
+    )

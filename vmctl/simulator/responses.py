@@ -1,0 +1,537 @@
+"""HTTP in and out: routes ARM paths to the backend, shapes ARM JSON, LRO headers, errors,
+throttling, faults and request statistics. Holds no simulator state of its own beyond counters.
+
+Paths, query-parameter names and `$expand` values match case-insensitively (ARM does, and real
+clients differ in case); any `api-version` is accepted, a missing one is refused like ARM does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections import Counter
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
+from urllib.parse import quote
+
+from aiohttp import web
+
+from .activity import FilterError, parse_filter, parse_select
+from .backend import Backend, CallContext, SimError
+from .faults import Faults
+from .fleet import FleetError, parse_faults
+from .identity import Identity
+from .throttle import Throttle, retry_after_seconds
+
+JSON = "application/json; charset=utf-8"
+_GUID = re.compile(r"^[0-9a-fA-F-]{32,36}$")
+
+# (method, path template, operation name, ARM bucket, Compute policy)
+ROUTES: list[tuple[str, str, str, str | None, str | None]] = [
+    ("GET", "/subscriptions", "subscriptions.list", None, None),
+    ("GET", "/tenants", "tenants.list", None, None),
+    ("GET", "/subscriptions/{sub}", "subscriptions.get", "reads", None),
+    ("GET", "/subscriptions/{sub}/resourcegroups", "resourceGroups.list", "reads", None),
+    ("GET", "/subscriptions/{sub}/resourcegroups/{rg}", "resourceGroups.get", "reads", None),
+    ("GET", "/subscriptions/{sub}/providers/microsoft.compute/virtualmachines",
+     "virtualMachines.listAll", "reads", "HighCostGet"),
+    ("GET", "/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.compute/virtualmachines",
+     "virtualMachines.list", "reads", "HighCostGet"),
+    ("GET", "/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.compute/virtualmachines/{vm}",
+     "virtualMachines.get", "reads", "LowCostGet"),
+    ("GET", "/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.compute/virtualmachines/{vm}/instanceview",
+     "virtualMachines.instanceView", "reads", "LowCostGet"),
+    ("POST", "/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.compute/virtualmachines/{vm}/{action}",
+     "virtualMachines.{action}", "writes", None),
+    ("GET", "/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.compute/availabilitysets",
+     "availabilitySets.list", "reads", "LowCostGet"),
+    ("GET", "/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.compute/availabilitysets/{aset}",
+     "availabilitySets.get", "reads", "LowCostGet"),
+    ("GET", "/subscriptions/{sub}/providers/microsoft.compute/locations/{loc}/operations/{op}",
+     "operations.get", "reads", "GetOperation"),
+    ("GET", "/subscriptions/{sub}/providers/microsoft.insights/eventtypes/management/values",
+     "activityLogs.list", "reads", None),
+]
+ACTIONS = {"poweroff": "powerOff", "deallocate": "deallocate", "start": "start", "restart": "restart",
+           "performmaintenance": "performMaintenance", "redeploy": "redeploy"}
+_POLICY_FOR_ACTION = {"deallocate": "DeleteVM"}
+
+
+def _compile() -> list[tuple[str, list[str], str, str | None, str | None]]:
+    return [(m, t.strip("/").split("/"), n, a, p) for m, t, n, a, p in ROUTES]
+
+
+_TABLE = _compile()
+
+
+def match(method: str, path: str) -> tuple[str, dict[str, str], str | None, str | None] | None:
+    segs = [s for s in path.strip("/").split("/")]
+    for m, tmpl, name, arm, policy in _TABLE:
+        if m != method or len(tmpl) != len(segs):
+            continue
+        params: dict[str, str] = {}
+        for t, s in zip(tmpl, segs):
+            if t.startswith("{"):
+                params[t[1:-1]] = s
+            elif t != s.lower():
+                break
+        else:
+            if "action" in params:
+                action = ACTIONS.get(params["action"].lower())
+                if action is None:
+                    continue
+                params["action"] = action
+                return name.format(action=action), params, arm, _POLICY_FOR_ACTION.get(action, "UpdateVM")
+            return name, params, arm, policy
+    return None
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
+    text = json.dumps(body, separators=(",", ":")) if body is not None else ""
+    return web.Response(status=status, text=text, headers=headers, content_type=None if body is None else "application/json",
+                        charset=None if body is None else "utf-8")
+
+
+def _fmt_seconds(s: float) -> str:
+    return str(int(s)) if float(s).is_integer() else f"{s:g}"
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.requests = 0
+        self.reads = 0
+        self.writes = 0
+        self.throttled = 0
+        self.faulted = 0
+        self.by_operation: Counter[str] = Counter()
+        self.by_status: Counter[int] = Counter()
+        self.throttled_by_bucket: Counter[str] = Counter()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests, "reads": self.reads, "writes": self.writes,
+            "throttled": self.throttled, "faulted": self.faulted,
+            "by_operation": dict(sorted(self.by_operation.items())),
+            "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
+            "throttled_by_bucket": dict(sorted(self.throttled_by_bucket.items())),
+        }
+
+
+class Handler:
+    def __init__(self, backend: Backend, identity: Identity, throttle: Throttle, faults: Faults) -> None:
+        self.backend = backend
+        self.identity = identity
+        self.throttle = throttle
+        self.faults = faults
+        self.stats = Stats()
+        self._get_handlers: dict[str, Callable[..., web.Response]] = {
+            "subscriptions.list": self._subs_list, "tenants.list": self._tenants,
+            "subscriptions.get": self._sub_get, "resourceGroups.list": self._rg_list,
+            "resourceGroups.get": self._rg_get, "virtualMachines.listAll": self._vm_list,
+            "virtualMachines.list": self._vm_list, "virtualMachines.get": self._vm_get,
+            "virtualMachines.instanceView": self._vm_iv, "availabilitySets.list": self._as_list,
+            "availabilitySets.get": self._as_get, "operations.get": self._op_get,
+            "activityLogs.list": self._activity,
+        }
+
+    # ------------------------------------------------------------ entry point
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if path.startswith("/_sim/"):
+            return await self._control(request)
+        q = {k.lower(): v for k, v in request.query.items()}
+        low = path.lower().rstrip("/")
+        with self.backend.lock:
+            if low in ("/msi/token", "/metadata/identity/oauth2/token"):
+                return self._token(request, q, imds=low.startswith("/metadata"))
+            if low == "/metadata/endpoints":
+                self.stats.requests += 1
+                self.stats.by_operation["metadata.endpoints"] += 1
+                return _json(200, self._metadata(request, q))
+            return self._arm(request, q)
+
+    def _count(self, name: str, arm: str | None, method: str, status: int) -> None:
+        st = self.stats
+        st.requests += 1
+        st.by_operation[name] += 1
+        st.by_status[status] += 1
+        if method == "GET":
+            st.reads += 1
+        else:
+            st.writes += 1
+
+    def _arm(self, request: web.Request, q: dict[str, str]) -> web.StreamResponse:
+        method = request.method
+        correlation = request.headers.get("x-ms-correlation-request-id", "")
+        if not _GUID.match(correlation):
+            correlation = str(uuid.uuid4())
+        base_headers = {
+            "x-ms-request-id": str(uuid.uuid4()), "x-ms-correlation-request-id": correlation,
+            "x-ms-routing-request-id": f"LOCAL:{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}:{uuid.uuid4()}",
+            "Cache-Control": "no-cache",
+        }
+        if "x-ms-client-request-id" in request.headers:
+            base_headers["x-ms-client-request-id"] = request.headers["x-ms-client-request-id"]
+        routed = match(method, request.path)
+        name = routed[0] if routed else f"unrouted.{method}"
+
+        def fail(err: SimError) -> web.Response:
+            self._count(name, routed[2] if routed else None, method, err.status)
+            return _json(err.status, err.body(), {**base_headers, **err.headers})
+
+        auth = self.identity.check(request.headers.get("Authorization"))
+        if not auth.ok:
+            err = SimError(401, auth.code, auth.message, headers={
+                "WWW-Authenticate": (f'Bearer authorization_uri="https://login.windows.net/{self.identity.tenant_id}", '
+                                     f'error="invalid_token", error_description="{auth.message}"')})
+            return fail(err)
+        if routed is None:
+            return fail(SimError(404, "NotFound", f"The simulator does not implement {method} {request.path}."))
+        name, params, arm, policy = routed
+        if "api-version" not in q:
+            return fail(SimError(400, "MissingApiVersionParameter",
+                                 "The api-version query parameter (?api-version=) is required for all requests."))
+        backend = self.backend
+        now = backend.now()
+        backend.settle(now)
+        sub = params.get("sub", "").lower()
+        vm_name = params.get("vm")
+        headers, refused = self.throttle.check(
+            now, sub or "-", arm, policy, f"{params.get('rg', '').lower()}/{(vm_name or '').lower()}" if vm_name else None)
+        if refused is not None:
+            bucket, wait, capacity = refused
+            self.stats.throttled += 1
+            self.stats.throttled_by_bucket[bucket] += 1
+            return fail(self._throttled(sub, bucket, wait, capacity, arm))
+        base_headers.update(headers)
+        is_lro = method == "POST"
+        fault = self.faults.take(name, vm_name, lro=is_lro)
+        fail_lro: tuple[str, str] | None = None
+        extra = 0.0
+        if fault is not None:
+            self.stats.faulted += 1
+            kind = fault.kind
+            if kind == "drop":
+                self._count(name, arm, method, 0)
+                if request.transport is not None:
+                    request.transport.abort()
+                raise ConnectionResetError("fault injection: connection dropped")
+            if kind == "http":
+                return fail(self._http_fault(fault.spec.error, fault.spec.message, fault.spec.retry_after, sub))
+            if kind == "slow":
+                extra = fault.spec.delay_seconds or 60.0
+            else:
+                fail_lro = (fault.spec.error, fault.spec.message or self._lro_fail_message(fault.spec.error))
+        try:
+            if is_lro:
+                resp = self._lro(request, q, params, correlation, auth.claims or {}, fail_lro, extra, base_headers)
+            else:
+                resp = self._get_handlers[name](request, q, params, now, base_headers)
+        except SimError as err:
+            return fail(err)
+        self._count(name, arm, method, resp.status)
+        return resp
+
+    # ------------------------------------------------------------ errors
+    def _throttled(self, sub: str, bucket: str, wait: float, capacity: float, arm: str | None) -> SimError:
+        after = retry_after_seconds(wait)
+        if bucket.startswith("Subscription"):
+            kind = arm or "reads"
+            return SimError(
+                429, "SubscriptionRequestsThrottled",
+                f"Number of '{kind[:-1]}' requests for subscription '{sub}' exceeded. Please try again after "
+                f"'{after}' seconds after additional tokens are available. Refer to "
+                "https://aka.ms/arm-throttling for additional information.",
+                headers={"Retry-After": str(after)},
+            )
+        return SimError(
+            429, "OperationNotAllowed",
+            "The server rejected the request because too many requests have been received for this subscription.",
+            headers={"Retry-After": str(after)},
+            details=[{"code": "TooManyRequests", "target": bucket, "message": json.dumps(
+                {"operationGroup": bucket, "allowedRequestCount": int(capacity),
+                 "measuredRequestCount": int(capacity) + 1})}],
+        )
+
+    @staticmethod
+    def _lro_fail_message(code: str) -> str:
+        if code == "AllocationFailed":
+            return ("Allocation failed. We do not have sufficient capacity for the requested VM size in this "
+                    "region. Read more about improving likelihood of allocation success at http://aka.ms/allocation-guidance")
+        return f"The operation failed with error code '{code}' (injected by the simulator)."
+
+    def _http_fault(self, error: str, message: str | None, retry_after: int | None, sub: str) -> SimError:
+        status = int(error)
+        headers = {"Retry-After": str(retry_after)} if retry_after else {}
+        if status == 429:
+            return SimError(429, "TooManyRequests", message or "Too many requests (injected by the simulator).",
+                            headers={"Retry-After": str(retry_after or 1)})
+        if status == 409:
+            return SimError(409, "Conflict", message or "The request conflicts with the VM's state (injected by the simulator).",
+                            headers=headers)
+        if status == 503:
+            return SimError(503, "ServiceUnavailable", message or "The service is temporarily unavailable (injected by the simulator).",
+                            headers=headers)
+        if status == 403:
+            return SimError(403, "AuthorizationFailed", message or (
+                f"The client does not have authorization to perform this action over scope '/subscriptions/{sub}' "
+                "or the scope is invalid. If access was recently granted, please refresh your credentials."))
+        code = {400: "BadRequest", 502: "BadGateway", 504: "GatewayTimeout"}.get(status, "InternalServerError")
+        return SimError(status, code, message or f"An internal error occurred (injected by the simulator, HTTP {status}).",
+                        headers=headers)
+
+    # ------------------------------------------------------------ identity & metadata
+    def _token(self, request: web.Request, q: dict[str, str], imds: bool) -> web.Response:
+        self.stats.requests += 1
+        self.stats.by_operation["identity.token"] += 1
+        ident = self.identity
+        if imds:
+            if request.headers.get("Metadata", "").lower() != "true":
+                return _json(400, {"error": "invalid_request", "error_description": "Required metadata header not specified"})
+        else:
+            secret = request.headers.get("X-IDENTITY-HEADER") or request.headers.get("secret")
+            if secret != ident.header_secret:
+                return _json(401, {"statusCode": 401, "message": "The X-IDENTITY-HEADER (or secret) header is missing or wrong."})
+        resource = q.get("resource") or q.get("scope", "").removesuffix("/.default")
+        if not resource:
+            return _json(400, {"error": "invalid_request", "error_description": "The resource parameter is required."})
+        token, exp = ident.issue(resource, q.get("client_id"))
+        body: dict[str, Any] = {"access_token": token, "resource": resource, "token_type": "Bearer",
+                                "client_id": q.get("client_id") or ident.app_id}
+        api = q.get("api-version", "")
+        if imds:
+            body.update(expires_in=str(int(ident.lifetime)), expires_on=str(exp), not_before=str(exp - int(ident.lifetime)),
+                        ext_expires_in=str(int(ident.lifetime)), refresh_token="")
+        elif api == "2017-09-01":
+            body["expires_on"] = datetime.fromtimestamp(exp, tz=timezone.utc).strftime("%m/%d/%Y %H:%M:%S +00:00")
+        else:
+            body["expires_on"] = exp
+        return _json(200, body)
+
+    def _metadata(self, request: web.Request, q: dict[str, str]) -> Any:
+        base = f"https://{request.host}/"
+        audience = "https://management.azure.com/"
+        if q.get("api-version", "2015-01-01") < "2019-05-01":
+            return {
+                "galleryEndpoint": base, "graphEndpoint": "https://graph.windows.net/",
+                "portalEndpoint": base, "authentication": {
+                    "loginEndpoint": "https://login.microsoftonline.com/", "audiences": [audience, "https://management.core.windows.net/"]},
+            }
+        return [{
+            "name": "VmctlSimulator", "resourceManager": base, "portal": base, "gallery": base,
+            "graph": "https://graph.windows.net/", "graphAudience": "https://graph.windows.net/",
+            "microsoftGraphResourceId": "https://graph.microsoft.com/",
+            "authentication": {"loginEndpoint": "https://login.microsoftonline.com/",
+                               "audiences": [audience, "https://management.core.windows.net/"],
+                               "tenant": "common", "identityProvider": "AAD"},
+            "suffixes": {"storage": "core.windows.net", "keyVaultDns": "vault.azure.net",
+                         "acrLoginServer": "azurecr.io", "sqlServerHostname": "database.windows.net"},
+        }]
+
+    # ------------------------------------------------------------ GET handlers
+    def _base(self, request: web.Request) -> str:
+        return f"https://{request.host}"
+
+    def _page(self, request: web.Request, q: dict[str, str], items: list[Any], size: int,
+              render: Callable[[Any], Any], keep: dict[str, str]) -> dict[str, Any]:
+        token = q.get("$skiptoken", "")
+        try:
+            offset = int(token[1:]) if token.startswith("o") else 0
+        except ValueError:
+            raise SimError(400, "InvalidSkipToken", f"The $skiptoken '{token}' is not valid.") from None
+        chunk = items[offset:offset + size]
+        body: dict[str, Any] = {"value": [render(x) for x in chunk]}
+        if offset + size < len(items):
+            extra = "".join(f"&{k}={quote(v, safe='')}" for k, v in keep.items())
+            body["nextLink"] = (f"{self._base(request)}{request.path}?api-version={quote(q['api-version'], safe='')}"
+                                f"{extra}&$skiptoken=o{offset + size}")
+        return body
+
+    def _subs_list(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+        tid = self.backend.fleet.tenant_id
+        return _json(200, {"value": [self._sub_json(s.id, s.name, tid) for s in self.backend.fleet.subscriptions]}, headers)
+
+    @staticmethod
+    def _sub_json(sid: str, name: str, tid: str) -> dict[str, Any]:
+        return {"id": f"/subscriptions/{sid}", "subscriptionId": sid, "tenantId": tid, "displayName": name,
+                "state": "Enabled", "authorizationSource": "RoleBased",
+                "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01", "quotaId": "PayAsYouGo_2014-09-01",
+                                         "spendingLimit": "Off"}}
+
+    def _tenants(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+        tid = self.backend.fleet.tenant_id
+        return _json(200, {"value": [{"id": f"/tenants/{tid}", "tenantId": tid, "tenantCategory": "Home",
+                                      "displayName": "vmctl simulator"}]}, headers)
+
+    def _sub_get(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+        s = self.backend.subscription(params["sub"])
+        return _json(200, self._sub_json(s.id, s.name, self.backend.fleet.tenant_id), headers)
+
+    def _rg_json(self, sub: str, name: str, loc: str) -> dict[str, Any]:
+        return {"id": f"/subscriptions/{sub}/resourceGroups/{name}", "name": name, "type": "Microsoft.Resources/resourceGroups",
+                "location": loc, "properties": {"provisioningState": "Succeeded"}}
+
+    def _rg_list(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+        s = self.backend.subscription(params["sub"])
+        return _json(200, {"value": [self._rg_json(s.id, n, loc) for n, loc in s.resource_groups.items()]}, headers)
+
+    def _rg_get(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+        name, loc = self.backend.resource_group(params["sub"], params["rg"])
+        return _json(200, self._rg_json(params["sub"].lower(), name, loc), headers)
+
+    def _vm_list(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+        b = self.backend
+        vms = b.list_vms(params["sub"], params.get("rg"))
+        keep: dict[str, str] = {}
+        status_only = q.get("statusonly", "").lower() == "true"
+        expand = q.get("$expand", "")
+        if expand and expand.lower() != "instanceview":
+            raise SimError(400, "InvalidParameter", f"The value '{expand}' of parameter '$expand' is not valid; use instanceView.")
+        flt = q.get("$filter")
+        if flt:
+            m = re.match(r"^\s*'?virtualMachineScaleSet/id'?\s+eq\s+'([^']+)'\s*$", flt, re.IGNORECASE)
+            if not m:
+                raise SimError(400, "InvalidParameter", "Only $filter=virtualMachineScaleSet/id eq '<scale set id>' is supported.")
+            target = m.group(1).lower()
+            vms = [v for v in vms if v.spec.scale_set and
+                   target.endswith(f"/virtualmachinescalesets/{v.spec.scale_set.lower()}")]
+            keep["$filter"] = flt
+        if status_only:
+            keep["statusOnly"] = "true"
+        if expand:
+            keep["$expand"] = expand
+        with_view = status_only or bool(expand)
+        body = self._page(request, q, vms, b.fleet.vm_page_size, lambda v: b.vm_json(v, now, with_view), keep)
+        return _json(200, body, headers)
+
+    def _vm_get(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+        vm = self.backend.vm(params["sub"], params["rg"], params["vm"])
+        expand = q.get("$expand", "")
+        if expand and expand.lower() not in ("instanceview", "userdata", "resiliencyview"):
+            raise SimError(400, "InvalidParameter",
+                           f"The value '{expand}' of parameter '$expand' is not valid; use instanceView, userData or resiliencyView.")
+        return _json(200, self.backend.vm_json(vm, now, expand.lower() == "instanceview"), headers)
+
+    def _vm_iv(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+        vm = self.backend.vm(params["sub"], params["rg"], params["vm"])
+        return _json(200, self.backend.instance_view(vm, now), headers)
+
+    def _as_list(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+        b = self.backend
+        b.resource_group(params["sub"], params["rg"])
+        sets = [a for (s, rg, _), a in b.avsets.items() if s == params["sub"].lower() and rg == params["rg"].lower()]
+        return _json(200, {"value": [b.availability_set_json(a) for a in sets]}, headers)
+
+    def _as_get(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+        a = self.backend.availability_set(params["sub"], params["rg"], params["aset"])
+        return _json(200, self.backend.availability_set_json(a), headers)
+
+    def _op_get(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+        op = self.backend.operation(params["op"])
+        retry = _fmt_seconds(self.backend.fleet.lro_retry_after)
+        if q.get("monitor", "").lower() == "true":
+            if op.status == "InProgress":
+                return _json(202, None, {**headers, "Location": str(request.url), "Retry-After": retry})
+            if op.status == "Failed" and op.fail:
+                return _json(500, {"error": {"code": op.fail[0], "message": op.fail[1]}}, headers)
+            return _json(200, None, headers)
+        if op.status == "InProgress":
+            headers = {**headers, "Retry-After": retry}
+        return _json(200, op.status_doc(), headers)
+
+    def _activity(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+        b = self.backend
+        b.subscription(params["sub"])
+        try:
+            flt = parse_filter(q.get("$filter"), now)
+            select = parse_select(q.get("$select"))
+        except FilterError as exc:
+            raise SimError(400, "BadRequest", str(exc)) from None
+        token = q.get("$skiptoken", "")
+        cutoff, offset = now, 0
+        if token:
+            try:
+                c, o = token.split(":")
+                cutoff, offset = float(c), int(o)
+            except ValueError:
+                raise SimError(400, "BadRequest", f"The $skiptoken '{token}' is not valid.") from None
+        events = b.activity.query(params["sub"], flt, cutoff)
+        size = b.fleet.activity_page_size
+        chunk = events[offset:offset + size]
+        if select:
+            value = [{k: e.body[k] for k in select if k in e.body} for e in chunk]
+        else:
+            value = [e.body for e in chunk]
+        body: dict[str, Any] = {"value": value}
+        if offset + size < len(events):
+            extra = f"&$filter={quote(q['$filter'], safe='')}"
+            if q.get("$select"):
+                extra += f"&$select={quote(q['$select'], safe='')}"
+            body["nextLink"] = (f"{self._base(request)}{request.path}?api-version={quote(q['api-version'], safe='')}"
+                                f"{extra}&$skiptoken={cutoff!r}:{offset + size}")
+        return _json(200, body, headers)
+
+    # ------------------------------------------------------------ LROs
+    def _lro(self, request: web.Request, q: dict[str, str], params: dict[str, str], correlation: str,
+             claims: dict[str, Any], fail: tuple[str, str] | None, extra: float,
+             headers: dict[str, str]) -> web.Response:
+        b = self.backend
+        vm = b.vm(params["sub"], params["rg"], params["vm"])
+        kind = params["action"]
+        ctx = CallContext(
+            caller=self.identity.caller_of(claims), claims={k: str(v) for k, v in claims.items()},
+            correlation_id=correlation, client_request_id=request.headers.get("x-ms-client-request-id", ""),
+        )
+        hibernate = q.get("hibernate", "").lower() == "true"
+        op = b.begin(vm, kind, ctx, hibernate=hibernate, fail=fail, extra_seconds=extra)
+        api = quote(q["api-version"], safe="")
+        base = (f"{self._base(request)}/subscriptions/{vm.spec.subscription_id}/providers/Microsoft.Compute/"
+                f"locations/{vm.spec.location}/operations/{op.id}?p={uuid.uuid4()}&api-version={api}")
+        return _json(202, None, {
+            **headers, "Azure-AsyncOperation": base, "Location": base + "&monitor=true",
+            "Retry-After": _fmt_seconds(b.fleet.lro_retry_after), "Azure-AsyncNotification": "Enabled",
+        })
+
+    # ------------------------------------------------------------ control endpoints
+    async def _control(self, request: web.Request) -> web.Response:
+        path = request.path.rstrip("/")
+        method = request.method
+        if path == "/_sim/stats" and method == "GET":
+            with self.backend.lock:
+                body = self.stats.as_dict()
+                body["tokens_issued"] = self.identity.issued
+                body["operations_started"] = len(self.backend.ops)
+                body["activity_events"] = len(self.backend.activity)
+            return _json(200, body)
+        if path == "/_sim/faults":
+            if method == "GET":
+                return _json(200, {"faults": self.faults.describe()})
+            if method == "DELETE":
+                self.faults.clear()
+                return _json(200, {"faults": []})
+            if method == "POST":
+                try:
+                    raw = await request.json()
+                    self.faults.add(parse_faults(raw.get("faults", raw) if isinstance(raw, dict) and "faults" in raw else raw))
+                except (ValueError, FleetError) as exc:
+                    return _json(400, {"error": {"code": "BadRequest", "message": str(exc)}})
+                return _json(200, {"faults": self.faults.describe()})
+        if path == "/_sim/reset" and method == "POST":
+            scope = request.query.get("scope", "all")
+            with self.backend.lock:
+                self.stats.reset()
+                if scope == "all":
+                    self.backend.reset()
+                    self.throttle.reset()
+                    self.faults.clear()
+                    self.faults.add(self.backend.fleet.faults)
+            return _json(200, {"reset": scope})
+        return _json(404, {"error": {"code": "NotFound",
+                                     "message": "Control endpoints: GET /_sim/stats, GET|POST|DELETE /_sim/faults, POST /_sim/reset[?scope=stats]"}})
+
+
+Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
