@@ -10,6 +10,7 @@ a busy VM gets 409), Spot evictions, regions other than the VM's own.
 from __future__ import annotations
 
 import heapq
+import json
 import itertools
 import threading
 import time
@@ -95,6 +96,8 @@ class Vm:
     prov_error: tuple[str, str] | None = None
     op: Operation | None = None
     power_changed: float = field(default_factory=time.time)
+    rev: int = 0  # bumped on every state change; keys the JSON text cache
+    cache: dict[bool, tuple[int, str]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -291,6 +294,7 @@ class Backend:
         )
         self.ops[op.id] = op
         vm.op = op
+        vm.rev += 1
         heapq.heappush(self._due, (op.ends, next(self._seq), op))
         self._emit(vm, kind, "Started", ctx, op.id, now)
         self._emit(vm, kind, "Accepted", ctx, op.id, now)
@@ -300,6 +304,7 @@ class Backend:
         vm = op.vm
         op.end_time = op.ends
         vm.op = None
+        vm.rev += 1
         if op.fail:
             op.status = "Failed"
             vm.provisioning = "Failed"
@@ -403,7 +408,7 @@ class Backend:
             view["vmAgent"] = {
                 "vmAgentVersion": "2.13.1.1",
                 "statuses": [{"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Ready",
-                              "message": "Guest Agent is running", "time": iso(now)}],
+                              "message": "Guest Agent is running", "time": iso(vm.power_changed)}],
                 "extensionHandlers": [
                     {"type": f"Microsoft.Azure.Extensions.{e}", "typeHandlerVersion": "1.0",
                      "status": {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Ready"}}
@@ -486,6 +491,18 @@ class Backend:
             out["zones"] = spec.zones
         out["properties"] = props
         return out
+
+    def vm_text(self, vm: Vm, now: float, instance_view: bool) -> str:
+        """The VM's JSON text; cached while no operation runs (then it depends on time only
+        through nothing), so list pages of thousands of VMs are cheap to serve."""
+        if vm.op is not None:
+            return json.dumps(self.vm_json(vm, now, instance_view), separators=(",", ":"))
+        hit = vm.cache.get(instance_view)
+        if hit is not None and hit[0] == vm.rev:
+            return hit[1]
+        text = json.dumps(self.vm_json(vm, now, instance_view), separators=(",", ":"))
+        vm.cache[instance_view] = (vm.rev, text)
+        return text
 
     def availability_set_json(self, a: AvailabilitySetSpec) -> dict[str, Any]:
         members = [

@@ -337,19 +337,21 @@ class Handler:
         return f"https://{request.host}"
 
     def _page(self, request: web.Request, q: dict[str, str], items: list[Any], size: int,
-              render: Callable[[Any], Any], keep: dict[str, str]) -> dict[str, Any]:
+              render: Callable[[Any], str], keep: dict[str, str], headers: dict[str, str]) -> web.Response:
+        """One page of a list as JSON text; `render` gives each item's JSON text."""
         token = q.get("$skiptoken", "")
         try:
             offset = int(token[1:]) if token.startswith("o") else 0
         except ValueError:
             raise SimError(400, "InvalidSkipToken", f"The $skiptoken '{token}' is not valid.") from None
         chunk = items[offset:offset + size]
-        body: dict[str, Any] = {"value": [render(x) for x in chunk]}
+        text = '{"value":[' + ",".join(render(x) for x in chunk) + "]"
         if offset + size < len(items):
             extra = "".join(f"&{k}={quote(v, safe='')}" for k, v in keep.items())
-            body["nextLink"] = (f"{self._base(request)}{request.path}?api-version={quote(q['api-version'], safe='')}"
-                                f"{extra}&$skiptoken=o{offset + size}")
-        return body
+            link = (f"{self._base(request)}{request.path}?api-version={quote(q['api-version'], safe='')}"
+                    f"{extra}&$skiptoken=o{offset + size}")
+            text += ',"nextLink":' + json.dumps(link)
+        return web.Response(status=200, text=text + "}", headers=headers, content_type="application/json", charset="utf-8")
 
     def _subs_list(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
         tid = self.backend.fleet.tenant_id
@@ -405,8 +407,7 @@ class Handler:
         if expand:
             keep["$expand"] = expand
         with_view = status_only or bool(expand)
-        body = self._page(request, q, vms, b.fleet.vm_page_size, lambda v: b.vm_json(v, now, with_view), keep)
-        return _json(200, body, headers)
+        return self._page(request, q, vms, b.fleet.vm_page_size, lambda v: b.vm_text(v, now, with_view), keep, headers)
 
     def _vm_get(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
         vm = self.backend.vm(params["sub"], params["rg"], params["vm"])
