@@ -297,7 +297,7 @@ class Backend:
         vm.rev += 1
         heapq.heappush(self._due, (op.ends, next(self._seq), op))
         self._emit(vm, kind, "Started", ctx, op.id, now)
-        self._emit(vm, kind, "Accepted", ctx, op.id, now)
+        self._emit(vm, kind, "Accepted", ctx, op.id, now + 0.001)  # EndRequest follows BeginRequest
         return op
 
     def _complete(self, op: Operation) -> None:

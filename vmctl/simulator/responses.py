@@ -494,7 +494,9 @@ class Handler:
                 f"locations/{vm.spec.location}/operations/{op.id}?p={uuid.uuid4()}&api-version={api}")
         return _json(202, None, {
             **headers, "Azure-AsyncOperation": base, "Location": base + "&monitor=true",
-            "Retry-After": _fmt_seconds(b.fleet.lro_retry_after), "Azure-AsyncNotification": "Enabled",
+            # The SDK deserializes the kick-off Retry-After as an int (ValueError on "0.05"), so
+            # whole seconds here; it polls at once anyway and then follows the polls' Retry-After.
+            "Retry-After": str(retry_after_seconds(b.fleet.lro_retry_after)), "Azure-AsyncNotification": "Enabled",
         })
 
     # ------------------------------------------------------------ control endpoints
