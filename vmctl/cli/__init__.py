@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import sim
+from . import inventory, sim
 
 app = typer.Typer(
     name="vmctl",
@@ -16,6 +16,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(sim.app, name="sim")
+app.command("list")(inventory.list_cmd)
+app.command("show")(inventory.show_cmd)
 
 
 def _version(value: bool) -> None:

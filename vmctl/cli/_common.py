@@ -1,0 +1,128 @@
+"""Options shared by every command, defined once; the one place that maps errors to exit codes."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from typing import Annotated, Any, Callable, Optional, TypeVar
+
+import typer
+
+from ..errors import INTERRUPTED, InputError, VmctlError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# ---------------------------------------------------------------- connection and output
+Subscriptions = Annotated[list[str], typer.Option(
+    "--subscription", "-s", help="Subscription ID (repeatable). Default: AZURE_SUBSCRIPTION_ID, then the config file.")]
+Cloud = Annotated[Optional[str], typer.Option(
+    "--cloud", help="AzureCloud (default), AzureUSGovernment or AzureChinaCloud: picks ARM endpoint, token scope, authority.")]
+ArmEndpoint = Annotated[Optional[str], typer.Option(
+    "--arm-endpoint", envvar="VMCTL_ARM_ENDPOINT", show_envvar=True,
+    help="Any other ARM endpoint: the vmctl simulator, Azure Stack Hub.")]
+ConfigPath = Annotated[Optional[str], typer.Option(
+    "--config", help="Config file. Default: VMCTL_CONFIG, ./vmctl.toml, ~/.config/vmctl/config.toml.")]
+OutputFormat = Annotated[Optional[str], typer.Option(
+    "--output", "-o", envvar="VMCTL_OUTPUT", show_envvar=True, help="table (default), json, csv or markdown.")]
+Query = Annotated[Optional[str], typer.Option(
+    "--query", help="JMESPath expression over the JSON data, e.g. \"[?powerState=='stopped'].id\".")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks and the SDK's HTTP log on errors.")]
+
+# ---------------------------------------------------------------- selection
+Groups = Annotated[list[str], typer.Option("--resource-group", "-g", help="Resource group (repeatable).")]
+Names = Annotated[list[str], typer.Option("--name", "-n", help="VM name or glob, e.g. 'web-*' (repeatable).")]
+Ids = Annotated[list[str], typer.Option(
+    "--ids", help="Full VM resource IDs; @FILE reads them from a file, - from stdin (repeatable).")]
+Tags = Annotated[list[str], typer.Option(
+    "--tag", help="Tag expression, all must match: key=value, key=v1,v2, key, key!=value, !key (repeatable).")]
+ExcludeTags = Annotated[list[str], typer.Option(
+    "--exclude-tag", help="Tag expression; any match excludes the VM (repeatable).")]
+Locations = Annotated[list[str], typer.Option("--location", help="Azure region, e.g. westeurope (repeatable).")]
+PowerStates = Annotated[list[str], typer.Option(
+    "--power-state", help="running, stopped, deallocated, starting, stopping, deallocating (repeatable).")]
+IncludeProduction = Annotated[bool, typer.Option(
+    "--include-production", help="Let action commands target production VMs (they are excluded by default).")]
+
+
+def read_ids(values: list[str]) -> list[str]:
+    """Expand --ids values: literal IDs, @FILE, or - (stdin), as `az ... -o tsv` prints them."""
+    from ..selection import split_ids
+
+    out: list[str] = []
+    for v in values:
+        if v == "-":
+            out.extend(split_ids(sys.stdin.read().splitlines()))
+        elif v.startswith("@"):
+            try:
+                with open(v[1:], encoding="utf-8") as fh:
+                    out.extend(split_ids(fh.read().splitlines()))
+            except OSError as exc:
+                raise InputError(f"--ids {v}: cannot read {v[1:]}: {exc.strerror}.") from exc
+        else:
+            out.extend(split_ids([v]))
+    if values and not out:
+        raise InputError("--ids was given but no resource IDs were read.", "Pipe IDs in, one per line, or check the file.")
+    return out
+
+
+@dataclass
+class Common:
+    subscriptions: list[str]
+    cloud: str | None
+    arm_endpoint: str | None
+    config_path: str | None
+    output: str | None
+    query: str | None
+    debug: bool
+
+
+def resolve_output(flag: str | None, config_output: str | None) -> str:
+    from ..render import FORMATS
+
+    fmt = (flag or config_output or "table").lower()
+    if fmt not in FORMATS:
+        raise InputError(f"--output '{fmt}' is not a format.", f"Use one of: {', '.join(FORMATS)}.")
+    return fmt
+
+
+def connection_for(common: Common, config: Any) -> Any:
+    from ..cloud import CLOUDS, Connection
+
+    cloud = common.cloud or config.cloud or "AzureCloud"
+    if cloud not in CLOUDS:
+        raise InputError(f"--cloud '{cloud}' is not a known cloud.", f"Use one of: {', '.join(CLOUDS)}.")
+    endpoint = common.arm_endpoint or config.arm_endpoint
+    if endpoint and not endpoint.startswith("https://"):
+        raise InputError(f"--arm-endpoint '{endpoint}' must be an https:// URL.",
+                         "ARM requires TLS; the simulator serves https too.")
+    return Connection(cloud=cloud, arm_endpoint=endpoint)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn VmctlError into one clear message and its exit code; no traceback unless --debug."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = bool(kwargs.get("debug")) or os.environ.get("VMCTL_DEBUG") == "1"
+        if debug:
+            import logging
+
+            logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                                format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        try:
+            return fn(*args, **kwargs)
+        except VmctlError as exc:
+            if debug:
+                traceback.print_exc()
+            typer.echo(f"error: {exc.message}", err=True)
+            if exc.hint:
+                typer.echo(f"  {exc.hint}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(INTERRUPTED) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,130 @@
+"""`vmctl list` and `vmctl show`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Annotated, Optional
+
+import typer
+
+from ._common import (
+    ArmEndpoint, Cloud, Common, ConfigPath, Debug, ExcludeTags, Groups, Ids, IncludeProduction, Locations,
+    Names, OutputFormat, PowerStates, Query, Subscriptions, Tags, connection_for, handle_errors, read_ids,
+    resolve_output,
+)
+
+
+def _setup(common: Common, *, groups: list[str] = (), names: list[str] = (), ids: list[str] = (),  # type: ignore[assignment]
+           tags: list[str] = (), exclude_tags: list[str] = (), locations: list[str] = (),  # type: ignore[assignment]
+           power_states: list[str] = (), include_production: bool = False):  # type: ignore[assignment,no-untyped-def]
+    """Everything that can be refused without a request: config, output, selection, subscriptions."""
+    from ..config import load_config
+    from ..inventory import resolve_subscriptions
+    from ..selection import build_selector
+
+    config = load_config(common.config_path)
+    fmt = resolve_output(common.output, config.output)
+    selector = build_selector(
+        resource_groups=groups, names=names, ids=read_ids(list(ids)), tags=tags, exclude_tags=exclude_tags,
+        locations=locations, power_states=power_states, include_production=include_production,
+        tag_values_case_sensitive=config.tag_values_case_sensitive)
+    subs = resolve_subscriptions(common.subscriptions, os.environ.get("AZURE_SUBSCRIPTION_ID"), config, selector)
+    connection = connection_for(common, config)
+    return config, fmt, selector, subs, connection
+
+
+@handle_errors
+def list_cmd(
+    resource_group: Groups = [], name: Names = [], ids: Ids = [], tag: Tags = [], exclude_tag: ExcludeTags = [],
+    location: Locations = [], power_state: PowerStates = [], include_production: IncludeProduction = False,
+    show_tags: Annotated[Optional[str], typer.Option("--show-tags", help="Tag names to show as columns, comma-separated.")] = None,
+    subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None,
+    config: ConfigPath = None, output: OutputFormat = None, query: Query = None, debug: Debug = False,
+) -> None:
+    """List VMs with power state, billing, placement, maintenance and production marker.
+
+    One paged status listing per subscription (never one request per VM). A stopped VM is
+    shown as still billed; only a deallocated VM has released its compute.
+
+    Examples:
+
+        vmctl list -s 00000000-0000-0000-0000-000000000001 --tag env=dev --show-tags app,owner
+
+        vmctl list --power-state stopped -o json --query "[].id"
+    """
+    from ..cloud import make_client
+    from ..inventory import load_inventory, summarize
+    from ..render import Output, emit
+    from ..views import LIST_COLUMNS, list_footer, list_row, vm_json
+
+    common = Common(subscription, cloud, arm_endpoint, config, output, query, debug)
+    cfg, fmt, selector, subs, connection = _setup(
+        common, groups=resource_group, names=name, ids=ids, tags=tag, exclude_tags=exclude_tag,
+        locations=location, power_states=power_state, include_production=include_production)
+    tag_cols = [t.strip() for t in (show_tags or "").split(",") if t.strip()]
+    inv = load_inventory(make_client(connection), subs, selector, cfg, parallel=cfg.parallel)
+    now = datetime.now(timezone.utc)
+    summary = summarize(inv.vms)
+    summary["subscriptions"] = [{"id": s, "name": inv.subscriptions[s], "vmCount": inv.totals[s]} for s in subs]
+    out = Output(
+        kind="vm-list", data=[vm_json(vm, now) for vm in inv.vms], summary=summary,
+        columns=LIST_COLUMNS + [f"TAG:{t}" for t in tag_cols],
+        rows=[list_row(vm, now, tag_cols) for vm in inv.vms],
+        row_styles=["prod" if vm.production else "stopped" if vm.stopped_but_billed else
+                    "dim" if vm.power_state == "deallocated" else "" for vm in inv.vms],
+        footer=list_footer(summary),
+    )
+    emit(out, fmt, query)
+
+
+@handle_errors
+def show_cmd(
+    vms: Annotated[list[str], typer.Argument(help="VM names (with -g) or full resource IDs.", show_default=False)],
+    resource_group: Annotated[Optional[str], typer.Option("--resource-group", "-g", help="Resource group of the named VMs.")] = None,
+    subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None,
+    config: ConfigPath = None, output: OutputFormat = None, query: Query = None, debug: Debug = False,
+) -> None:
+    """Show a VM's full instance view, with pending maintenance explained in words.
+
+    Examples:
+
+        vmctl show -g rg-web web-01 web-02
+
+        vmctl show /subscriptions/<sub>/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/web-01 -o json
+    """
+    from ..cloud import make_client
+    from ..config import load_config
+    from ..errors import InputError
+    from ..inventory import resolve_subscriptions
+    from ..render import Output, emit
+    from ..selection import VmRef, parse_resource_id
+    from ..views import show_sections, vm_json
+
+    common = Common(subscription, cloud, arm_endpoint, config, output, query, debug)
+    cfg = load_config(common.config_path)
+    fmt = resolve_output(common.output, cfg.output)
+    refs: list[VmRef] = []
+    by_name = [v for v in vms if not v.startswith("/")]
+    if by_name and not resource_group:
+        raise InputError(f"VM '{by_name[0]}' is given by name without --resource-group.",
+                         "Add -g GROUP, or give the full resource ID.")
+    default_sub = None
+    if by_name:
+        default_sub = resolve_subscriptions(common.subscriptions, os.environ.get("AZURE_SUBSCRIPTION_ID"), cfg)[0]
+    for v in vms:
+        refs.append(parse_resource_id(v) if v.startswith("/") else VmRef(default_sub or "", resource_group or "", v))
+    connection = connection_for(common, cfg)
+    client = make_client(connection)
+    now = datetime.now(timezone.utc)
+    names: dict[str, str] = {}
+    data, sections = [], []
+    for ref in refs:
+        if ref.subscription_id not in names:
+            names[ref.subscription_id] = client.subscription_name(ref.subscription_id)
+        vm, view = client.get_vm(ref.subscription_id, ref.resource_group, ref.name, names[ref.subscription_id])
+        vm = replace(vm, production=cfg.is_production(vm))
+        data.append({"vm": vm_json(vm, now), "instanceView": view})
+        sections += show_sections(vm, view, now)
+    emit(Output(kind="vm-show", data=data, sections=sections), fmt, query)

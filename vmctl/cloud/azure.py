@@ -1,0 +1,224 @@
+"""The ONLY module that imports azure.*: credential, clients, endpoints, JSON -> models, errors.
+
+Inventory reads go through `ComputeManagementClient.send_request` (the SDK's documented raw
+request method, same pipeline: credential, retries honouring Retry-After, TLS) and convert ARM's
+JSON straight to vmctl models: deserializing into SDK models costs ~0.8 ms per VM (4 s for 5,000
+VMs), the raw path ~0.2 ms. Holds no business rules.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Any, Callable, TypeVar
+
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.core.rest import HttpRequest
+from azure.identity import CredentialUnavailableError, DefaultAzureCredential
+from azure.mgmt.compute import ComputeManagementClient
+
+from ..errors import (
+    AccessDeniedError,
+    AzureError,
+    CredentialError,
+    EndpointError,
+    NotFoundError,
+    VmctlError,
+)
+from ..models import Maintenance, Vm
+from . import Connection
+
+COMPUTE_API = "2026-04-01"
+RESOURCES_API = "2022-12-01"
+T = TypeVar("T")
+
+LOGIN_HINT = ("Sign in with `az login`, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET for a "
+              "service principal, or run where a managed or workload identity is available.")
+TRIED = ("environment variables, workload identity, managed identity, shared token cache, VS Code, "
+         "Azure CLI, Azure PowerShell and Azure Developer CLI")
+
+
+def _ts(value: Any) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _last(resource_id: str | None) -> str | None:
+    return resource_id.rstrip("/").rsplit("/", 1)[-1] if resource_id else None
+
+
+def vm_from_json(doc: dict[str, Any], subscription_name: str = "", view: dict[str, Any] | None = None) -> Vm:
+    """An ARM VM document (with properties.instanceView when listed with statusOnly) -> Vm."""
+    props = doc.get("properties") or {}
+    iv = view if view is not None else (props.get("instanceView") or {})
+    power, hibernated = "unknown", False
+    for s in iv.get("statuses") or []:
+        code = s.get("code") or ""
+        if code.startswith("PowerState/"):
+            power = code.split("/", 1)[1].lower()
+        elif code.lower() == "hibernationstate/hibernated":
+            hibernated = True
+    parts = doc["id"].split("/")
+    mrs = iv.get("maintenanceRedeployStatus")
+    maint = None
+    if mrs:
+        maint = Maintenance(
+            allowed=bool(mrs.get("isCustomerInitiatedMaintenanceAllowed")),
+            self_service_start=_ts(mrs.get("preMaintenanceWindowStartTime")),
+            self_service_end=_ts(mrs.get("preMaintenanceWindowEndTime")),
+            scheduled_start=_ts(mrs.get("maintenanceWindowStartTime")),
+            scheduled_end=_ts(mrs.get("maintenanceWindowEndTime")),
+            last_result=mrs.get("lastOperationResultCode"), last_message=mrs.get("lastOperationMessage"),
+        )
+    storage = props.get("storageProfile") or {}
+    os_disk = storage.get("osDisk") or {}
+    diff = os_disk.get("diffDiskSettings") or {}
+    return Vm(
+        subscription_id=parts[2].lower(), resource_group=parts[4], name=doc["name"], id=doc["id"],
+        location=doc.get("location", ""), size=(props.get("hardwareProfile") or {}).get("vmSize", ""),
+        power_state=power, provisioning_state=props.get("provisioningState", ""),
+        subscription_name=subscription_name, hibernated=hibernated,
+        availability_set=_last((props.get("availabilitySet") or {}).get("id")),
+        update_domain=iv.get("platformUpdateDomain"), fault_domain=iv.get("platformFaultDomain"),
+        zones=tuple(doc.get("zones") or ()), tags=dict(doc.get("tags") or {}), maintenance=maint,
+        ephemeral_os_disk=(diff.get("option") or "").lower() == "local",
+        hibernation_enabled=bool((props.get("additionalCapabilities") or {}).get("hibernationEnabled")),
+        priority=props.get("priority") or "Regular",
+        scale_set=_last((props.get("virtualMachineScaleSet") or {}).get("id")),
+        os_type=os_disk.get("osType", ""),
+    )
+
+
+def _error_parts(resp: Any) -> tuple[str, str]:
+    try:
+        body = resp.json()
+        err = body.get("error", body)
+        return str(err.get("code", "")), str(err.get("message", ""))
+    except Exception:  # noqa: BLE001 - a non-JSON error body
+        return "", (resp.text()[:200] if hasattr(resp, "text") else "")
+
+
+class AzureFleet:
+    """FleetClient over the Azure SDK. One ComputeManagementClient per subscription."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.credential = DefaultAzureCredential(authority=connection.authority)
+        self._clients: dict[str, ComputeManagementClient] = {}
+        self._lock = threading.Lock()
+        self._requests = 0
+
+    def request_count(self) -> int:
+        return self._requests
+
+    def client(self, subscription_id: str) -> ComputeManagementClient:
+        with self._lock:
+            c = self._clients.get(subscription_id)
+            if c is None:
+                c = self._clients[subscription_id] = ComputeManagementClient(
+                    self.credential, subscription_id, base_url=self.connection.endpoint,
+                    credential_scopes=[self.connection.scope],
+                )
+            return c
+
+    # ------------------------------------------------------------------ raw ARM reads
+    def _get(self, subscription_id: str, url: str, context: str) -> Any:
+        if not url.startswith("http"):
+            url = self.connection.endpoint + url
+        resp = self._call(lambda: self.client(subscription_id).send_request(HttpRequest("GET", url)), context)
+        with self._lock:
+            self._requests += 1
+        if resp.status_code == 404:
+            code, message = _error_parts(resp)
+            raise NotFoundError(self._not_found(code, message, context))
+        if resp.status_code >= 400:
+            raise self._http_error(resp.status_code, *_error_parts(resp), context=context)
+        return resp.json()
+
+    @staticmethod
+    def _not_found(code: str, message: str, context: str) -> str:
+        return f"{context}: {message or code or 'not found'}".rstrip(".") + "."
+
+    def subscription_name(self, subscription_id: str) -> str:
+        try:
+            doc = self._get(subscription_id, f"/subscriptions/{subscription_id}?api-version={RESOURCES_API}",
+                            f"subscription {subscription_id}")
+        except NotFoundError:
+            raise NotFoundError(
+                f"Subscription {subscription_id} was not found, or this identity cannot see it.",
+                "Check the ID (`az account list -o table`) or ask for Reader access on it.") from None
+        return str(doc.get("displayName") or subscription_id)
+
+    def list_vms(self, subscription_id: str, subscription_name: str) -> list[Vm]:
+        url: str | None = (f"/subscriptions/{subscription_id}/providers/Microsoft.Compute/virtualMachines"
+                           f"?api-version={COMPUTE_API}&statusOnly=true")
+        out: list[Vm] = []
+        while url:
+            page = self._get(subscription_id, url, f"listing VMs in subscription {subscription_id}")
+            out.extend(vm_from_json(d, subscription_name) for d in page.get("value") or [])
+            url = page.get("nextLink") or None
+        return out
+
+    def resource_group_exists(self, subscription_id: str, resource_group: str) -> bool:
+        try:
+            self._get(subscription_id, f"/subscriptions/{subscription_id}/resourcegroups/{resource_group}"
+                                       f"?api-version={RESOURCES_API}", f"resource group {resource_group}")
+        except NotFoundError:
+            return False
+        return True
+
+    def get_vm(self, subscription_id: str, resource_group: str, name: str,
+               subscription_name: str = "") -> tuple[Vm, dict[str, Any]]:
+        doc = self._get(
+            subscription_id,
+            f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.Compute/"
+            f"virtualMachines/{name}?api-version={COMPUTE_API}&$expand=instanceView",
+            f"VM {resource_group}/{name}")
+        view = (doc.get("properties") or {}).get("instanceView") or {}
+        return vm_from_json(doc, subscription_name, view), view
+
+    # ------------------------------------------------------------------ errors
+    def _call(self, fn: Callable[[], T], context: str) -> T:
+        try:
+            return fn()
+        except VmctlError:
+            raise
+        except CredentialUnavailableError as exc:
+            raise CredentialError(f"No Azure credential is available (tried {TRIED}).", LOGIN_HINT) from exc
+        except ClientAuthenticationError as exc:
+            raise CredentialError(f"Signing in failed: {str(exc).splitlines()[0]}", LOGIN_HINT) from exc
+        except ServiceRequestError as exc:
+            raise self._endpoint_error(exc) from exc
+        except ServiceResponseError as exc:
+            raise EndpointError(f"{self.connection.endpoint} closed the connection while {context}: {exc}.",
+                                "Retry; if it persists, check the endpoint and your network.") from exc
+        except HttpResponseError as exc:
+            raise self._http_error(exc.status_code or 0, getattr(exc.error, "code", "") or "",
+                                   getattr(exc.error, "message", "") or str(exc), context=context) from exc
+
+    def _endpoint_error(self, exc: Exception) -> EndpointError:
+        text = str(exc)
+        ep = self.connection.endpoint
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+            return EndpointError(f"The TLS certificate of {ep} is not trusted.",
+                                 "Point REQUESTS_CA_BUNDLE at its CA (for the simulator: load its --env-file).")
+        return EndpointError(f"Cannot reach {ep}: {text.splitlines()[0] if text else type(exc).__name__}.",
+                             "Check --arm-endpoint / VMCTL_ARM_ENDPOINT / --cloud and your network.")
+
+    def _http_error(self, status: int, code: str, message: str, context: str) -> VmctlError:
+        label = f"({code}) " if code else ""
+        if status == 401:
+            if code == "ExpiredAuthenticationToken":
+                return CredentialError(f"Azure refused an expired token while {context}: {message}",
+                                       "Sign in again (`az login`) or check the machine's clock.")
+            return CredentialError(f"Azure refused the credential while {context}: {label}{message}", LOGIN_HINT)
+        if status == 403:
+            return AccessDeniedError(f"Access denied while {context}: {label}{message}",
+                                     "Ask for a role that allows it (Reader to list, Virtual Machine Contributor to act).")
+        return AzureError(f"Azure answered HTTP {status} while {context}: {label}{message}")

@@ -1,0 +1,140 @@
+"""One renderer for every command: table (Rich), JSON (versioned envelope), CSV, Markdown.
+
+Commands hand over an `Output`; nothing else prints results.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+from .. import __version__
+from ..errors import InputError
+
+SCHEMA = "vmctl/v1"
+FORMATS = ("table", "json", "csv", "markdown")
+
+
+@dataclass
+class Section:
+    """A titled block of `label: value` lines or a table, for detail views (show)."""
+
+    title: str
+    lines: list[str] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+
+
+@dataclass
+class Output:
+    kind: str                         # e.g. "vm-list"; part of the JSON contract
+    data: Any                         # the JSON `data`
+    summary: dict[str, Any] | None = None
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    footer: list[str] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
+    row_styles: list[str] = field(default_factory=list)
+
+
+def envelope(out: Output, now: datetime | None = None) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "schema": SCHEMA, "kind": out.kind, "vmctlVersion": __version__,
+        "generatedAt": (now or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z"),
+        "data": out.data,
+    }
+    if out.summary is not None:
+        env["summary"] = out.summary
+    return env
+
+
+def wants_color(stream: TextIO) -> bool:
+    return not os.environ.get("NO_COLOR") and hasattr(stream, "isatty") and stream.isatty()
+
+
+def emit(out: Output, fmt: str, query: str | None = None, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stdout
+    if fmt not in FORMATS:
+        raise InputError(f"--output '{fmt}' is not a format.", f"Use one of: {', '.join(FORMATS)}.")
+    if query:
+        emit_query(out, fmt, query, stream)
+        return
+    if fmt == "json":
+        stream.write(json.dumps(envelope(out), indent=2, default=str) + "\n")
+    elif fmt == "csv":
+        _csv(out, stream)
+    elif fmt == "markdown":
+        stream.write(markdown(out))
+    else:
+        from .table import table
+
+        table(out, stream)
+
+
+def emit_query(out: Output, fmt: str, query: str, stream: TextIO) -> None:
+    """--query: a JMESPath expression over the envelope's `data`, as az users expect."""
+    import jmespath
+    from jmespath.exceptions import JMESPathError
+
+    try:
+        result = jmespath.search(query, json.loads(json.dumps(out.data, default=str)))
+    except JMESPathError as exc:
+        raise InputError(f"--query '{query}' is not a valid JMESPath expression: {exc}.",
+                         "Example: --query \"[?powerState=='stopped'].id\"") from exc
+    scalars = isinstance(result, (str, int, float, bool)) or (
+        isinstance(result, list) and all(isinstance(x, (str, int, float, bool)) for x in result))
+    if fmt != "json" and scalars and result is not None:
+        for item in (result if isinstance(result, list) else [result]):
+            stream.write(f"{item}\n")
+    else:
+        stream.write(json.dumps(result, indent=2, default=str) + "\n")
+
+
+def _csv(out: Output, stream: TextIO) -> None:
+    w = csv.writer(stream, lineterminator="\n")
+    if out.columns:
+        w.writerow(out.columns)
+        w.writerows(out.rows)
+    for s in out.sections:
+        if s.columns:
+            w.writerow([])
+            w.writerow([s.title])
+            w.writerow(s.columns)
+            w.writerows(s.rows)
+        else:
+            for line in s.lines:
+                w.writerow([s.title, line])
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ") or " "
+
+
+def _md_table(columns: list[str], rows: list[list[str]]) -> str:
+    buf = io.StringIO()
+    buf.write("| " + " | ".join(_md_cell(c) for c in columns) + " |\n")
+    buf.write("|" + "|".join("---" for _ in columns) + "|\n")
+    for r in rows:
+        buf.write("| " + " | ".join(_md_cell(c) for c in r) + " |\n")
+    return buf.getvalue()
+
+
+def markdown(out: Output) -> str:
+    parts = []
+    if out.columns:
+        parts.append(_md_table(out.columns, out.rows))
+    for s in out.sections:
+        parts.append(f"### {s.title}\n")
+        if s.columns:
+            parts.append(_md_table(s.columns, s.rows))
+        for line in s.lines:
+            parts.append(f"- {line}\n")
+    if out.footer:
+        parts.append("\n" + "\n".join(f"**{line}**" if i == 0 else line for i, line in enumerate(out.footer)) + "\n")
+    return "\n".join(p.rstrip("\n") + "\n" for p in parts)

@@ -1,0 +1,47 @@
+"""Rich tables for terminals; plain text (no colour, no wrapping) when not on a TTY or NO_COLOR."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from . import Output, wants_color
+
+STYLE = {"stopped": "bold yellow", "prod": "bold red", "dim": "dim", "failed": "red", "ok": "green"}
+
+
+def console_for(stream: TextIO) -> Console:
+    color = wants_color(stream)
+    return Console(file=stream, no_color=not color, highlight=False, force_terminal=color,
+                   width=None if color else 400, soft_wrap=not color, emoji=False)
+
+
+def table(out: Output, stream: TextIO) -> None:
+    con = console_for(stream)
+    plain = not wants_color(stream)
+    if out.columns:
+        t = Table(box=None if plain else None, show_edge=False, pad_edge=False, header_style="bold",
+                  show_lines=False, expand=False)
+        for c in out.columns:
+            t.add_column(c, no_wrap=plain, overflow="fold")
+        for i, r in enumerate(out.rows):
+            style = out.row_styles[i] if i < len(out.row_styles) else ""
+            t.add_row(*[Text(str(c)) for c in r], style=STYLE.get(style, style) or None)
+        con.print(t)
+    for s in out.sections:
+        con.print(Text(s.title, style="bold"))
+        for line in s.lines:
+            con.print(Text("  " + line))
+        if s.columns:
+            t = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
+            for c in s.columns:
+                t.add_column(c, no_wrap=plain)
+            for r in s.rows:
+                t.add_row(*[Text(str(c)) for c in r])
+            con.print(t)
+        con.print()
+    for line in out.footer:
+        con.print(Text(line))

@@ -1,0 +1,164 @@
+"""What each command shows, as data: JSON-able dicts and table rows. Pure (no printing)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from .models import Maintenance, Vm
+from .timefmt import iso, local, relative, utc
+
+POWER_LABEL = {
+    "stopped": "stopped (still billed)",
+    "deallocated": "deallocated",
+}
+
+
+def power_label(vm: Vm) -> str:
+    label = POWER_LABEL.get(vm.power_state, vm.power_state)
+    if vm.hibernated and vm.power_state == "deallocated":
+        label = "deallocated (hibernated)"
+    return label
+
+
+def placement(vm: Vm) -> str:
+    if vm.availability_set:
+        ud = f" UD{vm.update_domain}/FD{vm.fault_domain}" if vm.update_domain is not None else ""
+        return f"{vm.availability_set.lower()}{ud}"
+    if vm.zones:
+        return "zone " + ",".join(vm.zones)
+    return "-"
+
+
+def maintenance_summary(m: Maintenance | None, now: datetime) -> str:
+    if m is None:
+        return "-"
+    if m.can_start_now(now):
+        end = f", self-service closes {relative(m.self_service_end, now)}" if m.self_service_end else ""
+        return f"can start now{end}"
+    if m.self_service_start and now < m.self_service_start:
+        return f"self-service opens {relative(m.self_service_start, now)}"
+    if m.self_service_end and now > m.self_service_end:
+        sched = f"; Azure's window {relative(m.scheduled_start, now)}" if m.scheduled_start and m.scheduled_start > now else ""
+        return f"self-service closed {relative(m.self_service_end, now)}{sched}"
+    if m.last_result and m.last_result != "None":
+        return f"last result {m.last_result}"
+    return "pending, not allowed"
+
+
+def maintenance_json(m: Maintenance | None, now: datetime) -> dict[str, Any] | None:
+    if m is None:
+        return None
+    return {
+        "allowed": m.allowed, "canStartNow": m.can_start_now(now),
+        "selfServiceWindow": {"start": iso(m.self_service_start), "end": iso(m.self_service_end)},
+        "scheduledWindow": {"start": iso(m.scheduled_start), "end": iso(m.scheduled_end)},
+        "lastOperationResultCode": m.last_result, "lastOperationMessage": m.last_message,
+    }
+
+
+def vm_json(vm: Vm, now: datetime) -> dict[str, Any]:
+    return {
+        "id": vm.id, "name": vm.name, "resourceGroup": vm.resource_group,
+        "subscriptionId": vm.subscription_id, "subscriptionName": vm.subscription_name,
+        "location": vm.location, "size": vm.size, "powerState": vm.power_state,
+        "stoppedButBilled": vm.stopped_but_billed, "hibernated": vm.hibernated,
+        "provisioningState": vm.provisioning_state, "availabilitySet": vm.availability_set,
+        "updateDomain": vm.update_domain, "faultDomain": vm.fault_domain, "zones": list(vm.zones),
+        "maintenance": maintenance_json(vm.maintenance, now), "production": vm.production,
+        "flags": list(vm.flags), "tags": dict(vm.tags),
+    }
+
+
+LIST_COLUMNS = ["SUBSCRIPTION", "GROUP", "NAME", "LOCATION", "SIZE", "POWER", "PROVISIONING", "PLACEMENT",
+                "MAINTENANCE", "PROD", "FLAGS"]
+
+
+def list_row(vm: Vm, now: datetime, show_tags: list[str]) -> list[str]:
+    row = [vm.subscription_name or vm.subscription_id, vm.resource_group, vm.name, vm.location, vm.size,
+           power_label(vm), vm.provisioning_state, placement(vm), maintenance_summary(vm.maintenance, now),
+           "PROD" if vm.production else "", ",".join(vm.flags)]
+    row += [vm.tag(t) or "" for t in show_tags]
+    return row
+
+
+def list_footer(summary: dict[str, Any]) -> list[str]:
+    states = ", ".join(f"{n} {s}" for s, n in summary["byPowerState"].items()) or "none"
+    lines = [f"{summary['total']} VMs: {states}; {summary['production']} production (marked PROD)."]
+    if summary["stoppedButBilled"]:
+        lines.append(f"{summary['stoppedButBilled']} stopped but still billed for compute: deallocate them to stop paying.")
+    return lines
+
+
+def describe_window(label: str, start: datetime | None, end: datetime | None, now: datetime) -> str:
+    if not start or not end:
+        return f"{label}: none announced"
+    if now < start:
+        rel = f"opens {relative(start, now)}"
+    elif now <= end:
+        rel = f"open now, closes {relative(end, now)}"
+    else:
+        rel = f"closed {relative(end, now)}"
+    return f"{label}: {utc(start)} to {utc(end)} ({local(start)} to {local(end)} local); {rel}"
+
+
+def explain_maintenance(m: Maintenance | None, now: datetime) -> list[str]:
+    if m is None:
+        return ["No platform maintenance is pending for this VM."]
+    lines = []
+    if m.can_start_now(now):
+        lines.append("Maintenance can be started now (vmctl maintenance start, or perform-maintenance).")
+    elif not m.allowed:
+        lines.append("Maintenance is pending but cannot be started by you now (isCustomerInitiatedMaintenanceAllowed is false).")
+    else:
+        lines.append("Maintenance is allowed, but the self-service window is not open now.")
+    lines.append(describe_window("Self-service window", m.self_service_start, m.self_service_end, now))
+    lines.append(describe_window("Scheduled window (Azure does it)", m.scheduled_start, m.scheduled_end, now))
+    if m.last_result and m.last_result != "None":
+        msg = f": {m.last_message}" if m.last_message else ""
+        lines.append(f"Last maintenance result: {m.last_result}{msg}")
+    else:
+        lines.append("Last maintenance result: none yet")
+    return lines
+
+
+def _status_line(s: dict[str, Any]) -> str:
+    when = f" at {s['time']}" if s.get("time") else ""
+    msg = f": {s['message']}" if s.get("message") else ""
+    return f"{s.get('displayStatus') or s.get('code')} [{s.get('code')}, {s.get('level', 'Info')}]{when}{msg}"
+
+
+def show_sections(vm: Vm, view: dict[str, Any], now: datetime) -> list[Any]:
+    """Readable sections of one VM's instance view, for `vmctl show`."""
+    from .render import Section
+
+    title = f"{vm.subscription_name or vm.subscription_id} / {vm.resource_group} / {vm.name}"
+    overview = [
+        f"Power: {power_label(vm)}; provisioning: {vm.provisioning_state}",
+        f"Size: {vm.size}; location: {vm.location}; OS: {view.get('osName', vm.os_type)} {view.get('osVersion', '')}".rstrip(),
+        f"Placement: {placement(vm)}"
+        + (f" (update domain {view['platformUpdateDomain']}, fault domain {view['platformFaultDomain']})"
+           if "platformUpdateDomain" in view else ""),
+        f"Production: {'yes (excluded from actions unless --include-production)' if vm.production else 'no'}",
+        f"Flags: {', '.join(vm.flags) or 'none'}",
+        f"Tags: {', '.join(f'{k}={v}' for k, v in sorted(vm.tags.items())) or 'none'}",
+        f"ID: {vm.id}",
+    ]
+    sections = [Section(title, overview), Section("Statuses", [_status_line(s) for s in view.get("statuses") or []])]
+    agent = view.get("vmAgent")
+    if agent:
+        lines = [f"Version {agent.get('vmAgentVersion', '?')}"] + [_status_line(s) for s in agent.get("statuses") or []]
+    else:
+        lines = ["No agent status (the VM is not running, or the agent is not reporting)."]
+    sections.append(Section("VM agent", lines))
+    sections.append(Section("Maintenance", explain_maintenance(vm.maintenance, now)))
+    disks = view.get("disks") or []
+    sections.append(Section("Disks", columns=["DISK", "STATUS"], rows=[
+        [d.get("name", ""), "; ".join(s.get("displayStatus", s.get("code", "")) for s in d.get("statuses") or [])]
+        for d in disks]) if disks else Section("Disks", ["No disk status reported."]))
+    exts = view.get("extensions") or []
+    sections.append(Section("Extensions", columns=["EXTENSION", "TYPE", "STATUS"], rows=[
+        [e.get("name", ""), e.get("type", ""),
+         "; ".join(s.get("displayStatus", s.get("code", "")) for s in e.get("statuses") or [])]
+        for e in exts]) if exts else Section("Extensions", ["None."]))
+    return sections
