@@ -104,6 +104,21 @@ def _error_parts(resp: Any) -> tuple[str, str]:
         return "", (resp.text()[:200] if hasattr(resp, "text") else "")
 
 
+def _credential_failure(text: str) -> str:
+    """One sentence from DefaultAzureCredential's multi-line report: what was tried and why it failed."""
+    tried = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.endswith(("Credential:", "Credential")) or "Credential: " in line:
+            name, _, why = line.partition(":")
+            why = why.strip().split(". ")[0].rstrip(".")
+            tried.append(f"{name.strip()} ({why})" if why else name.strip())
+    if tried:
+        return "No Azure credential worked; tried " + "; ".join(tried) + "."
+    first = text.splitlines()[0] if text else "unknown error"
+    return f"Signing in failed: {first}"
+
+
 class AzureFleet:
     """FleetClient over the Azure SDK. One ComputeManagementClient per subscription."""
 
@@ -192,7 +207,7 @@ class AzureFleet:
         except CredentialUnavailableError as exc:
             raise CredentialError(f"No Azure credential is available (tried {TRIED}).", LOGIN_HINT) from exc
         except ClientAuthenticationError as exc:
-            raise CredentialError(f"Signing in failed: {str(exc).splitlines()[0]}", LOGIN_HINT) from exc
+            raise CredentialError(_credential_failure(str(exc)), LOGIN_HINT) from exc
         except ServiceRequestError as exc:
             raise self._endpoint_error(exc) from exc
         except ServiceResponseError as exc:

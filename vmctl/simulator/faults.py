@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .fleet import FaultSpec
 
-HTTP_FAULTS = {"429", "500", "502", "503", "504", "409", "400", "403"}
+HTTP_FAULTS = {"429", "500", "502", "503", "504", "409", "400", "401", "403"}
 
 
 @dataclass

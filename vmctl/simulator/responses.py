@@ -218,8 +218,8 @@ class Handler:
             if kind == "drop":
                 self._count(name, arm, method, 0)
                 if request.transport is not None:
-                    request.transport.abort()
-                raise ConnectionResetError("fault injection: connection dropped")
+                    request.transport.abort()  # the client sees the connection reset, no answer
+                return web.Response(status=500)  # never reaches the wire
             if kind == "http":
                 return fail(self._http_fault(fault.spec.error, fault.spec.message, fault.spec.retry_after, sub))
             if kind == "slow":
@@ -276,6 +276,9 @@ class Handler:
         if status == 503:
             return SimError(503, "ServiceUnavailable", message or "The service is temporarily unavailable (injected by the simulator).",
                             headers=headers)
+        if status == 401:
+            return SimError(401, "ExpiredAuthenticationToken", message or (
+                "The access token expiry UTC time is earlier than current UTC time (injected by the simulator)."))
         if status == 403:
             return SimError(403, "AuthorizationFailed", message or (
                 f"The client does not have authorization to perform this action over scope '/subscriptions/{sub}' "

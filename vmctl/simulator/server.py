@@ -85,7 +85,12 @@ class Simulator:
     # ------------------------------------------------------------------ lifecycle
     async def _start_async(self) -> None:
         app = web.Application(client_max_size=4 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self.handler)
+        handler = self.handler
+
+        async def dispatch(request: web.Request) -> web.StreamResponse:
+            return await handler(request)
+
+        app.router.add_route("*", "/{tail:.*}", dispatch)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, ssl_context=self._ssl_context(), backlog=1024,
