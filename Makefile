@@ -17,6 +17,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m mypy vmctl
 
 bench: $(STAMP)
 	$(BIN)/python bench/sim_throughput.py

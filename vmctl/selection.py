@@ -118,7 +118,7 @@ def parse_resource_id(text: str) -> VmRef:
 
 def split_ids(lines: Iterable[str]) -> list[str]:
     """IDs from text as `az ... -o tsv` prints them: whitespace-separated, blank lines and # comments ignored."""
-    out = []
+    out: list[str] = []
     for line in lines:
         line = line.split("#", 1)[0]
         out.extend(p for p in line.split() if p)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -16,9 +16,9 @@ from ._common import (
 )
 
 
-def _setup(common: Common, *, groups: list[str] = (), names: list[str] = (), ids: list[str] = (),  # type: ignore[assignment]
-           tags: list[str] = (), exclude_tags: list[str] = (), locations: list[str] = (),  # type: ignore[assignment]
-           power_states: list[str] = (), include_production: bool = False):  # type: ignore[assignment,no-untyped-def]
+def _setup(common: Common, *, groups: list[str], names: list[str], ids: list[str], tags: list[str],
+           exclude_tags: list[str], locations: list[str], power_states: list[str],
+           include_production: bool) -> tuple[Any, str, Any, list[str], Any]:
     """Everything that can be refused without a request: config, output, selection, subscriptions."""
     from ..config import load_config
     from ..inventory import resolve_subscriptions

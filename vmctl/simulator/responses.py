@@ -356,7 +356,8 @@ class Handler:
             text += ',"nextLink":' + json.dumps(link)
         return web.Response(status=200, text=text + "}", headers=headers, content_type="application/json", charset="utf-8")
 
-    def _subs_list(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+    def _subs_list(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
+                headers: dict[str, str]) -> web.Response:
         tid = self.backend.fleet.tenant_id
         return _json(200, {"value": [self._sub_json(s.id, s.name, tid) for s in self.backend.fleet.subscriptions]}, headers)
 
@@ -367,12 +368,14 @@ class Handler:
                 "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01", "quotaId": "PayAsYouGo_2014-09-01",
                                          "spendingLimit": "Off"}}
 
-    def _tenants(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+    def _tenants(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
+                headers: dict[str, str]) -> web.Response:
         tid = self.backend.fleet.tenant_id
         return _json(200, {"value": [{"id": f"/tenants/{tid}", "tenantId": tid, "tenantCategory": "Home",
                                       "displayName": "vmctl simulator"}]}, headers)
 
-    def _sub_get(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+    def _sub_get(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
+                headers: dict[str, str]) -> web.Response:
         s = self.backend.subscription(params["sub"])
         return _json(200, self._sub_json(s.id, s.name, self.backend.fleet.tenant_id), headers)
 
@@ -380,15 +383,18 @@ class Handler:
         return {"id": f"/subscriptions/{sub}/resourceGroups/{name}", "name": name, "type": "Microsoft.Resources/resourceGroups",
                 "location": loc, "properties": {"provisioningState": "Succeeded"}}
 
-    def _rg_list(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+    def _rg_list(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
+                headers: dict[str, str]) -> web.Response:
         s = self.backend.subscription(params["sub"])
         return _json(200, {"value": [self._rg_json(s.id, n, loc) for n, loc in s.resource_groups.items()]}, headers)
 
-    def _rg_get(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+    def _rg_get(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
+                headers: dict[str, str]) -> web.Response:
         name, loc = self.backend.resource_group(params["sub"], params["rg"])
         return _json(200, self._rg_json(params["sub"].lower(), name, loc), headers)
 
-    def _vm_list(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+    def _vm_list(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
+                headers: dict[str, str]) -> web.Response:
         b = self.backend
         vms = b.list_vms(params["sub"], params.get("rg"))
         keep: dict[str, str] = {}
@@ -412,7 +418,8 @@ class Handler:
         with_view = status_only or bool(expand)
         return self._page(request, q, vms, b.fleet.vm_page_size, lambda v: b.vm_text(v, now, with_view), keep, headers)
 
-    def _vm_get(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+    def _vm_get(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
+                headers: dict[str, str]) -> web.Response:
         vm = self.backend.vm(params["sub"], params["rg"], params["vm"])
         expand = q.get("$expand", "")
         if expand and expand.lower() not in ("instanceview", "userdata", "resiliencyview"):
@@ -420,21 +427,25 @@ class Handler:
                            f"The value '{expand}' of parameter '$expand' is not valid; use instanceView, userData or resiliencyView.")
         return _json(200, self.backend.vm_json(vm, now, expand.lower() == "instanceview"), headers)
 
-    def _vm_iv(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+    def _vm_iv(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
+                headers: dict[str, str]) -> web.Response:
         vm = self.backend.vm(params["sub"], params["rg"], params["vm"])
         return _json(200, self.backend.instance_view(vm, now), headers)
 
-    def _as_list(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+    def _as_list(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
+                headers: dict[str, str]) -> web.Response:
         b = self.backend
         b.resource_group(params["sub"], params["rg"])
         sets = [a for (s, rg, _), a in b.avsets.items() if s == params["sub"].lower() and rg == params["rg"].lower()]
         return _json(200, {"value": [b.availability_set_json(a) for a in sets]}, headers)
 
-    def _as_get(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+    def _as_get(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
+                headers: dict[str, str]) -> web.Response:
         a = self.backend.availability_set(params["sub"], params["rg"], params["aset"])
         return _json(200, self.backend.availability_set_json(a), headers)
 
-    def _op_get(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+    def _op_get(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
+                headers: dict[str, str]) -> web.Response:
         op = self.backend.operation(params["op"])
         retry = _fmt_seconds(self.backend.fleet.lro_retry_after)
         if q.get("monitor", "").lower() == "true":
@@ -447,7 +458,8 @@ class Handler:
             headers = {**headers, "Retry-After": retry}
         return _json(200, op.status_doc(), headers)
 
-    def _activity(self, request, q, params, now, headers):  # type: ignore[no-untyped-def]
+    def _activity(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
+                headers: dict[str, str]) -> web.Response:
         b = self.backend
         b.subscription(params["sub"])
         try:
