@@ -26,6 +26,18 @@ for _ in $(seq 1 200); do [ -s "$work/sim.env" ] && break; sleep 0.05; done
 cat "$work/sim.log"
 set -a; . "$work/sim.env"; set +a
 
+DEV=00000000-0000-0000-0000-000000000001
+PROD=00000000-0000-0000-0000-000000000002
+
+step "Inventory of both subscriptions: one paged call each, production marked, stopped-but-billed called out"
+vmctl list -s "$DEV" -s "$PROD" --show-tags app
+
+step "Only the VMs that are stopped but still billed, ready to paste into a change ticket"
+vmctl list -s "$DEV" -s "$PROD" --power-state stopped -o markdown
+
+step "One VM in detail: its pending maintenance explained"
+vmctl show -g rg-web web-01
+
 step "The plain Azure SDK, pointed at the simulator by the environment alone"
 python examples/sdk_quickstart.py rg-legacy legacy-01
 

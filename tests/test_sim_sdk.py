@@ -230,10 +230,15 @@ def test_subscriptions_raw(sim: SimHandle, credential: Any) -> None:
 
 
 def test_metadata_endpoints(sim: SimHandle) -> None:
-    status, _, body = raw(sim, "/metadata/endpoints?api-version=2022-09-01")
+    status, _, body = raw(sim, "/metadata/endpoints?api-version=2019-05-01")
     assert status == 200 and isinstance(body, list) and body
     assert body[0]["resourceManager"].rstrip("/") == sim.url
     assert "https://management.azure.com/" in body[0]["authentication"]["audiences"]
+
+    # what `az cloud register --endpoint-resource-manager URL` asks for: this endpoint's own cloud,
+    # also when the client joins the URL with a doubled slash
+    status, _, one = raw(sim, "//metadata/endpoints?api-version=2022-09-01")
+    assert status == 200 and isinstance(one, dict) and one["resourceManager"].rstrip("/") == sim.url
 
     status, _, old = raw(sim, "/metadata/endpoints?api-version=2015-01-01")
     assert status == 200 and isinstance(old, dict)
@@ -551,3 +556,14 @@ def test_failed_start_reports_allocation_failed(sim: SimHandle, compute: Any) ->
 
     compute.virtual_machines.begin_start("rg-app", "app-02").result(timeout=10)
     assert statuses(compute, "rg-app", "app-02") == ["ProvisioningState/succeeded", "PowerState/running"]
+
+
+def test_network_interface_for_az_vm_list_d(sim: SimHandle, credential: Any) -> None:
+    """`az vm list -d` reads each VM's NIC; the simulator serves one NIC per VM ({vm}-nic)."""
+    tok = credential.get_token("https://management.azure.com/.default").token
+    base = f"/subscriptions/{SUB_A}/resourceGroups/rg-app/providers/Microsoft.Network/networkInterfaces"
+    status, _, nic = raw(sim, f"{base}/app-01-nic?api-version=2024-05-01", token=tok)
+    assert status == 200 and nic["properties"]["virtualMachine"]["id"].endswith("/virtualMachines/app-01")
+    assert nic["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"].startswith("10.")
+    status, _, err = raw(sim, f"{base}/ghost-nic?api-version=2024-05-01", token=tok)
+    assert status == 404 and err["error"]["code"] == "ResourceNotFound"

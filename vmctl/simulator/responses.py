@@ -48,6 +48,8 @@ ROUTES: list[tuple[str, str, str, str | None, str | None]] = [
      "availabilitySets.list", "reads", "LowCostGet"),
     ("GET", "/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.compute/availabilitysets/{aset}",
      "availabilitySets.get", "reads", "LowCostGet"),
+    ("GET", "/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.network/networkinterfaces/{nic}",
+     "networkInterfaces.get", "reads", None),
     ("GET", "/subscriptions/{sub}/providers/microsoft.compute/locations/{loc}/operations/{op}",
      "operations.get", "reads", "GetOperation"),
     ("GET", "/subscriptions/{sub}/providers/microsoft.insights/eventtypes/management/values",
@@ -135,16 +137,21 @@ class Handler:
             "virtualMachines.list": self._vm_list, "virtualMachines.get": self._vm_get,
             "virtualMachines.instanceView": self._vm_iv, "availabilitySets.list": self._as_list,
             "availabilitySets.get": self._as_get, "operations.get": self._op_get,
+            "networkInterfaces.get": self._nic_get,
             "activityLogs.list": self._activity,
         }
 
     # ------------------------------------------------------------ entry point
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         path = request.path
+        if "//" in path:  # ARM tolerates doubled slashes (clients join base URLs carelessly)
+            path = re.sub("/{2,}", "/", path)
         if path.startswith("/_sim/"):
             return await self._control(request)
         q = {k.lower(): v for k, v in request.query.items()}
         low = path.lower().rstrip("/")
+        if path != request.path:
+            request = request.clone(rel_url=request.rel_url.with_path(path))
         with self.backend.lock:
             if low in ("/msi/token", "/metadata/identity/oauth2/token"):
                 return self._token(request, q, imds=low.startswith("/metadata"))
@@ -324,16 +331,19 @@ class Handler:
                 "portalEndpoint": base, "authentication": {
                     "loginEndpoint": "https://login.microsoftonline.com/", "audiences": [audience, "https://management.core.windows.net/"]},
             }
-        return [{
+        cloud = {
             "name": "VmctlSimulator", "resourceManager": base, "portal": base, "gallery": base,
             "graph": "https://graph.windows.net/", "graphAudience": "https://graph.windows.net/",
             "microsoftGraphResourceId": "https://graph.microsoft.com/",
             "authentication": {"loginEndpoint": "https://login.microsoftonline.com/",
-                               "audiences": [audience, "https://management.core.windows.net/"],
+                               "audiences": ["https://management.core.windows.net/", audience],
                                "tenant": "common", "identityProvider": "AAD"},
             "suffixes": {"storage": "core.windows.net", "keyVaultDns": "vault.azure.net",
                          "acrLoginServer": "azurecr.io", "sqlServerHostname": "database.windows.net"},
-        }]
+        }
+        # 2019-05-01 answers with the list of clouds; 2022-09-01 (what `az cloud register` asks for)
+        # with this endpoint's own cloud.
+        return cloud if q.get("api-version", "") >= "2022-09-01" else [cloud]
 
     # ------------------------------------------------------------ GET handlers
     def _base(self, request: web.Request) -> str:
@@ -443,6 +453,28 @@ class Handler:
                 headers: dict[str, str]) -> web.Response:
         a = self.backend.availability_set(params["sub"], params["rg"], params["aset"])
         return _json(200, self.backend.availability_set_json(a), headers)
+
+    def _nic_get(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
+                 headers: dict[str, str]) -> web.Response:
+        """Each VM's one NIC ({vm}-nic), private IP only: enough for `az vm list -d`."""
+        nic = params["nic"]
+        if not nic.lower().endswith("-nic"):
+            raise SimError(404, "ResourceNotFound", f"The Resource 'Microsoft.Network/networkInterfaces/{nic}' was not found.")
+        try:
+            vm = self.backend.vm(params["sub"], params["rg"], nic[:-4])
+        except SimError:
+            raise SimError(404, "ResourceNotFound",
+                           f"The Resource 'Microsoft.Network/networkInterfaces/{nic}' under resource group "
+                           f"'{params['rg']}' was not found.") from None
+        index = self.backend.by_sub[vm.spec.subscription_id].index(vm)
+        nic_id = f"/subscriptions/{vm.spec.subscription_id}/resourceGroups/{vm.spec.resource_group}/providers/Microsoft.Network/networkInterfaces/{nic}"
+        return _json(200, {
+            "name": nic, "id": nic_id, "type": "Microsoft.Network/networkInterfaces", "location": vm.spec.location,
+            "properties": {"provisioningState": "Succeeded", "primary": True, "virtualMachine": {"id": vm.id},
+                           "ipConfigurations": [{"name": "ipconfig1", "id": f"{nic_id}/ipConfigurations/ipconfig1",
+                                                 "properties": {"privateIPAddress": f"10.{index // 65536 % 256}.{index // 256 % 256}.{index % 256 + 4 if index % 256 < 250 else 4}",
+                                                                "privateIPAllocationMethod": "Dynamic", "primary": True}}]},
+        }, headers)
 
     def _op_get(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
                 headers: dict[str, str]) -> web.Response:

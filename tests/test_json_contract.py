@@ -1,0 +1,75 @@
+"""The JSON envelope is a contract (docs/json-output.md): pin its keys and types."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from conftest import SUB_A, SimHandle
+from vmctl.cli import app
+from vmctl.errors import BAD_INPUT, FAILED, INTERRUPTED, OK, PARTIAL, REFUSED
+
+DOCS = Path(__file__).parents[1] / "docs"
+ENVELOPE_KEYS = ["schema", "kind", "vmctlVersion", "generatedAt", "data", "summary"]
+VM_KEYS = ["id", "name", "resourceGroup", "subscriptionId", "subscriptionName", "location", "size", "powerState",
+           "stoppedButBilled", "hibernated", "provisioningState", "availabilitySet", "updateDomain", "faultDomain",
+           "zones", "maintenance", "production", "flags", "tags"]
+MAINT_KEYS = ["allowed", "canStartNow", "selfServiceWindow", "scheduledWindow", "lastOperationResultCode",
+              "lastOperationMessage"]
+
+
+def run(*args: str) -> dict[str, Any]:
+    r = CliRunner().invoke(app, list(args))
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def test_vm_list_envelope_snapshot(sim: SimHandle) -> None:
+    doc = run("list", "-n", "app-01", "-n", "stopped-01", "-o", "json")
+    assert list(doc) == ENVELOPE_KEYS
+    assert doc["schema"] == "vmctl/v1" and doc["kind"] == "vm-list"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", doc["generatedAt"])
+    app01, stopped = doc["data"]
+    assert list(app01) == VM_KEYS
+    assert list(app01["maintenance"]) == MAINT_KEYS
+    assert {k: app01[k] for k in VM_KEYS if k not in ("maintenance",)} == {
+        "id": f"/subscriptions/{SUB_A}/resourceGroups/rg-app/providers/Microsoft.Compute/virtualMachines/app-01",
+        "name": "app-01", "resourceGroup": "rg-app", "subscriptionId": SUB_A, "subscriptionName": "test-sub-a",
+        "location": "westeurope", "size": "Standard_D2s_v5", "powerState": "running", "stoppedButBilled": False,
+        "hibernated": False, "provisioningState": "Succeeded", "availabilitySet": "AS-APP", "updateDomain": 0,
+        "faultDomain": 0, "zones": [], "production": False, "flags": [], "tags": {"env": "dev", "app": "web"},
+    }
+    assert app01["maintenance"]["allowed"] is True and app01["maintenance"]["canStartNow"] is True
+    assert app01["maintenance"]["lastOperationResultCode"] == "None"
+    assert set(app01["maintenance"]["selfServiceWindow"]) == {"start", "end"}
+    assert stopped["stoppedButBilled"] is True and stopped["production"] is True and stopped["maintenance"] is None
+    assert doc["summary"] == {
+        "total": 2, "byPowerState": {"running": 1, "stopped": 1}, "stoppedButBilled": 1, "production": 1,
+        "subscriptions": [{"id": SUB_A, "name": "test-sub-a", "vmCount": 14}]}
+
+
+def test_vm_show_envelope_snapshot(sim: SimHandle) -> None:
+    doc = run("show", "-g", "rg-misc", "eph-01", "-o", "json")
+    assert [k for k in doc] == ["schema", "kind", "vmctlVersion", "generatedAt", "data"]
+    assert doc["kind"] == "vm-show"
+    assert list(doc["data"][0]) == ["vm", "instanceView"]
+    assert list(doc["data"][0]["vm"]) == VM_KEYS
+    assert "statuses" in doc["data"][0]["instanceView"]
+
+
+def test_docs_describe_every_key() -> None:
+    text = (DOCS / "json-output.md").read_text()
+    for key in ENVELOPE_KEYS + VM_KEYS + MAINT_KEYS:
+        assert f"`{key}`" in text, key
+
+
+def test_exit_codes_are_documented() -> None:
+    assert (OK, FAILED, BAD_INPUT, PARTIAL, REFUSED, INTERRUPTED) == (0, 1, 2, 3, 4, 130)
+    text = (DOCS / "exit-codes.md").read_text()
+    for code, name in ((0, "ok"), (1, "failed"), (2, "bad input"), (3, "partial"), (4, "refused by a guard"),
+                       (130, "interrupted")):
+        assert f"| {code} | {name} |" in text
