@@ -211,3 +211,20 @@ def test_help_never_imports_azure_and_has_an_example(argv: list[str]) -> None:
     assert "AZURE:\n" in out.stdout or out.stdout.rstrip().endswith("AZURE:"), out.stdout[-500:]
     if argv != ["--help"]:
         assert "Example" in out.stdout
+
+
+def test_per_vm_reads_only_for_vms_whose_status_is_missing(make_sim: Any) -> None:
+    import yaml
+
+    fleet = yaml.safe_load(BASIC.read_text())
+    vms = fleet["subscriptions"][0]["resource_groups"][1]["vms"]
+    for v in vms:
+        if v["name"] in ("eph-01", "stopped-01"):
+            v["status_in_list"] = False
+    sim = make_sim(fleet)
+    sim.reset("stats")
+    doc = json.loads(vmctl("list", "-o", "json").stdout)
+    states = {d["name"]: d["powerState"] for d in doc["data"]}
+    assert states["stopped-01"] == "stopped" and states["eph-01"] == "running"
+    stats = sim.stats()["by_operation"]
+    assert stats["virtualMachines.instanceView"] == 2 and stats["virtualMachines.listAll"] == 3

@@ -81,3 +81,19 @@ def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "env.toml").write_text("not toml [")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config()
+
+
+@pytest.mark.parametrize("cloud,endpoint,scope,authority", [
+    ("AzureCloud", "https://management.azure.com", "https://management.azure.com/.default", "login.microsoftonline.com"),
+    ("AzureUSGovernment", "https://management.usgovcloudapi.net", "https://management.usgovcloudapi.net/.default",
+     "login.microsoftonline.us"),
+    ("AzureChinaCloud", "https://management.chinacloudapi.cn", "https://management.chinacloudapi.cn/.default",
+     "login.chinacloudapi.cn"),
+])
+def test_cloud_picks_endpoint_scope_and_authority(cloud: str, endpoint: str, scope: str, authority: str) -> None:
+    from vmctl.cloud import Connection
+
+    c = Connection(cloud=cloud)
+    assert (c.endpoint, c.scope, c.authority) == (endpoint, scope, authority)
+    other = Connection(cloud=cloud, arm_endpoint="https://127.0.0.1:8443/")
+    assert other.endpoint == "https://127.0.0.1:8443" and other.scope == scope

@@ -9,6 +9,7 @@ VMs), the raw path ~0.2 ms. Holds no business rules.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Callable, TypeVar
 
@@ -34,6 +35,7 @@ from ..models import Maintenance, Vm
 from . import Connection
 
 COMPUTE_API = "2026-04-01"
+STATUS_FETCH_WORKERS = 8
 RESOURCES_API = "2022-12-01"
 T = TypeVar("T")
 
@@ -173,12 +175,23 @@ class AzureFleet:
     def list_vms(self, subscription_id: str, subscription_name: str) -> list[Vm]:
         url: str | None = (f"/subscriptions/{subscription_id}/providers/Microsoft.Compute/virtualMachines"
                            f"?api-version={COMPUTE_API}&statusOnly=true")
-        out: list[Vm] = []
+        docs: list[dict[str, Any]] = []
         while url:
             page = self._get(subscription_id, url, f"listing VMs in subscription {subscription_id}")
-            out.extend(vm_from_json(d, subscription_name) for d in page.get("value") or [])
+            docs.extend(page.get("value") or [])
             url = page.get("nextLink") or None
-        return out
+        # A status listing item without an instance view (Azure could not read the VM's status):
+        # only those VMs cost a request each, a few at a time; the SDK honours Retry-After.
+        missing = [i for i, d in enumerate(docs) if not ((d.get("properties") or {}).get("instanceView") or {}).get("statuses")]
+        views: dict[int, dict[str, Any]] = {}
+        if missing:
+            def fetch(i: int) -> tuple[int, dict[str, Any]]:
+                parts = docs[i]["id"].split("/")
+                return i, self._get(subscription_id, f"{docs[i]['id']}/instanceView?api-version={COMPUTE_API}",
+                                    f"reading the instance view of {parts[4]}/{parts[-1]}")
+            with ThreadPoolExecutor(max_workers=min(STATUS_FETCH_WORKERS, len(missing))) as pool:
+                views = dict(pool.map(fetch, missing))
+        return [vm_from_json(d, subscription_name, views.get(i)) for i, d in enumerate(docs)]
 
     def resource_group_exists(self, subscription_id: str, resource_group: str) -> bool:
         try:

@@ -481,7 +481,7 @@ class Backend:
             props["priority"] = spec.priority
             props["evictionPolicy"] = "Deallocate"
             props["billingProfile"] = {"maxPrice": -1}
-        if instance_view:
+        if instance_view and spec.status_in_list:
             props["instanceView"] = self.instance_view(vm, now)
         out: dict[str, Any] = {
             "name": spec.name, "id": vm.id, "type": "Microsoft.Compute/virtualMachines",

@@ -66,6 +66,7 @@ class VmSpec:
     maintenance: MaintenanceSpec | None = None
     extensions: list[str] = field(default_factory=list)
     vm_id: str = ""
+    status_in_list: bool = True  # False: statusOnly lists omit this VM's instanceView
 
 
 @dataclass
@@ -175,7 +176,7 @@ def _check_keys(obj: Any, allowed: set[str], where: str) -> dict[str, Any]:
 _VM_KEYS = {
     "name", "count", "start", "location", "size", "tags", "zone", "zones", "availability_set",
     "power_state", "hibernated", "provisioning_state", "os", "os_disk", "hibernation", "priority",
-    "scale_set", "maintenance", "extensions",
+    "scale_set", "maintenance", "extensions", "status_in_list",
 }
 
 
@@ -269,6 +270,7 @@ def _vm_entries(
             ephemeral_os_disk=ephemeral, hibernation_enabled=bool(raw.get("hibernation", False)),
             priority=priority, scale_set=raw.get("scale_set"), maintenance=maint,
             extensions=[str(e) for e in raw.get("extensions", [])],
+            status_in_list=bool(raw.get("status_in_list", True)),
             vm_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{sub}/{rg}/{name}".lower())),
         ))
     return out

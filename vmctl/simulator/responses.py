@@ -435,7 +435,10 @@ class Handler:
         if expand and expand.lower() not in ("instanceview", "userdata", "resiliencyview"):
             raise SimError(400, "InvalidParameter",
                            f"The value '{expand}' of parameter '$expand' is not valid; use instanceView, userData or resiliencyView.")
-        return _json(200, self.backend.vm_json(vm, now, expand.lower() == "instanceview"), headers)
+        doc = self.backend.vm_json(vm, now, False)
+        if expand.lower() == "instanceview":
+            doc["properties"]["instanceView"] = self.backend.instance_view(vm, now)
+        return _json(200, doc, headers)
 
     def _vm_iv(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
                 headers: dict[str, str]) -> web.Response:
