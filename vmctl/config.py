@@ -72,6 +72,8 @@ class Config:
     max_targets: int = 50
     max_percent: float | None = None
     parallel: int = 20
+    poll_interval: float = 5.0
+    pace_scale: float = 1.0
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def is_production(self, vm: Vm) -> bool:
@@ -83,7 +85,7 @@ _SCHEMA: dict[str, set[str]] = {
     "production": {"default_rule", "rules"},
     "selection": {"tag_values_case_sensitive"},
     "safety": {"max_targets", "max_percent"},
-    "execution": {"parallel"},
+    "execution": {"parallel", "poll_interval", "pace_scale"},
 }
 _RULE_KEYS = {"tags", "values", "resource_groups", "subscriptions"}
 
@@ -169,9 +171,15 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     max_percent = safety.get("max_percent")
     if max_percent is not None and not (isinstance(max_percent, (int, float)) and 0 < max_percent <= 100):
         raise ConfigError(f"{where}: safety.max_percent must be a number from 0 to 100.")
-    parallel = data.get("execution", {}).get("parallel", 20)
+    execution = data.get("execution", {})
+    parallel = execution.get("parallel", 20)
     if not isinstance(parallel, int) or parallel < 1:
         raise ConfigError(f"{where}: execution.parallel must be a positive whole number.")
+    poll_interval = execution.get("poll_interval", 5.0)
+    pace_scale = execution.get("pace_scale", 1.0)
+    for name, value in (("poll_interval", poll_interval), ("pace_scale", pace_scale)):
+        if not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"{where}: execution.{name} must be a positive number.")
     output = data.get("output")
     if output is not None and output not in ("table", "json", "csv", "markdown"):
         raise ConfigError(f"{where}: output must be table, json, csv or markdown.")
@@ -181,5 +189,5 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         production_rules=tuple(rules),
         tag_values_case_sensitive=bool(data.get("selection", {}).get("tag_values_case_sensitive", True)),
         max_targets=max_targets, max_percent=float(max_percent) if max_percent is not None else None,
-        parallel=parallel, raw=data,
+        parallel=parallel, poll_interval=float(poll_interval), pace_scale=float(pace_scale), raw=data,
     )

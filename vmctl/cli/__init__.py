@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import inventory, sim
+from . import actions, inventory, sim
 
 app = typer.Typer(
     name="vmctl",
@@ -18,6 +18,12 @@ app = typer.Typer(
 app.add_typer(sim.app, name="sim")
 app.command("list")(inventory.list_cmd)
 app.command("show")(inventory.show_cmd)
+app.command("stop")(actions.stop_cmd)
+app.command("deallocate")(actions.deallocate_cmd)
+app.command("start")(actions.start_cmd)
+app.command("restart")(actions.restart_cmd)
+app.command("resume")(actions.resume_cmd)
+app.command("report")(actions.report_cmd)
 
 
 def _version(value: bool) -> None:

@@ -54,8 +54,58 @@ class FleetClient(Protocol):
 
     def request_count(self) -> int: ...
 
+    def begin_action(self, vm: Vm, action: str, *, correlation_id: str, hibernate: bool = False,
+                     skip_shutdown: bool = False, on_headers: Any = None) -> "Accepted": ...
+
+    def operation_status(self, subscription_id: str, url: str, on_headers: Any = None) -> "OperationStatus": ...
+
+    def power_states(self, subscription_id: str, on_headers: Any = None) -> dict[str, tuple[str, str]]: ...
+
+    def principal(self) -> dict[str, str]: ...
+
 
 def make_client(connection: Connection) -> FleetClient:
     from .azure import AzureFleet
 
     return AzureFleet(connection)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A write the service accepted: where to poll it and the ids that trace it."""
+
+    status_url: str | None          # Azure-AsyncOperation (or Location) URL; None when it finished at once
+    retry_after: float | None
+    correlation_id: str
+    client_request_id: str
+    headers: dict[str, str]
+
+
+class ThrottledError(Exception):
+    def __init__(self, retry_after: float, message: str) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RetryableError(Exception):
+    """Known transient: 5xx, 409 for an operation in progress, a dropped connection."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ActionError(Exception):
+    """The service refused the action for this VM; not retried."""
+
+    def __init__(self, code: str, message: str, status: int = 0) -> None:
+        super().__init__(f"({code}) {message}" if code else message)
+        self.code, self.message, self.status = code, message, status
+
+
+@dataclass(frozen=True)
+class OperationStatus:
+    status: str                      # InProgress | Succeeded | Failed | Canceled
+    error_code: str = ""
+    error_message: str = ""
+    retry_after: float | None = None

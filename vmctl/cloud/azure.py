@@ -8,7 +8,10 @@ VMs), the raw path ~0.2 ms. Holds no business rules.
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Callable, TypeVar
@@ -32,7 +35,7 @@ from ..errors import (
     VmctlError,
 )
 from ..models import Maintenance, Vm
-from . import Connection
+from . import Accepted, ActionError, Connection, OperationStatus, RetryableError, ThrottledError
 
 COMPUTE_API = "2026-04-01"
 STATUS_FETCH_WORKERS = 8
@@ -43,6 +46,19 @@ LOGIN_HINT = ("Sign in with `az login`, or set AZURE_TENANT_ID, AZURE_CLIENT_ID 
               "service principal, or run where a managed or workload identity is available.")
 TRIED = ("environment variables, workload identity, managed identity, shared token cache, VS Code, "
          "Azure CLI, Azure PowerShell and Azure Developer CLI")
+
+
+def _float(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _ratelimit(headers: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.startswith("x-ms-ratelimit-remaining")}
 
 
 def _ts(value: Any) -> datetime | None:
@@ -210,6 +226,119 @@ class AzureFleet:
             f"VM {resource_group}/{name}")
         view = (doc.get("properties") or {}).get("instanceView") or {}
         return vm_from_json(doc, subscription_name, view), view
+
+    # ------------------------------------------------------------------ actions
+    def begin_action(self, vm: Vm, action: str, *, correlation_id: str, hibernate: bool = False,
+                     skip_shutdown: bool = False, on_headers: Callable[[dict[str, str]], None] | None = None) -> Accepted:
+        """Send one POST action and return at once (no SDK polling); retries are the executor's.
+
+        `retry_total=0`: every retry is decided, counted and journaled by the executor.
+        """
+        ops = self.client(vm.subscription_id).virtual_machines
+        client_request_id = str(uuid.uuid4())
+        seen: dict[str, str] = {}
+
+        def hook(response: Any) -> None:
+            seen.update({k.lower(): v for k, v in response.http_response.headers.items()})
+
+        kwargs: dict[str, Any] = {
+            "polling": False, "retry_total": 0, "raw_response_hook": hook,
+            "headers": {"x-ms-correlation-request-id": correlation_id, "x-ms-client-request-id": client_request_id},
+        }
+        begin = {
+            "powerOff": lambda: ops.begin_power_off(vm.resource_group, vm.name, skip_shutdown=skip_shutdown, **kwargs),
+            "deallocate": lambda: ops.begin_deallocate(vm.resource_group, vm.name, hibernate=hibernate or None, **kwargs),
+            "start": lambda: ops.begin_start(vm.resource_group, vm.name, **kwargs),
+            "restart": lambda: ops.begin_restart(vm.resource_group, vm.name, **kwargs),
+            "performMaintenance": lambda: ops.begin_perform_maintenance(vm.resource_group, vm.name, **kwargs),
+            "redeploy": lambda: ops.begin_redeploy(vm.resource_group, vm.name, **kwargs),
+        }[action]
+        try:
+            begin()
+        except HttpResponseError as exc:
+            headers = getattr(exc.response, "headers", None) or {}
+            seen.update({k.lower(): v for k, v in headers.items()})
+            if on_headers:
+                on_headers(seen)
+            raise self._classify(exc, seen) from exc
+        except ServiceResponseError as exc:  # connection dropped after sending: the POST may have landed
+            raise RetryableError(f"connection lost: {str(exc).splitlines()[0]}") from exc
+        except ServiceRequestError as exc:
+            raise self._endpoint_error(exc) from exc
+        except ClientAuthenticationError as exc:
+            raise CredentialError(_credential_failure(str(exc)), LOGIN_HINT) from exc
+        with self._lock:
+            self._requests += 1
+        if on_headers:
+            on_headers(seen)
+        url = seen.get("azure-asyncoperation") or seen.get("location")
+        return Accepted(status_url=url, retry_after=_float(seen.get("retry-after")),
+                        correlation_id=seen.get("x-ms-correlation-request-id", correlation_id),
+                        client_request_id=client_request_id, headers=_ratelimit(seen))
+
+    def _classify(self, exc: HttpResponseError, headers: dict[str, str]) -> Exception:
+        status = exc.status_code or 0
+        code = getattr(exc.error, "code", "") or ""
+        message = getattr(exc.error, "message", "") or str(exc).splitlines()[0]
+        retry_after = _float(headers.get("retry-after"))
+        if status == 429:
+            return ThrottledError(retry_after or 5.0, f"throttled ({code}): {message}")
+        if status >= 500 or status == 408:
+            return RetryableError(f"HTTP {status} ({code}): {message}", retry_after)
+        if status == 409 and ("in progress" in message.lower() or code in ("Conflict", "OperationPreempted")
+                              and "not allowed" not in message.lower()):
+            return RetryableError(f"another operation is in progress ({code}): {message}", retry_after)
+        if status == 401:
+            return CredentialError(f"Azure refused the credential: ({code}) {message}", LOGIN_HINT)
+        return ActionError(code, message, status)
+
+    def operation_status(self, subscription_id: str, url: str,
+                         on_headers: Callable[[dict[str, str]], None] | None = None) -> OperationStatus:
+        resp = self._call(lambda: self.client(subscription_id).send_request(HttpRequest("GET", url)),
+                          "polling an operation")
+        with self._lock:
+            self._requests += 1
+        headers = {k.lower(): v for k, v in resp.headers.items()}
+        if on_headers:
+            on_headers(headers)
+        retry_after = _float(headers.get("retry-after"))
+        if resp.status_code == 202:  # a Location URL: still running
+            return OperationStatus("InProgress", retry_after=retry_after)
+        if resp.status_code == 429:
+            raise ThrottledError(retry_after or 5.0, "operation status poll throttled")
+        if resp.status_code >= 400:
+            code, message = _error_parts(resp)
+            if resp.status_code >= 500:
+                raise RetryableError(f"HTTP {resp.status_code} polling the operation: ({code}) {message}", retry_after)
+            return OperationStatus("Failed", code, message)
+        try:
+            body = resp.json() if resp.text() else {}
+        except ValueError:
+            body = {}
+        status = str(body.get("status") or "Succeeded")
+        err = body.get("error") or {}
+        return OperationStatus(status, str(err.get("code", "")), str(err.get("message", "")), retry_after)
+
+    def power_states(self, subscription_id: str,
+                     on_headers: Callable[[dict[str, str]], None] | None = None) -> dict[str, tuple[str, str]]:
+        """VM id (lower-case) -> (power state, provisioning state), from the status listing's pages."""
+        out: dict[str, tuple[str, str]] = {}
+        for vm in self.list_vms(subscription_id, ""):
+            out[vm.key] = (vm.power_state, vm.provisioning_state)
+        return out
+
+    def principal(self) -> dict[str, str]:
+        """Who the token says we are (for the report). The token itself is never kept or written."""
+        token = self._call(lambda: self.credential.get_token(self.connection.scope), "getting a token").token
+        try:
+            payload = token.split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except (IndexError, ValueError):
+            return {"name": "unknown"}
+        name = claims.get("upn") or claims.get("unique_name") or claims.get("preferred_username") \
+            or claims.get("appid") or claims.get("oid") or "unknown"
+        return {"name": str(name), "objectId": str(claims.get("oid", "")), "tenantId": str(claims.get("tid", "")),
+                "appId": str(claims.get("appid", ""))}
 
     # ------------------------------------------------------------------ errors
     def _call(self, fn: Callable[[], T], context: str) -> T:

@@ -159,6 +159,10 @@ class Simulator:
 
     def env(self) -> dict[str, str]:
         """Variables that point vmctl and the stock Azure credential chain at this simulator."""
+        extra = {}
+        if self.backend.time_scale != 1:
+            # the simulator's buckets refill F times faster; vmctl's client-side pacing follows
+            extra["VMCTL_PACE_SCALE"] = f"{self.backend.time_scale:g}"
         return {
             "VMCTL_ARM_ENDPOINT": self.url,
             "AZURE_SUBSCRIPTION_ID": self.subscription_ids[0],
@@ -168,6 +172,7 @@ class Simulator:
             "IDENTITY_ENDPOINT": f"{self.url}/msi/token",
             "IDENTITY_HEADER": self.identity.header_secret,
             "AZURE_TOKEN_CREDENTIALS": "managedidentitycredential",
+            **extra,
         }
 
     def write_env_file(self, path: str | Path) -> None:

@@ -1,0 +1,466 @@
+"""`vmctl stop|deallocate|start|restart`: select -> before snapshot -> plan -> show -> confirm ->
+execute -> verify -> report. One flow for every action."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shlex
+import signal
+import socket
+import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+from ._common import (
+    ArmEndpoint, Cloud, Common, ConfigPath, Debug, ExcludeTags, Groups, Ids, IncludeProduction, Locations, Names,
+    OutputFormat, PowerStates, Query, Subscriptions, Tags, handle_errors,
+)
+
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan and exit: 0, or 4 when a guard would refuse. Sends no write.")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Confirm without a prompt (required without a terminal). Never includes production by itself.")]
+PlanOut = Annotated[Optional[Path], typer.Option("--plan-out", help="Save the plan as JSON.")]
+JournalPath = Annotated[Optional[Path], typer.Option("--journal", help="Run journal (JSONL). Default: a new file under ~/.local/state/vmctl/runs.")]
+ReportPath = Annotated[Optional[Path], typer.Option("--report", help="Write the report: .md for Markdown, .json for JSON.")]
+Ticket = Annotated[Optional[str], typer.Option("--ticket", help="Change-ticket label recorded in the journal and report.")]
+MaxTargets = Annotated[Optional[int], typer.Option("--max-targets", help="Refuse plans acting on more VMs (default 50, or the config's).")]
+MaxPercent = Annotated[Optional[float], typer.Option("--max-percent", help="Refuse plans acting on more than this % of a subscription's VMs.")]
+Parallel = Annotated[Optional[int], typer.Option("--parallel", help="Operations in flight at once, hooks included (default 20).")]
+Timeout = Annotated[float, typer.Option("--timeout", help="Seconds one VM's operation may take before it is reported failed.")]
+PreHook = Annotated[Optional[str], typer.Option("--pre-hook", help="Command run before each VM's action (drain); non-zero skips the VM.")]
+PostHook = Annotated[Optional[str], typer.Option("--post-hook", help="Command run after start/restart (health check); non-zero fails the VM.")]
+HookTimeout = Annotated[float, typer.Option("--hook-timeout", help="Seconds a hook may run (default 300: Azure's graceful-shutdown window).")]
+
+
+def interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _ask(prompt: str) -> str:
+    return typer.prompt(prompt, default="", show_default=False, err=True)
+
+
+class _Progress:
+    """Rich progress on a terminal; one plain line per VM otherwise. Thread-safe."""
+
+    def __init__(self, total: int, verb: str) -> None:
+        self.total, self.done, self.failed = total, 0, 0
+        self.lock = threading.Lock()
+        self.rich = None
+        if total and sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.rich = Progress(TextColumn(f"{verb}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                                 TextColumn("failed: {task.fields[failed]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                 transient=True)
+            self.task = self.rich.add_task(verb, total=total, rate="", failed=0)
+            self.rich.start()
+            import time as _t
+            self.t0 = _t.monotonic()
+
+    def __call__(self, step: Any, outcome: Any) -> None:
+        if not step.acts:
+            return
+        with self.lock:
+            self.done += 1
+            self.failed += outcome.status == "failed"
+            if self.rich is not None:
+                import time as _t
+                rate = self.done / max(0.001, _t.monotonic() - self.t0)
+                self.rich.update(self.task, completed=self.done, failed=self.failed, rate=f"{rate:.1f}/s")
+            else:
+                dur = f"{outcome.duration:.1f}s" if outcome.duration is not None else "-"
+                reason = f"  {outcome.reason}" if outcome.reason else ""
+                print(f"[{self.done:>{len(str(self.total))}}/{self.total}] {outcome.status:<9} "
+                      f"{step.vm.resource_group}/{step.vm.name} {step.action} {dur}{reason}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.rich is not None:
+            self.rich.stop()
+
+
+def _signals(stop: threading.Event, abandon: threading.Event, inflight: Callable[[], int]) -> Callable[[], None]:
+    count = [0]
+
+    def handler(signum: int, frame: object) -> None:
+        count[0] += 1
+        if count[0] == 1:
+            stop.set()
+            print(f"\nstopping: no new operations; waiting for {inflight()} in flight to finish "
+                  "(press Ctrl-C again to stop waiting)", file=sys.stderr, flush=True)
+        else:
+            abandon.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+    return restore
+
+
+def plan_output(plan: Any) -> Any:
+    from ..planner import plan_json
+    from ..render import Output
+    from ..views import power_label
+
+    rows = []
+    for s in plan.steps:
+        action = (f"{s.action} ({s.path})" if s.path else s.action) if s.acts else f"skip: {s.skip}"
+        rows.append([str(s.index + 1), s.vm.subscription_name or s.vm.subscription_id, s.vm.resource_group, s.vm.name,
+                     power_label(s.vm), "PROD" if s.vm.production else "", action, s.detail])
+    sm = plan.summary()
+    acts = ", ".join(f"{n} {a}" for a, n in sm["actions"].items()) or "nothing to do"
+    skips = ", ".join(f"{n} {k}" for k, n in sm["skipped"].items())
+    footer = [f"Plan {plan.run_id}: {acts}" + (f"; skipped: {skips}" if skips else "") + "."]
+    if sm["leftStoppedButBilled"]:
+        footer.append(f"{sm['leftStoppedButBilled']} VMs will be left stopped but still billed for compute.")
+    if plan.options.skip_shutdown and sm["acting"]:
+        footer.append("--skip-shutdown: HARD POWER-OFF without guest shutdown (emergency containment only).")
+    for r in plan.refusals:
+        footer.append(f"REFUSED: {r}.")
+    styles = ["prod" if (s.acts and plan.options.skip_shutdown) or (s.acts and s.vm.production) else
+              "" if s.acts else "dim" for s in plan.steps]
+    return Output(kind="plan", data=plan_json(plan), summary=sm,
+                  columns=["#", "SUBSCRIPTION", "GROUP", "NAME", "POWER", "PROD", "ACTION", "CONSEQUENCE / REASON"],
+                  rows=rows, footer=footer, row_styles=styles)
+
+
+def run_action(
+    verb: str, common: Common, sel: dict[str, Any], *, dry_run: bool, yes: bool, plan_out: Path | None,
+    journal_path: Path | None, report_path: Path | None, ticket: str | None, max_targets: int | None,
+    max_percent: float | None, parallel: int | None, timeout: float, pre_hook: str | None, post_hook: str | None,
+    hook_timeout: float, keep_allocation: bool = False, skip_shutdown: bool = False, hibernate: bool = False,
+    hibernate_fallback: str = "fail",
+) -> None:
+    from ..cloud import make_client
+    from ..errors import GuardRefusal, InputError, REFUSED
+    from ..inventory import load_inventory
+    from ..planner import Options, build_plan, plan_json
+    from ..render import emit
+    from ..safety import STOP_BILLED, confirm, stop_or_deallocate
+    from .inventory import _setup
+
+    cfg, fmt, selector, subs, connection = _setup(common, **sel)
+    if hibernate_fallback not in ("fail", "deallocate"):
+        raise InputError(f"--hibernate-fallback '{hibernate_fallback}' is not fail or deallocate.")
+    if hibernate_fallback != "fail" and not hibernate:
+        raise InputError("--hibernate-fallback only applies with --hibernate.")
+    for name, value in (("--timeout", timeout), ("--hook-timeout", hook_timeout)):
+        if value <= 0:
+            raise InputError(f"{name} must be a positive number of seconds.")
+    if parallel is not None and parallel < 1:
+        raise InputError("--parallel must be at least 1.")
+    if max_targets is not None and max_targets < 1:
+        raise InputError("--max-targets must be at least 1.")
+    if max_percent is not None and not 0 < max_percent <= 100:
+        raise InputError("--max-percent must be a number from 0 to 100.")
+    is_tty = interactive()
+    stop_refused = False
+    if verb == "stop":
+        if dry_run and not keep_allocation:
+            stop_refused = True  # the plan is still shown; the exit code says a guard would refuse
+        else:
+            verb = stop_or_deallocate(keep_allocation, is_tty, _ask)
+    opts = Options(
+        skip_shutdown=skip_shutdown and verb == "stop", hibernate=hibernate, hibernate_fallback=hibernate_fallback,
+        include_production=selector.include_production,
+        max_targets=max_targets if max_targets is not None else cfg.max_targets, max_targets_explicit=max_targets is not None,
+        max_percent=max_percent if max_percent is not None else cfg.max_percent,
+        parallel=parallel or cfg.parallel, timeout=timeout, pre_hook=pre_hook, post_hook=post_hook,
+        hook_timeout=hook_timeout, ticket=ticket,
+    )
+    client = make_client(connection)
+    inv = load_inventory(client, subs, selector, cfg, parallel=cfg.parallel)      # the before snapshot
+    plan = build_plan(verb, list(inv.vms), opts, totals=inv.totals)
+    if stop_refused:
+        plan = replace(plan, refusals=plan.refusals + (STOP_BILLED.rstrip("."),))
+    if plan_out:
+        plan_out.write_text(json.dumps(plan_json(plan), indent=2, default=str) + "\n", encoding="utf-8")
+    shown = plan_output(plan)
+    if dry_run:
+        emit(shown, fmt, common.query)
+        if plan.refusals:
+            raise typer.Exit(REFUSED)
+        if opts.skip_shutdown and plan.production_acting:
+            print("A real run would need a typed confirmation on a terminal (--skip-shutdown on production).",
+                  file=sys.stderr)
+        return
+    emit(shown, fmt if fmt in ("table", "markdown") else "table", None,
+         stream=sys.stdout if fmt in ("table", "markdown") else sys.stderr)
+    if not plan.acting:
+        if plan.refusals:
+            raise GuardRefusal("; ".join(plan.refusals) + ".")
+        print("Nothing to do: no request sent.", file=sys.stderr)
+        return
+    confirm(plan, yes, is_tty, _ask)
+    _execute(client, plan, cfg, fmt, common, journal_path, report_path)
+
+
+def _execute(client: Any, plan: Any, cfg: Any, fmt: str, common: Common, journal_path: Path | None,
+             report_path: Path | None, resume_records: list[dict[str, Any]] | None = None) -> None:
+    from .. import journal as jr
+    from ..executor import Executor, Resumed
+    from ..pacing import Pacer
+    from ..planner import plan_json
+    from ..report import build
+
+    scale = float(os.environ.get("VMCTL_PACE_SCALE") or cfg.pace_scale)
+    pacer = Pacer(scale=scale)
+    stop, abandon = threading.Event(), threading.Event()
+    only: list[int] | None = None
+    resumed: dict[int, Resumed] = {}
+    if resume_records is None:
+        path = journal_path or jr.default_path(plan.run_id)
+        journal = jr.Journal(path)
+        principal = client.principal()
+        journal.write("run", runId=plan.run_id, command=shlex.join(["vmctl", *sys.argv[1:]]), principal=principal,
+                      host=socket.gethostname(), user=getpass.getuser(), endpoint=client.connection.endpoint,
+                      pid=os.getpid())
+        journal.write("plan", plan=plan_json(plan))
+    else:
+        path = journal_path  # type: ignore[assignment]
+        journal = jr.Journal(path, append=True)
+        only, resumed = _resume_targets(client, plan, resume_records, journal)
+        journal.write("resume", command=shlex.join(["vmctl", *sys.argv[1:]]), user=getpass.getuser(),
+                      host=socket.gethostname(), steps=only)
+    print(f"journal: {path}", file=sys.stderr, flush=True)
+    todo = [s for s in plan.steps if s.acts and (only is None or s.index in only)]
+    progress = _Progress(len(todo), plan.verb)
+    ex = Executor(client, plan, journal, pacer, poll_interval=cfg.poll_interval, stop=stop, abandon=abandon,
+                  on_outcome=progress)
+    restore = _signals(stop, abandon, lambda: len(ex._inflight))
+    try:
+        ex.run(only=only, resumed=resumed)
+    finally:
+        restore()
+        progress.close()
+    if stop.is_set():
+        journal.write("interrupted", abandoned=abandon.is_set())
+    if not abandon.is_set():
+        _verify(client, plan, journal)
+    journal.write("end", interrupted=stop.is_set())
+    journal.close()
+    _show_report(build(jr.read(path)), fmt, common.query, report_path)
+
+
+def _verify(client: Any, plan: Any, journal: Any) -> None:
+    """The after snapshot: one status listing per subscription touched."""
+    subs = sorted({s.vm.subscription_id for s in plan.steps if s.acts})
+    wanted = {s.vm.key for s in plan.steps}
+    states: dict[str, str] = {}
+    for sub in subs:
+        try:
+            for key, (power, _prov) in client.power_states(sub).items():
+                if key in wanted:
+                    states[key] = power
+        except Exception as exc:  # noqa: BLE001 - the run is done; say the snapshot is missing
+            journal.write("verify-failed", subscription=sub, error=str(exc))
+    journal.write("verify", states=states)
+
+
+def _resume_targets(client: Any, plan: Any, records: list[dict[str, Any]], journal: Any) -> tuple[list[int], dict[int, Any]]:
+    """Steps a previous run did not finish; completed steps are never repeated."""
+    from ..executor import Resumed
+    from ..journal import iter_type
+    from ..planner import TARGET, TRANSITIONAL
+
+    final = {r["index"] for r in iter_type(records, "outcome") if r["status"] in ("succeeded", "failed", "skipped")}
+    accepted = {r["index"]: r for r in iter_type(records, "accepted")}
+    todo = [s for s in plan.steps if s.acts and s.index not in final]
+    states: dict[str, tuple[str, str]] = {}
+    for sub in sorted({s.vm.subscription_id for s in todo}):
+        states.update(client.power_states(sub))
+    only, resumed = [], {}
+    for s in todo:
+        power, prov = states.get(s.vm.key, ("unknown", ""))
+        acc = accepted.get(s.index)
+        if power == TARGET[s.action] and s.action != "restart" or (s.action == "restart" and acc and power == "running"
+                                                                    and prov.lower() != "updating"):
+            journal.write("outcome", vm=s.vm.id, index=s.index, status="succeeded",
+                          reason="completed while the run was interrupted (found in the target state on resume)",
+                          retries=0, correlationId=acc.get("correlationId") if acc else None, duration=None,
+                          path=s.path, skipCode=None)
+            continue
+        if acc and acc.get("statusUrl") and (power in TRANSITIONAL or prov.lower() == "updating"):
+            resumed[s.index] = Resumed(acc["statusUrl"], acc["correlationId"])
+        only.append(s.index)
+    return only, resumed
+
+
+def _show_report(rep: dict[str, Any], fmt: str, query: str | None, report_path: Path | None) -> None:
+    from ..render import emit, envelope
+    from ..report import markdown, output
+
+    if report_path:
+        if report_path.suffix.lower() == ".json":
+            report_path.write_text(json.dumps(envelope(output(rep)), indent=2, default=str) + "\n", encoding="utf-8")
+        else:
+            report_path.write_text(markdown(rep), encoding="utf-8")
+        print(f"report: {report_path}", file=sys.stderr)
+    if fmt == "markdown" and not query:
+        sys.stdout.write(markdown(rep))
+    else:
+        emit(output(rep), fmt, query)
+    if rep["exitCode"]:
+        raise typer.Exit(rep["exitCode"])
+
+
+# ---------------------------------------------------------------------------- the commands
+def _sel(resource_group: list[str], name: list[str], ids: list[str], tag: list[str], exclude_tag: list[str],
+         location: list[str], power_state: list[str], include_production: bool) -> dict[str, Any]:
+    return dict(groups=resource_group, names=name, ids=ids, tags=tag, exclude_tags=exclude_tag, locations=location,
+                power_states=power_state, include_production=include_production)
+
+
+@handle_errors
+def stop_cmd(
+    keep_allocation: Annotated[bool, typer.Option("--keep-allocation", help="Say that compute should stay allocated and billed (required for stop).")] = False,
+    skip_shutdown: Annotated[bool, typer.Option("--skip-shutdown", help="Hard power-off without guest shutdown: emergency containment only.")] = False,
+    resource_group: Groups = [], name: Names = [], ids: Ids = [], tag: Tags = [], exclude_tag: ExcludeTags = [],
+    location: Locations = [], power_state: PowerStates = [], include_production: IncludeProduction = False,
+    dry_run: DryRun = False, yes: Yes = False, plan_out: PlanOut = None, journal: JournalPath = None,
+    report: ReportPath = None, ticket: Ticket = None, max_targets: MaxTargets = None, max_percent: MaxPercent = None,
+    parallel: Parallel = None, timeout: Timeout = 3600.0, pre_hook: PreHook = None, post_hook: PostHook = None,
+    hook_timeout: HookTimeout = 300.0,
+    subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
+    output: OutputFormat = None, query: Query = None, debug: Debug = False,
+) -> None:
+    """Power VMs off, keeping compute allocated and BILLED (use deallocate to stop paying).
+
+    Requires --keep-allocation: a stopped VM is still billed for compute.
+
+    Example:
+
+        vmctl stop -g rg-batch --tag role=worker --keep-allocation --dry-run
+    """
+    run_action("stop", Common(subscription, cloud, arm_endpoint, config, output, query, debug),
+               _sel(resource_group, name, ids, tag, exclude_tag, location, power_state, include_production),
+               dry_run=dry_run, yes=yes, plan_out=plan_out, journal_path=journal, report_path=report, ticket=ticket,
+               max_targets=max_targets, max_percent=max_percent, parallel=parallel, timeout=timeout, pre_hook=pre_hook,
+               post_hook=post_hook, hook_timeout=hook_timeout, keep_allocation=keep_allocation, skip_shutdown=skip_shutdown)
+
+
+@handle_errors
+def deallocate_cmd(
+    hibernate: Annotated[bool, typer.Option("--hibernate", help="Hibernate (save memory to the OS disk); hibernation-enabled VMs only.")] = False,
+    hibernate_fallback: Annotated[str, typer.Option("--hibernate-fallback", help="fail (skip VMs that cannot hibernate) or deallocate them plainly.")] = "fail",
+    resource_group: Groups = [], name: Names = [], ids: Ids = [], tag: Tags = [], exclude_tag: ExcludeTags = [],
+    location: Locations = [], power_state: PowerStates = [], include_production: IncludeProduction = False,
+    dry_run: DryRun = False, yes: Yes = False, plan_out: PlanOut = None, journal: JournalPath = None,
+    report: ReportPath = None, ticket: Ticket = None, max_targets: MaxTargets = None, max_percent: MaxPercent = None,
+    parallel: Parallel = None, timeout: Timeout = 3600.0, pre_hook: PreHook = None, post_hook: PostHook = None,
+    hook_timeout: HookTimeout = 300.0,
+    subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
+    output: OutputFormat = None, query: Query = None, debug: Debug = False,
+) -> None:
+    """Deallocate VMs: release compute so it is no longer billed.
+
+    Temporary-disk data and dynamic public IPs are lost; capacity is not guaranteed at restart.
+
+    Example:
+
+        vmctl deallocate --tag env=dev --dry-run --plan-out plan.json
+
+        vmctl deallocate --tag env=dev --yes --ticket CHG-1234 --report report.md
+    """
+    run_action("deallocate", Common(subscription, cloud, arm_endpoint, config, output, query, debug),
+               _sel(resource_group, name, ids, tag, exclude_tag, location, power_state, include_production),
+               dry_run=dry_run, yes=yes, plan_out=plan_out, journal_path=journal, report_path=report, ticket=ticket,
+               max_targets=max_targets, max_percent=max_percent, parallel=parallel, timeout=timeout, pre_hook=pre_hook,
+               post_hook=post_hook, hook_timeout=hook_timeout, hibernate=hibernate, hibernate_fallback=hibernate_fallback)
+
+
+def _simple(verb: str, doc: str) -> Callable[..., None]:
+    @handle_errors
+    def cmd(
+        resource_group: Groups = [], name: Names = [], ids: Ids = [], tag: Tags = [], exclude_tag: ExcludeTags = [],
+        location: Locations = [], power_state: PowerStates = [], include_production: IncludeProduction = False,
+        dry_run: DryRun = False, yes: Yes = False, plan_out: PlanOut = None, journal: JournalPath = None,
+        report: ReportPath = None, ticket: Ticket = None, max_targets: MaxTargets = None, max_percent: MaxPercent = None,
+        parallel: Parallel = None, timeout: Timeout = 3600.0, pre_hook: PreHook = None, post_hook: PostHook = None,
+        hook_timeout: HookTimeout = 300.0,
+        subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
+        output: OutputFormat = None, query: Query = None, debug: Debug = False,
+    ) -> None:
+        run_action(verb, Common(subscription, cloud, arm_endpoint, config, output, query, debug),
+                   _sel(resource_group, name, ids, tag, exclude_tag, location, power_state, include_production),
+                   dry_run=dry_run, yes=yes, plan_out=plan_out, journal_path=journal, report_path=report, ticket=ticket,
+                   max_targets=max_targets, max_percent=max_percent, parallel=parallel, timeout=timeout,
+                   pre_hook=pre_hook, post_hook=post_hook, hook_timeout=hook_timeout)
+
+    cmd.__doc__ = doc
+    cmd.__name__ = f"{verb}_cmd"
+    return cmd
+
+
+start_cmd = _simple("start", """Start VMs (compute is allocated and billed again).
+
+    Example:
+
+        vmctl start -g rg-web --post-hook ./healthcheck.sh --yes
+    """)
+restart_cmd = _simple("restart", """Restart running VMs (the guest reboots; compute stays allocated).
+
+    Example:
+
+        vmctl restart -n 'web-*' --pre-hook ./drain.sh --post-hook ./healthcheck.sh --parallel 2 --yes
+    """)
+
+
+@handle_errors
+def resume_cmd(
+    journal: Annotated[Path, typer.Argument(help="The run journal (JSONL) of an interrupted run.")],
+    report: ReportPath = None, output: OutputFormat = None, query: Query = None, config: ConfigPath = None,
+    cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, debug: Debug = False,
+) -> None:
+    """Continue an interrupted run: re-read current state, never repeat a completed step.
+
+    Example:
+
+        vmctl resume ~/.local/state/vmctl/runs/20261122T101500Z-1a2b3c.jsonl
+    """
+    from .. import journal as jr
+    from ..cloud import make_client
+    from ..config import load_config
+    from ..journal import iter_type
+    from ..planner import plan_from_json
+    from ._common import connection_for, resolve_output
+
+    cfg = load_config(config)
+    fmt = resolve_output(output, cfg.output)
+    records = jr.read(journal)
+    plan = plan_from_json(next(iter_type(records, "plan"))["plan"])
+    common = Common([], cloud, arm_endpoint, config, output, query, debug)
+    client = make_client(connection_for(common, cfg))
+    _execute(client, plan, cfg, fmt, common, journal, report, resume_records=records)
+
+
+@handle_errors
+def report_cmd(
+    journal: Annotated[Path, typer.Argument(help="A run journal (JSONL).")],
+    report: ReportPath = None, output: OutputFormat = None, query: Query = None, debug: Debug = False,
+) -> None:
+    """Re-render any past run from its journal (no request is sent).
+
+    Example:
+
+        vmctl report ~/.local/state/vmctl/runs/20261122T101500Z-1a2b3c.jsonl -o markdown
+    """
+    from .. import journal as jr
+    from ..report import build
+    from ._common import resolve_output
+
+    rep = build(jr.read(journal))
+    code = rep["exitCode"]
+    try:
+        _show_report(rep, resolve_output(output, None), query, report)
+    except typer.Exit:
+        pass
+    _ = code  # re-rendering succeeds whatever the run's own exit code was

@@ -1,0 +1,126 @@
+"""Client-side pacing per subscription, so bursts stay inside ARM's and Compute's buckets.
+
+Local token buckets start from Azure's published limits (ARM writes 200 @ 10/s, reads 250 @ 25/s;
+Compute UpdateVM and DeleteVM 1500 @ 500/min per subscription), scaled by `scale` (the simulator
+runs time faster). Every response's `x-ms-ratelimit-remaining-*` headers pull the local count down
+when the service says fewer remain (another client shares the subscription): vmctl slows down
+before a 429, not after. A 429's Retry-After blocks the bucket until then. Thread-safe.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+RESERVE = 2  # leave a couple of tokens for other clients of the subscription
+
+
+@dataclass
+class Rate:
+    capacity: float
+    per_second: float
+
+
+DEFAULTS = {
+    "writes": Rate(200, 10.0),
+    "reads": Rate(250, 25.0),
+    "UpdateVM": Rate(1500, 500 / 60),
+    "DeleteVM": Rate(1500, 500 / 60),
+}
+ACTION_POLICY = {"deallocate": "DeleteVM"}  # every other VM action counts as UpdateVM
+_HEADER_KIND = {
+    "x-ms-ratelimit-remaining-subscription-writes": "writes",
+    "x-ms-ratelimit-remaining-subscription-reads": "reads",
+}
+
+
+class _Bucket:
+    def __init__(self, rate: Rate, now: float) -> None:
+        self.capacity = rate.capacity
+        self.rate = rate.per_second
+        self.tokens = rate.capacity
+        self.stamp = now
+        self.blocked_until = 0.0
+
+    def refill(self, now: float) -> None:
+        if now > self.stamp:
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+
+    def wait(self, now: float) -> float:
+        self.refill(now)
+        if now < self.blocked_until:
+            return self.blocked_until - now
+        if self.tokens >= 1:
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class Pacer:
+    def __init__(self, scale: float = 1.0, rates: dict[str, Rate] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.scale = scale
+        self.rates = {k: Rate(v.capacity, v.per_second * scale) for k, v in (rates or DEFAULTS).items()}
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self.waited = 0.0  # seconds spent waiting for tokens (for the report)
+
+    def _bucket(self, sub: str, kind: str) -> _Bucket:
+        b = self._buckets.get((sub, kind))
+        if b is None:
+            b = self._buckets[(sub, kind)] = _Bucket(self.rates[kind], self.clock())
+        return b
+
+    def kinds_for(self, action: str | None) -> list[str]:
+        if action is None:
+            return ["reads"]
+        return ["writes", ACTION_POLICY.get(action, "UpdateVM")]
+
+    def acquire(self, sub: str, kinds: list[str], stop: threading.Event | None = None) -> bool:
+        """Block until every bucket has a token, then take them. False if `stop` was set meanwhile."""
+        while True:
+            with self._lock:
+                now = self.clock()
+                wait = max(self._bucket(sub, k).wait(now) for k in kinds)
+                if wait <= 0:
+                    for k in kinds:
+                        self._bucket(sub, k).tokens -= 1
+                    return True
+            self.waited += wait
+            if stop is not None:
+                if stop.wait(min(wait, 0.5)):
+                    return False
+            else:
+                time.sleep(min(wait, 0.5))
+
+    def observe(self, sub: str, headers: dict[str, str]) -> None:
+        """Trust the service when it says fewer tokens remain than we think."""
+        with self._lock:
+            now = self.clock()
+            for header, kind in _HEADER_KIND.items():
+                value = headers.get(header)
+                if value and value.isdigit():
+                    b = self._bucket(sub, kind)
+                    b.refill(now)
+                    b.tokens = min(b.tokens, float(value) - RESERVE)
+            res = headers.get("x-ms-ratelimit-remaining-resource", "")
+            for item in res.split(","):
+                name, _, value = item.strip().partition(";")
+                policy = name.rsplit("/", 1)[-1]
+                for kind in ("UpdateVM", "DeleteVM"):
+                    if policy == f"{kind}3Min" and value.isdigit():
+                        b = self._bucket(sub, kind)
+                        b.refill(now)
+                        b.tokens = min(b.tokens, float(value) - RESERVE)
+
+    def penalize(self, sub: str, kinds: list[str], retry_after: float) -> None:
+        """A 429 said wait: nobody sends on these buckets until then."""
+        with self._lock:
+            until = self.clock() + retry_after
+            for k in kinds:
+                b = self._bucket(sub, k)
+                b.blocked_until = max(b.blocked_until, until)
+                b.tokens = min(b.tokens, 0.0)

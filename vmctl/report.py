@@ -1,0 +1,118 @@
+"""The run report, rebuilt from the journal alone (so `vmctl report JOURNAL` shows any past run). Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import FAILED, INTERRUPTED, OK, PARTIAL
+from .journal import iter_type
+from .planner import plan_from_json
+from .render import Output, Section
+
+FAILURE_SKIPS = {"pre-hook-failed"}  # skips that mean the operator's intent was not carried out
+
+
+def build(records: list[dict[str, Any]]) -> dict[str, Any]:
+    run = records[0]
+    plan_rec = next(iter_type(records, "plan"))
+    plan = plan_from_json(plan_rec["plan"])
+    outcomes: dict[int, dict[str, Any]] = {}
+    for r in iter_type(records, "outcome"):
+        prev = outcomes.get(r["index"])
+        if prev is None or prev["status"] in ("cancelled", "in-flight"):  # a resume may settle these
+            outcomes[r["index"]] = r
+    after: dict[str, str] = {}
+    for r in iter_type(records, "verify"):
+        after.update(r.get("states") or {})
+    interrupted = any(True for _ in iter_type(records, "interrupted"))
+    resumed = [r for r in iter_type(records, "resume")]
+    last_end = None
+    for r in iter_type(records, "end"):
+        last_end = r
+    if resumed and last_end is not None and last_end["ts"] > resumed[-1]["ts"]:
+        interrupted = last_end.get("interrupted", False)
+    vms = []
+    counts = {"succeeded": 0, "failed": 0, "skipped": 0, "cancelled": 0, "in-flight": 0, "pending": 0}
+    hard_failures = 0
+    for s in plan.steps:
+        o = outcomes.get(s.index)
+        status = o["status"] if o else "pending"
+        counts[status] = counts.get(status, 0) + 1
+        if status == "failed" or (status == "skipped" and o and o.get("skipCode") in FAILURE_SKIPS):
+            hard_failures += 1
+        vms.append({
+            "subscriptionId": s.vm.subscription_id, "subscriptionName": s.vm.subscription_name,
+            "resourceGroup": s.vm.resource_group, "name": s.vm.name, "id": s.vm.id, "production": s.vm.production,
+            "before": s.vm.power_state, "action": s.action, "hibernate": s.hibernate, "path": s.path,
+            "skip": s.skip, "after": after.get(s.vm.id.lower()), "duration": o.get("duration") if o else None,
+            "retries": o.get("retries", 0) if o else 0, "correlationId": o.get("correlationId") if o else None,
+            "outcome": status, "reason": (o.get("reason") if o else "") or (s.detail if not s.acts else ""),
+        })
+    acted_ok = sum(1 for v in vms if v["outcome"] == "succeeded")
+    left_billed = sum(1 for v in vms if v["after"] == "stopped") if after else \
+        sum(1 for v in vms if (v["action"] == "powerOff" and v["outcome"] == "succeeded") or
+            (v["action"] is None and v["before"] == "stopped"))
+    if interrupted or counts["cancelled"] or counts["in-flight"] or counts["pending"]:
+        code = INTERRUPTED if interrupted else (PARTIAL if hard_failures or acted_ok else FAILED)
+    elif hard_failures == 0:
+        code = OK
+    elif acted_ok == 0:
+        code = FAILED
+    else:
+        code = PARTIAL
+    return {
+        "runId": run["runId"], "verb": plan.verb, "action": plan.action, "command": run.get("command"),
+        "ticket": plan.options.ticket, "principal": run.get("principal"), "host": run.get("host"),
+        "user": run.get("user"), "startedAt": run["ts"], "endedAt": last_end["ts"] if last_end else None,
+        "interrupted": interrupted, "resumed": len(resumed), "skipShutdown": plan.options.skip_shutdown,
+        "summary": {**counts, "leftStoppedButBilled": left_billed}, "exitCode": code, "vms": vms,
+    }
+
+
+REPORT_COLUMNS = ["SUBSCRIPTION", "GROUP", "NAME", "BEFORE", "ACTION", "AFTER", "DURATION", "RETRIES",
+                  "CORRELATION ID", "OUTCOME", "REASON"]
+
+
+def _action_label(v: dict[str, Any]) -> str:
+    if v["action"] is None:
+        return f"skip: {v['skip']}"
+    if v["path"]:
+        return f"{v['action']} ({v['path']})"
+    return str(v["action"])
+
+
+def output(rep: dict[str, Any]) -> Output:
+    rows = [[v["subscriptionName"] or v["subscriptionId"], v["resourceGroup"], v["name"], v["before"],
+             _action_label(v), v["after"] or "-", f"{v['duration']:.1f}s" if v["duration"] is not None else "-",
+             str(v["retries"]), v["correlationId"] or "-", v["outcome"], v["reason"] or ""] for v in rep["vms"]]
+    s = rep["summary"]
+    who = (rep.get("principal") or {}).get("name", "unknown")
+    meta = [
+        f"Run {rep['runId']}: vmctl {rep['verb']} ({rep['action']})" + (f", ticket {rep['ticket']}" if rep["ticket"] else ""),
+        f"Ran as {who}, from {rep.get('user')}@{rep.get('host')}, started {rep['startedAt']}, ended {rep['endedAt'] or '-'}",
+        f"Command: {rep['command']}",
+    ]
+    footer = [
+        f"{s['succeeded']} succeeded, {s['failed']} failed, {s['skipped']} skipped, {s['cancelled']} cancelled, "
+        f"{s['in-flight']} in flight" + (f", {s['pending']} not started" if s["pending"] else "") + f"; exit code {rep['exitCode']}.",
+    ]
+    if s["leftStoppedButBilled"]:
+        footer.append(f"{s['leftStoppedButBilled']} VMs are left stopped but still billed for compute.")
+    if rep["skipShutdown"]:
+        footer.append("--skip-shutdown was used: VMs were powered off without a guest shutdown.")
+    if rep["interrupted"]:
+        footer.append("The run was interrupted; `vmctl resume JOURNAL` continues it.")
+    return Output(kind="run-report", data=rep, summary=s, sections=[Section("Run", meta)], columns=REPORT_COLUMNS,
+                  rows=rows, footer=footer,
+                  row_styles=["failed" if v["outcome"] == "failed" else "ok" if v["outcome"] == "succeeded" else ""
+                              for v in rep["vms"]])
+
+
+def markdown(rep: dict[str, Any]) -> str:
+    from .render import markdown as md
+
+    out = output(rep)
+    meta = "\n".join(f"- {line}" for line in out.sections[0].lines)
+    out.sections = []
+    title = f"## vmctl {rep['verb']}: run {rep['runId']}" + (f" ({rep['ticket']})" if rep["ticket"] else "")
+    return f"{title}\n\n{meta}\n\n" + md(out)
