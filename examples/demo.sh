@@ -38,6 +38,19 @@ vmctl list -s "$DEV" -s "$PROD" --power-state stopped -o markdown
 step "One VM in detail: its pending maintenance explained"
 vmctl show -g rg-web web-01
 
+step "Deallocate the web tier and the shop: the plan first (--dry-run sends no write)"
+vmctl deallocate -s "$DEV" -s "$PROD" -g rg-web -g rg-shop-prod --dry-run
+
+step "For real, with a change ticket: --yes alone never includes production, so the shop is untouched"
+vmctl deallocate -s "$DEV" -s "$PROD" -g rg-web -g rg-shop-prod --yes --ticket CHG-1001 \
+  --journal "$work/run.jsonl" --report "$work/report.md" -o markdown
+
+step "The production shop is still running"
+vmctl list -s "$PROD" -g rg-shop-prod
+
+step "stop without --keep-allocation is refused: a stopped VM is still billed (exit code 4)"
+vmctl stop -g rg-legacy --yes || echo "(exit code $?)"
+
 step "The plain Azure SDK, pointed at the simulator by the environment alone"
 python examples/sdk_quickstart.py rg-legacy legacy-01
 

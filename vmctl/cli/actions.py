@@ -252,7 +252,7 @@ def _execute(client: Any, plan: Any, cfg: Any, fmt: str, common: Common, journal
 
 def _verify(client: Any, plan: Any, journal: Any) -> None:
     """The after snapshot: one status listing per subscription touched."""
-    subs = sorted({s.vm.subscription_id for s in plan.steps if s.acts})
+    subs = sorted({s.vm.subscription_id for s in plan.steps})
     wanted = {s.vm.key for s in plan.steps}
     states: dict[str, str] = {}
     for sub in subs:
