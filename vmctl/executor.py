@@ -91,6 +91,7 @@ class Executor:
     # ------------------------------------------------------------------ public
     def run(self, only: list[int] | None = None, resumed: dict[int, Resumed] | None = None) -> dict[int, Outcome]:
         """Execute the acting steps (or the `only` ones); skipped steps get their outcome first."""
+        self._submitting = True
         todo = [s for s in self.plan.steps if only is None or s.index in only]
         for s in todo:
             if not s.acts:
@@ -302,7 +303,7 @@ class Executor:
             op.next_poll = self.clock() + (st.retry_after if st.retry_after else self.poll_interval)
 
     def _succeeded(self, step: Step, cid: str, retries: int, duration: float) -> None:
-        if self.opts.post_hook and step.action in ("start", "restart"):
+        if self.opts.post_hook and step.action in ("start", "restart", "performMaintenance"):
             with self._lock:
                 self._pending += 1
             self._posts.submit(self._post_hook, step, cid, retries, duration)

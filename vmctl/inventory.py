@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Iterable
 
 from .cloud import FleetClient
@@ -22,6 +22,7 @@ class Inventory:
     vms: tuple[Vm, ...]                      # selected, production marked, in display order
     subscriptions: dict[str, str]            # id -> display name, in the order asked
     totals: dict[str, int]                   # id -> all VMs in the subscription (before selection)
+    set_sizes: dict[str, int] = field(default_factory=dict)  # availability set key -> all its VMs
 
 
 def resolve_subscriptions(flags: Iterable[str], env_value: str | None, config: Config,
@@ -66,7 +67,16 @@ def load_inventory(client: FleetClient, subscriptions: list[str], selector: Sele
     everything = [replace(vm, production=config.is_production(vm)) for _, _, vms in results for vm in vms]
     selected = sorted((vm for vm in everything if selector.matches(vm)), key=sort_key)
     _check_named_targets(client, selector, subscriptions, everything)
-    return Inventory(tuple(selected), names, totals)
+    sizes: dict[str, int] = {}
+    for vm in everything:
+        if vm.availability_set:
+            sizes[set_key(vm)] = sizes.get(set_key(vm), 0) + 1
+    return Inventory(tuple(selected), names, totals, sizes)
+
+
+def set_key(vm: Vm) -> str:
+    """An availability set's identity across subscriptions and groups (case-insensitive)."""
+    return f"{vm.subscription_id}/{(vm.resource_group or '').lower()}/{(vm.availability_set or '').lower()}"
 
 
 def _check_named_targets(client: FleetClient, selector: Selector, subscriptions: list[str], everything: list[Vm]) -> None:

@@ -4,14 +4,16 @@ Pure: no I/O, no prompts. The run executes exactly the plan."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
 from .models import Vm
 
-VERBS = {"stop": "powerOff", "deallocate": "deallocate", "start": "start", "restart": "restart"}
-TARGET = {"powerOff": "stopped", "deallocate": "deallocated", "start": "running", "restart": "running"}
+VERBS = {"stop": "powerOff", "deallocate": "deallocate", "start": "start", "restart": "restart",
+         "maintenance start": "performMaintenance"}
+TARGET = {"powerOff": "stopped", "deallocate": "deallocated", "start": "running", "restart": "running",
+          "performMaintenance": "running"}
 TRANSITIONAL = {"starting", "stopping", "deallocating"}
 
 CONSEQUENCE = {
@@ -22,6 +24,8 @@ CONSEQUENCE = {
                   "dynamic public IPs released; capacity not guaranteed at resume"),
     "start": "compute allocated and billed again; allocation can fail when the region is short of capacity",
     "restart": "the guest reboots: a short outage; compute stays allocated",
+    "performMaintenance": ("redeployed to an updated host: the VM reboots and is out of service for minutes; "
+                           "temporary disk data lost"),
 }
 
 SKIP_TEXT = {
@@ -34,6 +38,11 @@ SKIP_TEXT = {
     "provisioning-failed": "provisioning state Failed: inspect it (vmctl show) before acting",
     "operation-in-progress": "another operation is in progress ({state})",
     "not-running": "restart needs a running VM; it is {state} (use start)",
+    "maintenance-not-pending": "no platform maintenance is pending for this VM",
+    "maintenance-not-allowed": "Azure does not allow customer-initiated maintenance for it now; Azure will do it in its window",
+    "self-service-window-not-open": "the self-service window is not open yet; vmctl maintenance status shows when it opens",
+    "self-service-window-closed": "the self-service window has closed; Azure does it in its scheduled window",
+    "deallocated": "deallocated: it is placed on an updated host when it next starts",
 }
 
 
@@ -52,6 +61,8 @@ class Options:
     post_hook: str | None = None
     hook_timeout: float = 300.0
     ticket: str | None = None
+    wave_by: str = "update-domain"   # maintenance: update-domain | tag:KEY | none
+    pause: float = 300.0             # maintenance: seconds between waves
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,7 @@ class Step:
     detail: str = ""            # the consequence (acting) or the reason (skipped)
     hibernate: bool = False
     path: str = ""              # for deallocate --hibernate: "hibernate" or "deallocate (fallback)"
+    wave: int | None = None     # maintenance: the wave this step runs in (0-based)
 
     @property
     def acts(self) -> bool:
@@ -79,6 +91,12 @@ class Plan:
     created_at: str
     refusals: tuple[str, ...] = ()
     totals: dict[str, int] = field(default_factory=dict)  # subscription id -> all VMs (for --max-percent)
+    set_sizes: dict[str, int] = field(default_factory=dict)  # availability set -> all its VMs (wave shares)
+
+    @property
+    def waves(self) -> list[list[Step]]:
+        n = max((s.wave for s in self.steps if s.wave is not None), default=-1) + 1
+        return [[s for s in self.steps if s.wave == w] for w in range(n)]
 
     @property
     def acting(self) -> list[Step]:
@@ -99,15 +117,34 @@ class Plan:
                 skips[s.skip] = skips.get(s.skip, 0) + 1
         left_billed = sum(1 for s in self.steps if (s.acts and s.action == "powerOff")
                           or (not s.acts and s.vm.power_state == "stopped"))
-        return {"targets": len(self.steps), "acting": sum(acts.values()), "actions": acts, "skipped": skips,
-                "leftStoppedButBilled": left_billed, "production": len(self.production_acting)}
+        out = {"targets": len(self.steps), "acting": sum(acts.values()), "actions": acts, "skipped": skips,
+               "leftStoppedButBilled": left_billed, "production": len(self.production_acting)}
+        if self.action == "performMaintenance":
+            out["waves"] = len(self.waves)
+        return out
 
 
 def _skip(i: int, vm: Vm, code: str) -> Step:
     return Step(i, vm, None, code, SKIP_TEXT[code].format(state=vm.power_state))
 
 
-def plan_step(i: int, vm: Vm, action: str, opts: Options) -> Step:
+def _maintenance_step(i: int, vm: Vm, opts: Options, now: datetime) -> Step:
+    """Preflight for perform-maintenance: no request is sent that Azure would refuse with 409."""
+    m = vm.maintenance
+    if m is None:
+        return _skip(i, vm, "maintenance-not-pending")
+    if vm.power_state == "deallocated":
+        return _skip(i, vm, "deallocated")
+    if not m.allowed:
+        return _skip(i, vm, "maintenance-not-allowed")
+    if m.self_service_end and now > m.self_service_end:
+        return _skip(i, vm, "self-service-window-closed")
+    if m.self_service_start and now < m.self_service_start:
+        return _skip(i, vm, "self-service-window-not-open")
+    return Step(i, vm, "performMaintenance", None, CONSEQUENCE["performMaintenance"])
+
+
+def plan_step(i: int, vm: Vm, action: str, opts: Options, now: datetime | None = None) -> Step:
     """The decision for one VM. Order matters: the first reason that applies is the one shown."""
     if vm.production and not opts.include_production:
         return _skip(i, vm, "production")
@@ -117,6 +154,8 @@ def plan_step(i: int, vm: Vm, action: str, opts: Options) -> Step:
         return _skip(i, vm, "operation-in-progress")
     if vm.provisioning_state.lower() == "failed" and action != "start":
         return _skip(i, vm, "provisioning-failed")
+    if action == "performMaintenance":
+        return _maintenance_step(i, vm, opts, now or datetime.now(timezone.utc))
     target = TARGET[action]
     if action == "restart":
         if vm.power_state != "running":
@@ -164,15 +203,69 @@ def guard_refusals(steps: list[Step], opts: Options, totals: dict[str, int]) -> 
 
 
 def build_plan(verb: str, vms: list[Vm], opts: Options, totals: dict[str, int] | None = None,
-               now: datetime | None = None, run_id: str | None = None) -> Plan:
+               now: datetime | None = None, run_id: str | None = None,
+               set_sizes: dict[str, int] | None = None) -> Plan:
     action = VERBS[verb]
-    steps = [plan_step(i, vm, action, opts) for i, vm in enumerate(vms)]
+    steps = [plan_step(i, vm, action, opts, now) for i, vm in enumerate(vms)]
+    if action == "performMaintenance":
+        steps = assign_waves(steps, opts.wave_by, opts.parallel)
     totals = totals or {}
     return Plan(
         run_id=run_id or new_run_id(now), verb=verb, action=action, steps=tuple(steps), options=opts,
         created_at=(now or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z"),
-        refusals=tuple(guard_refusals(steps, opts, totals)), totals=dict(totals),
+        refusals=tuple(guard_refusals(steps, opts, totals)), totals=dict(totals), set_sizes=dict(set_sizes or {}),
     )
+
+
+def assign_waves(steps: list[Step], wave_by: str, parallel: int) -> list[Step]:
+    """Group acting steps into waves.
+
+    update-domain: the VMs of one availability set go one update domain at a time (never two UDs
+    of a set in one wave); VMs of other sets, or of none, share waves up to `parallel` per wave.
+    tag:KEY: one wave per tag value (sorted; VMs without the tag last). none: one wave.
+    """
+    acting = [s for s in steps if s.acts]
+    waves: list[list[Step]] = []
+    if wave_by == "none":
+        waves = [acting] if acting else []
+    elif wave_by.startswith("tag:"):
+        key = wave_by[4:]
+        groups: dict[tuple[int, str], list[Step]] = {}
+        for s in acting:
+            value = s.vm.tag(key)
+            groups.setdefault((value is None, value or ""), []).append(s)
+        waves = [groups[k] for k in sorted(groups)]
+    else:
+        sets: dict[str, dict[int, list[Step]]] = {}
+        loose: list[Step] = []
+        for s in acting:
+            if s.vm.availability_set and s.vm.update_domain is not None:
+                key = f"{s.vm.subscription_id}/{s.vm.resource_group.lower()}/{s.vm.availability_set.lower()}"
+                sets.setdefault(key, {}).setdefault(s.vm.update_domain, []).append(s)
+            else:
+                loose.append(s)
+        cap = max(1, parallel)
+        for by_ud in sets.values():
+            w = 0
+            for ud in sorted(by_ud):
+                members = by_ud[ud]
+                for chunk in (members[j:j + cap] for j in range(0, len(members), cap)):
+                    # the first wave at or after w with room, holding no other UD of this set
+                    while w < len(waves) and len(waves[w]) + len(chunk) > cap:
+                        w += 1
+                    if w == len(waves):
+                        waves.append([])
+                    waves[w].extend(chunk)
+                    w += 1
+        w = 0
+        for s in loose:
+            while w < len(waves) and len(waves[w]) >= cap:
+                w += 1
+            if w == len(waves):
+                waves.append([])
+            waves[w].append(s)
+    wave_of = {s.index: n for n, members in enumerate(waves) for s in members}
+    return [replace(s, wave=wave_of.get(s.index)) for s in steps]
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -185,12 +278,13 @@ def step_json(s: Step) -> dict[str, Any]:
     from .views import vm_json
 
     return {"index": s.index, "vm": vm_json(s.vm, datetime.now(timezone.utc)), "action": s.action, "skip": s.skip,
-            "detail": s.detail, "hibernate": s.hibernate, "path": s.path}
+            "detail": s.detail, "hibernate": s.hibernate, "path": s.path, "wave": s.wave}
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
     return {"runId": plan.run_id, "verb": plan.verb, "action": plan.action, "createdAt": plan.created_at,
             "options": asdict(plan.options), "refusals": list(plan.refusals), "totals": plan.totals,
+            "setSizes": plan.set_sizes,
             "summary": plan.summary(), "steps": [step_json(s) for s in plan.steps]}
 
 
@@ -218,6 +312,7 @@ def vm_from_plan_json(d: dict[str, Any]) -> Vm:
 
 def plan_from_json(d: dict[str, Any]) -> Plan:
     steps = tuple(Step(s["index"], vm_from_plan_json(s["vm"]), s["action"], s["skip"], s["detail"], s["hibernate"],
-                       s["path"]) for s in d["steps"])
+                       s["path"], s.get("wave")) for s in d["steps"])
     return Plan(run_id=d["runId"], verb=d["verb"], action=d["action"], steps=steps, options=Options(**d["options"]),
-                created_at=d["createdAt"], refusals=tuple(d["refusals"]), totals=dict(d.get("totals") or {}))
+                created_at=d["createdAt"], refusals=tuple(d["refusals"]), totals=dict(d.get("totals") or {}),
+                set_sizes=dict(d.get("setSizes") or {}))

@@ -25,6 +25,10 @@ def build(records: list[dict[str, Any]]) -> dict[str, Any]:
     for r in iter_type(records, "verify"):
         after.update(r.get("states") or {})
     interrupted = any(True for _ in iter_type(records, "interrupted"))
+    maint: dict[int, dict[str, Any]] = {}
+    for r in iter_type(records, "wave-end"):
+        maint.update({int(k): v for k, v in (r.get("results") or {}).items()})
+    stopped_waves = [r for r in iter_type(records, "wave-stopped")]
     resumed = [r for r in iter_type(records, "resume")]
     last_end = None
     for r in iter_type(records, "end"):
@@ -47,6 +51,8 @@ def build(records: list[dict[str, Any]]) -> dict[str, Any]:
             "skip": s.skip, "after": after.get(s.vm.id.lower()), "duration": o.get("duration") if o else None,
             "retries": o.get("retries", 0) if o else 0, "correlationId": o.get("correlationId") if o else None,
             "outcome": status, "reason": (o.get("reason") if o else "") or (s.detail if not s.acts else ""),
+            "wave": s.wave + 1 if s.wave is not None else None,
+            "maintenanceResult": (maint.get(s.index) or {}).get("lastOperationResultCode"),
         })
     acted_ok = sum(1 for v in vms if v["outcome"] == "succeeded")
     left_billed = sum(1 for v in vms if v["after"] == "stopped") if after else \
@@ -66,6 +72,8 @@ def build(records: list[dict[str, Any]]) -> dict[str, Any]:
         "user": run.get("user"), "startedAt": run["ts"], "endedAt": last_end["ts"] if last_end else None,
         "interrupted": interrupted, "resumed": len(resumed), "skipShutdown": plan.options.skip_shutdown,
         "summary": {**counts, "leftStoppedButBilled": left_billed}, "exitCode": code, "vms": vms,
+        "wavesStopped": [{"wave": r["wave"], "reason": r["reason"], "notStarted": r.get("notStarted", [])}
+                         for r in stopped_waves],
     }
 
 
@@ -85,6 +93,13 @@ def output(rep: dict[str, Any]) -> Output:
     rows = [[v["subscriptionName"] or v["subscriptionId"], v["resourceGroup"], v["name"], v["before"],
              _action_label(v), v["after"] or "-", f"{v['duration']:.1f}s" if v["duration"] is not None else "-",
              str(v["retries"]), v["correlationId"] or "-", v["outcome"], v["reason"] or ""] for v in rep["vms"]]
+    columns = list(REPORT_COLUMNS)
+    if rep["action"] == "performMaintenance":
+        columns[4:4] = ["WAVE"]
+        columns[-1:-1] = ["MAINTENANCE RESULT"]
+        for row, v in zip(rows, rep["vms"]):
+            row[4:4] = [str(v["wave"]) if v["wave"] else "-"]
+            row[-1:-1] = [v["maintenanceResult"] or "-"]
     s = rep["summary"]
     who = (rep.get("principal") or {}).get("name", "unknown")
     meta = [
@@ -100,9 +115,12 @@ def output(rep: dict[str, Any]) -> Output:
         footer.append(f"{s['leftStoppedButBilled']} VMs are left stopped but still billed for compute.")
     if rep["skipShutdown"]:
         footer.append("--skip-shutdown was used: VMs were powered off without a guest shutdown.")
+    for w in rep.get("wavesStopped") or []:
+        footer.append(f"Stopped after wave {w['wave']}: {w['reason']}; waves not started: "
+                      f"{', '.join(str(n) for n in w['notStarted']) or 'none'}.")
     if rep["interrupted"]:
         footer.append("The run was interrupted; `vmctl resume JOURNAL` continues it.")
-    return Output(kind="run-report", data=rep, summary=s, sections=[Section("Run", meta)], columns=REPORT_COLUMNS,
+    return Output(kind="run-report", data=rep, summary=s, sections=[Section("Run", meta)], columns=columns,
                   rows=rows, footer=footer,
                   row_styles=["failed" if v["outcome"] == "failed" else "ok" if v["outcome"] == "succeeded" else ""
                               for v in rep["vms"]])

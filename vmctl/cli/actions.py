@@ -110,11 +110,17 @@ def plan_output(plan: Any) -> Any:
     from ..render import Output
     from ..views import power_label
 
+    maint = plan.action == "performMaintenance"
     rows = []
     for s in plan.steps:
         action = (f"{s.action} ({s.path})" if s.path else s.action) if s.acts else f"skip: {s.skip}"
-        rows.append([str(s.index + 1), s.vm.subscription_name or s.vm.subscription_id, s.vm.resource_group, s.vm.name,
-                     power_label(s.vm), "PROD" if s.vm.production else "", action, s.detail])
+        row = [str(s.index + 1), s.vm.subscription_name or s.vm.subscription_id, s.vm.resource_group, s.vm.name,
+               power_label(s.vm), "PROD" if s.vm.production else "", action, s.detail]
+        if maint:
+            from ..views import placement
+
+            row[4:4] = [placement(s.vm), str(s.wave + 1) if s.wave is not None else "-"]
+        rows.append(row)
     sm = plan.summary()
     acts = ", ".join(f"{n} {a}" for a, n in sm["actions"].items()) or "nothing to do"
     skips = ", ".join(f"{n} {k}" for k, n in sm["skipped"].items())
@@ -123,13 +129,38 @@ def plan_output(plan: Any) -> Any:
         footer.append(f"{sm['leftStoppedButBilled']} VMs will be left stopped but still billed for compute.")
     if plan.options.skip_shutdown and sm["acting"]:
         footer.append("--skip-shutdown: HARD POWER-OFF without guest shutdown (emergency containment only).")
+    if maint:
+        footer += wave_lines(plan)
     for r in plan.refusals:
         footer.append(f"REFUSED: {r}.")
     styles = ["prod" if (s.acts and plan.options.skip_shutdown) or (s.acts and s.vm.production) else
               "" if s.acts else "dim" for s in plan.steps]
-    return Output(kind="plan", data=plan_json(plan), summary=sm,
-                  columns=["#", "SUBSCRIPTION", "GROUP", "NAME", "POWER", "PROD", "ACTION", "CONSEQUENCE / REASON"],
-                  rows=rows, footer=footer, row_styles=styles)
+    columns = ["#", "SUBSCRIPTION", "GROUP", "NAME", "POWER", "PROD", "ACTION", "CONSEQUENCE / REASON"]
+    if maint:
+        columns[4:4] = ["PLACEMENT", "WAVE"]
+    return Output(kind="plan", data=plan_json(plan), summary=sm, columns=columns, rows=rows, footer=footer,
+                  row_styles=styles)
+
+
+def wave_lines(plan: Any) -> list[str]:
+    """Each wave and, per availability set, the share of its VMs out of service in it."""
+    from ..inventory import set_key
+
+    lines = []
+    for n, members in enumerate(plan.waves):
+        shares: dict[str, int] = {}
+        for s in members:
+            if s.vm.availability_set:
+                key = set_key(s.vm)
+                shares[key] = shares.get(key, 0) + 1
+        parts = [f"{k.rsplit('/', 1)[-1]} {c}/{plan.set_sizes.get(k, c)} ({100 * c // max(1, plan.set_sizes.get(k, c))}%)"
+                 for k, c in sorted(shares.items())]
+        lines.append(f"Wave {n + 1}: {len(members)} VMs" + (f"; out of service per availability set: {', '.join(parts)}"
+                                                            if parts else ""))
+    if len(plan.waves) > 1:
+        lines.append(f"Pause between waves: {plan.options.pause:g} s; each wave must be running again (and pass "
+                     "--post-hook) before the next starts.")
+    return lines
 
 
 def run_action(
@@ -137,7 +168,7 @@ def run_action(
     journal_path: Path | None, report_path: Path | None, ticket: str | None, max_targets: int | None,
     max_percent: float | None, parallel: int | None, timeout: float, pre_hook: str | None, post_hook: str | None,
     hook_timeout: float, keep_allocation: bool = False, skip_shutdown: bool = False, hibernate: bool = False,
-    hibernate_fallback: str = "fail",
+    hibernate_fallback: str = "fail", wave_by: str = "update-domain", pause: float = 300.0,
 ) -> None:
     from ..cloud import make_client
     from ..errors import GuardRefusal, InputError, REFUSED
@@ -161,6 +192,8 @@ def run_action(
         raise InputError("--max-targets must be at least 1.")
     if max_percent is not None and not 0 < max_percent <= 100:
         raise InputError("--max-percent must be a number from 0 to 100.")
+    if not (wave_by in ("update-domain", "none") or (wave_by.startswith("tag:") and len(wave_by) > 4)):
+        raise InputError(f"--wave-by '{wave_by}' is not update-domain, tag:KEY or none.")
     is_tty = interactive()
     stop_refused = False
     if verb == "stop":
@@ -174,11 +207,11 @@ def run_action(
         max_targets=max_targets if max_targets is not None else cfg.max_targets, max_targets_explicit=max_targets is not None,
         max_percent=max_percent if max_percent is not None else cfg.max_percent,
         parallel=parallel or cfg.parallel, timeout=timeout, pre_hook=pre_hook, post_hook=post_hook,
-        hook_timeout=hook_timeout, ticket=ticket,
+        hook_timeout=hook_timeout, ticket=ticket, wave_by=wave_by, pause=pause,
     )
     client = make_client(connection)
     inv = load_inventory(client, subs, selector, cfg, parallel=cfg.parallel)      # the before snapshot
-    plan = build_plan(verb, list(inv.vms), opts, totals=inv.totals)
+    plan = build_plan(verb, list(inv.vms), opts, totals=inv.totals, set_sizes=inv.set_sizes)
     if stop_refused:
         plan = replace(plan, refusals=plan.refusals + (STOP_BILLED.rstrip("."),))
     if plan_out:
@@ -237,7 +270,10 @@ def _execute(client: Any, plan: Any, cfg: Any, fmt: str, common: Common, journal
                   on_outcome=progress)
     restore = _signals(stop, abandon, lambda: len(ex._inflight))
     try:
-        ex.run(only=only, resumed=resumed)
+        if plan.action == "performMaintenance":
+            _run_waves(ex, client, plan, journal, stop, abandon, only, resumed)
+        else:
+            ex.run(only=only, resumed=resumed)
     finally:
         restore()
         progress.close()
@@ -248,6 +284,64 @@ def _execute(client: Any, plan: Any, cfg: Any, fmt: str, common: Common, journal
     journal.write("end", interrupted=stop.is_set())
     journal.close()
     _show_report(build(jr.read(path)), fmt, common.query, report_path)
+
+
+def _run_waves(ex: Any, client: Any, plan: Any, journal: Any, stop: threading.Event, abandon: threading.Event,
+               only: list[int] | None, resumed: dict[int, Any]) -> None:
+    """Maintenance: one wave at a time; a wave must be healthy before the next; pause between."""
+    todo = set(only) if only is not None else {s.index for s in plan.steps}
+    skips = [s.index for s in plan.steps if not s.acts and s.index in todo]
+    waves = [(n, [s.index for s in members if s.index in todo]) for n, members in enumerate(plan.waves)]
+    waves = [(n, idx) for n, idx in waves if idx]
+    first = True
+    for pos, (n, indexes) in enumerate(waves):
+        if stop.is_set() or abandon.is_set():
+            break
+        journal.write("wave-start", wave=n + 1, steps=indexes)
+        print(f"wave {n + 1}: {len(indexes)} VMs", file=sys.stderr, flush=True)
+        ex.run(only=(skips + indexes) if first else indexes,
+               resumed={i: r for i, r in resumed.items() if i in indexes})
+        first = False
+        if abandon.is_set():
+            return
+        results = _maintenance_results(client, plan, indexes)
+        bad = [plan.steps[i].vm.name for i in indexes
+               if ex.outcomes.get(i) is None or ex.outcomes[i].status != "succeeded" or results.get(i, {}).get("power") != "running"]
+        journal.write("wave-end", wave=n + 1, results={str(i): r for i, r in results.items()}, unhealthy=bad)
+        if bad:
+            rest = [i for _, idx in waves[pos + 1:] for i in idx]
+            journal.write("wave-stopped", wave=n + 1, reason=f"wave {n + 1} is not healthy: {', '.join(bad)}",
+                          notStarted=[m + 1 for m, _ in waves[pos + 1:]])
+            for i in rest:
+                ex._finish(plan.steps[i], "cancelled", f"not started: wave {n + 1} was not healthy ({', '.join(bad)})")
+            return
+        if pos + 1 < len(waves) and plan.options.pause > 0:
+            print(f"pausing {plan.options.pause:g} s before wave {waves[pos + 1][0] + 1}", file=sys.stderr, flush=True)
+            if stop.wait(plan.options.pause):
+                break
+    if stop.is_set():
+        for _, idx in waves:
+            for i in idx:
+                if i not in ex.outcomes:
+                    ex._finish(plan.steps[i], "cancelled", "interrupted before its wave started; `vmctl resume` continues it")
+
+
+def _maintenance_results(client: Any, plan: Any, indexes: list[int]) -> dict[int, dict[str, Any]]:
+    """After a wave: each VM's power state and maintenanceRedeployStatus, re-read from Azure."""
+    out: dict[int, dict[str, Any]] = {}
+    subs = sorted({plan.steps[i].vm.subscription_id for i in indexes})
+    current = {}
+    for sub in subs:
+        for vm in client.list_vms(sub, ""):
+            current[vm.key] = vm
+    for i in indexes:
+        vm = current.get(plan.steps[i].vm.key)
+        if vm is None:
+            continue
+        m = vm.maintenance
+        out[i] = {"power": vm.power_state, "lastOperationResultCode": m.last_result if m else None,
+                  "lastOperationMessage": m.last_message if m else None}
+    return out
 
 
 def _verify(client: Any, plan: Any, journal: Any) -> None:
@@ -274,27 +368,36 @@ def _resume_targets(client: Any, plan: Any, records: list[dict[str, Any]], journ
     final = {r["index"] for r in iter_type(records, "outcome") if r["status"] in ("succeeded", "failed", "skipped")}
     accepted = {r["index"]: r for r in iter_type(records, "accepted")}
     todo = [s for s in plan.steps if s.acts and s.index not in final]
-    states: dict[str, tuple[str, str]] = {}
+    current = {}
     for sub in sorted({s.vm.subscription_id for s in todo}):
-        states.update(client.power_states(sub))
+        current.update({vm.key: vm for vm in client.list_vms(sub, "")})
     only, resumed = [], {}
     for s in todo:
-        power, prov = states.get(s.vm.key, ("unknown", ""))
+        vm = current.get(s.vm.key)
+        power, prov = (vm.power_state, vm.provisioning_state) if vm else ("unknown", "")
         acc = accepted.get(s.index)
-        if power == TARGET[s.action] and s.action != "restart" or (s.action == "restart" and acc and power == "running"
-                                                                    and prov.lower() != "updating"):
+        settled = prov.lower() != "updating" and power not in TRANSITIONAL
+        if s.action == "performMaintenance":
+            done = settled and vm is not None and vm.maintenance is not None and \
+                vm.maintenance.last_result == "MaintenanceCompleted"
+        elif s.action == "restart":
+            done = acc is not None and settled and power == "running"
+        else:
+            done = settled and power == TARGET[s.action]
+        if done:
             journal.write("outcome", vm=s.vm.id, index=s.index, status="succeeded",
-                          reason="completed while the run was interrupted (found in the target state on resume)",
+                          reason="completed while the run was interrupted (found done on resume)",
                           retries=0, correlationId=acc.get("correlationId") if acc else None, duration=None,
                           path=s.path, skipCode=None)
             continue
-        if acc and acc.get("statusUrl") and (power in TRANSITIONAL or prov.lower() == "updating"):
+        if acc and acc.get("statusUrl") and not settled:
             resumed[s.index] = Resumed(acc["statusUrl"], acc["correlationId"])
         only.append(s.index)
     return only, resumed
 
 
-def _show_report(rep: dict[str, Any], fmt: str, query: str | None, report_path: Path | None) -> None:
+def _show_report(rep: dict[str, Any], fmt: str, query: str | None, report_path: Path | None,
+                 exit_with_run: bool = True) -> None:
     from ..render import emit, envelope
     from ..report import markdown, output
 
@@ -308,7 +411,7 @@ def _show_report(rep: dict[str, Any], fmt: str, query: str | None, report_path: 
         sys.stdout.write(markdown(rep))
     else:
         emit(output(rep), fmt, query)
-    if rep["exitCode"]:
+    if rep["exitCode"] and exit_with_run:
         raise typer.Exit(rep["exitCode"])
 
 
@@ -457,10 +560,5 @@ def report_cmd(
     from ..report import build
     from ._common import resolve_output
 
-    rep = build(jr.read(journal))
-    code = rep["exitCode"]
-    try:
-        _show_report(rep, resolve_output(output, None), query, report)
-    except typer.Exit:
-        pass
-    _ = code  # re-rendering succeeds whatever the run's own exit code was
+    # re-rendering succeeds (exit 0) whatever the run's own exit code was; the data carries it
+    _show_report(build(jr.read(journal)), resolve_output(output, None), query, report, exit_with_run=False)

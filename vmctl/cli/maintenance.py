@@ -1,0 +1,148 @@
+"""`vmctl maintenance status` and `vmctl maintenance start` (perform-maintenance in waves)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+import typer
+
+from ._common import (
+    ArmEndpoint, Cloud, Common, ConfigPath, Debug, ExcludeTags, Groups, Ids, IncludeProduction, Locations, Names,
+    OutputFormat, PowerStates, Query, Subscriptions, Tags, handle_errors,
+)
+from .actions import (
+    DryRun, HookTimeout, JournalPath, MaxPercent, MaxTargets, Parallel, PlanOut, PostHook, PreHook, ReportPath, Ticket,
+    Timeout, Yes, _sel, run_action,
+)
+
+app = typer.Typer(help="Planned platform maintenance: see what is pending, start it in update-domain waves.",
+                  no_args_is_help=True)
+
+
+def parse_duration(text: str, flag: str) -> float:
+    from ..errors import InputError
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not m:
+        raise InputError(f"{flag} '{text}' is not a duration.", "Examples: 30s, 5m, 1h, 0.")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def urgency(vm: Any, now: datetime) -> tuple[int, float]:
+    """Self-service window closing soonest first; then windows not open yet; then Azure's own."""
+    m = vm.maintenance
+    far = datetime.max.replace(tzinfo=timezone.utc).timestamp()
+    if m.can_start_now(now):
+        return (0, m.self_service_end.timestamp() if m.self_service_end else far)
+    if m.allowed and m.self_service_start and now < m.self_service_start:
+        return (1, m.self_service_start.timestamp())
+    return (2, m.scheduled_start.timestamp() if m.scheduled_start else far)
+
+
+@app.command("status")
+@handle_errors
+def status_cmd(
+    resource_group: Groups = [], name: Names = [], ids: Ids = [], tag: Tags = [], exclude_tag: ExcludeTags = [],
+    location: Locations = [], power_state: PowerStates = [], include_production: IncludeProduction = False,
+    subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
+    output: OutputFormat = None, query: Query = None, debug: Debug = False,
+) -> None:
+    """Every selected VM with pending platform maintenance, most urgent first.
+
+    Shows the self-service window (when you may start it) and the scheduled window (when Azure
+    does it), in UTC and local time, whether it can be started now, the last result, and the
+    availability set with update/fault domain.
+
+    Example:
+
+        vmctl maintenance status -s 00000000-0000-0000-0000-000000000001 -o markdown
+    """
+    from ..cloud import make_client
+    from ..inventory import load_inventory, set_key
+    from ..render import Output, emit
+    from ..timefmt import local, relative, utc
+    from ..views import placement, vm_json
+    from .inventory import _setup
+
+    common = Common(subscription, cloud, arm_endpoint, config, output, query, debug)
+    cfg, fmt, selector, subs, connection = _setup(common, **_sel(resource_group, name, ids, tag, exclude_tag, location,
+                                                                   power_state, include_production))
+    inv = load_inventory(make_client(connection), subs, selector, cfg, parallel=cfg.parallel)
+    now = datetime.now(timezone.utc)
+    pending = sorted((vm for vm in inv.vms if vm.maintenance is not None), key=lambda v: urgency(v, now))
+
+    def window(start: datetime | None, end: datetime | None) -> str:
+        if not start or not end:
+            return "-"
+        if now < start:
+            rel = f"opens {relative(start, now)}"
+        elif now <= end:
+            rel = f"closes {relative(end, now)}"
+        else:
+            rel = "closed"
+        return f"{utc(start)} - {utc(end)} ({local(start)} local); {rel}"
+
+    rows: list[list[str]] = []
+    data: list[dict[str, Any]] = []
+    per_set: dict[str, dict[str, Any]] = {}
+    for vm in pending:
+        m = vm.maintenance
+        assert m is not None
+        can = m.can_start_now(now)
+        last = m.last_result or "None"
+        rows.append([vm.subscription_name, vm.resource_group, vm.name, "yes" if can else "no",
+                     window(m.self_service_start, m.self_service_end), window(m.scheduled_start, m.scheduled_end),
+                     last + (f": {m.last_message}" if m.last_message else ""), placement(vm),
+                     "PROD" if vm.production else ""])
+        data.append(vm_json(vm, now))
+        if vm.availability_set:
+            entry = per_set.setdefault(set_key(vm), {"availabilitySet": vm.availability_set.lower(),
+                                                     "resourceGroup": vm.resource_group, "pending": 0, "canStartNow": 0})
+            entry["pending"] += 1
+            entry["canStartNow"] += can
+    startable = sum(1 for vm in pending if vm.maintenance and vm.maintenance.can_start_now(now))
+    summary = {"pending": len(pending), "canStartNow": startable, "byAzureInItsWindow": len(pending) - startable,
+               "availabilitySets": list(per_set.values())}
+    footer = [f"{len(pending)} VMs with pending maintenance: {startable} can be started now (vmctl maintenance start); "
+              f"{len(pending) - startable} will be done by Azure in its scheduled window unless started when allowed."]
+    footer += [f"  {e['resourceGroup']}/{e['availabilitySet']}: {e['pending']} pending, {e['canStartNow']} can start now"
+               for e in per_set.values()]
+    emit(Output(kind="maintenance-status", data=data, summary=summary,
+                columns=["SUBSCRIPTION", "GROUP", "NAME", "START NOW", "SELF-SERVICE WINDOW", "SCHEDULED WINDOW (AZURE)",
+                         "LAST RESULT", "PLACEMENT", "PROD"],
+                rows=rows, footer=footer,
+                row_styles=["ok" if r[3] == "yes" else "dim" for r in rows]), fmt, query)
+
+
+@app.command("start")
+@handle_errors
+def start_cmd(
+    wave_by: Annotated[str, typer.Option("--wave-by", help="update-domain (default), tag:KEY or none.")] = "update-domain",
+    pause: Annotated[str, typer.Option("--pause", help="Pause between waves, e.g. 30s, 5m (Azure's own rollout pauses 30m).")] = "5m",
+    resource_group: Groups = [], name: Names = [], ids: Ids = [], tag: Tags = [], exclude_tag: ExcludeTags = [],
+    location: Locations = [], power_state: PowerStates = [], include_production: IncludeProduction = False,
+    dry_run: DryRun = False, yes: Yes = False, plan_out: PlanOut = None, journal: JournalPath = None,
+    report: ReportPath = None, ticket: Ticket = None, max_targets: MaxTargets = None, max_percent: MaxPercent = None,
+    parallel: Parallel = None, timeout: Timeout = 3600.0, pre_hook: PreHook = None, post_hook: PostHook = None,
+    hook_timeout: HookTimeout = 300.0,
+    subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
+    output: OutputFormat = None, query: Query = None, debug: Debug = False,
+) -> None:
+    """Start pending platform maintenance (perform-maintenance) in waves.
+
+    Only VMs Azure allows now, inside their self-service window, get a request (no 409s). The VMs
+    of one availability set go one update domain at a time; a wave must be running again (and
+    pass --post-hook) before the next starts.
+
+    Example:
+
+        vmctl maintenance start -g rg-web --pause 10m --post-hook ./healthcheck.sh --dry-run
+    """
+    run_action("maintenance start", Common(subscription, cloud, arm_endpoint, config, output, query, debug),
+               _sel(resource_group, name, ids, tag, exclude_tag, location, power_state, include_production),
+               dry_run=dry_run, yes=yes, plan_out=plan_out, journal_path=journal, report_path=report, ticket=ticket,
+               max_targets=max_targets, max_percent=max_percent, parallel=parallel, timeout=timeout,
+               pre_hook=pre_hook, post_hook=post_hook, hook_timeout=hook_timeout, wave_by=wave_by,
+               pause=parse_duration(pause, "--pause"))
