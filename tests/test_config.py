@@ -97,3 +97,16 @@ def test_cloud_picks_endpoint_scope_and_authority(cloud: str, endpoint: str, sco
     assert (c.endpoint, c.scope, c.authority) == (endpoint, scope, authority)
     other = Connection(cloud=cloud, arm_endpoint="https://127.0.0.1:8443/")
     assert other.endpoint == "https://127.0.0.1:8443" and other.scope == scope
+
+
+@pytest.mark.parametrize("delta,text", [
+    (30, "now"), (90, "in 2 minutes"), (-3 * 3600, "3 hours ago"), (23 * 3600 + 59 * 60, "in 1 day"),
+    (59 * 60 + 50, "in 1 hour"), (47 * 3600, "in 2 days"), (-(5 * 86400 + 3600), "5 days ago"), (12 * 3600, "in 12 hours"),
+])
+def test_relative_times(delta: int, text: str) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from vmctl.timefmt import relative
+
+    now = datetime(2026, 11, 22, tzinfo=timezone.utc)
+    assert relative(now + timedelta(seconds=delta), now) == text

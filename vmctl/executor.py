@@ -26,9 +26,11 @@ from .pacing import Pacer
 from .planner import TARGET, TRANSITIONAL, Plan, Step
 
 MAX_ATTEMPTS = 6
+MAX_THROTTLED = 30       # 429s: the service pacing us, not a failed attempt; bounded separately
 LIST_THRESHOLD = 8        # operations in flight in one subscription before the status listing is used
 MAX_POLL_GAP = 60.0       # in list mode, still poll each operation at least this often
 POLL_ERRORS_TOLERATED = 5
+HIBERNATE_FAILS = {"hibernation-not-enabled", "hibernation-needs-running"}
 
 
 @dataclass
@@ -95,7 +97,9 @@ class Executor:
         todo = [s for s in self.plan.steps if only is None or s.index in only]
         for s in todo:
             if not s.acts:
-                self._finish(s, "skipped", s.detail, skip_code=s.skip)
+                # --hibernate-fallback fail: a VM that was asked to hibernate and cannot has failed
+                status = "failed" if s.skip in HIBERNATE_FAILS else "skipped"
+                self._finish(s, status, s.detail, skip_code=s.skip)
         for idx, r in (resumed or {}).items():
             step = self.plan.steps[idx]
             self._sem.acquire()
@@ -154,15 +158,18 @@ class Executor:
         kinds = self.pacer.kinds_for(step.action)
         retries = 0
         last = ""
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        attempt = throttled = 0
+        while attempt < MAX_ATTEMPTS:
+            attempt += 1
             if self.stop.is_set():
                 self._finish(step, "cancelled", "interrupted before the request was sent; `vmctl resume` continues it",
                              retries=retries)
                 return
             if not self.pacer.acquire(vm.subscription_id, kinds, self.stop):
+                attempt -= 1
                 continue  # stop was set while waiting: handled at the top of the loop
             cid = str(uuid.uuid4())
-            self.journal.write("request", index=step.index, vm=vm.id, action=step.action, attempt=attempt,
+            self.journal.write("request", index=step.index, vm=vm.id, action=step.action, attempt=retries + 1,
                                correlationId=cid, hibernate=step.hibernate, skipShutdown=opts.skip_shutdown)
             try:
                 acc = self.client.begin_action(
@@ -171,6 +178,9 @@ class Executor:
                     on_headers=lambda h, sub=vm.subscription_id: self.pacer.observe(sub, h))
             except ThrottledError as exc:
                 retries += 1
+                throttled += 1
+                if throttled < MAX_THROTTLED:
+                    attempt -= 1  # a 429 says "not yet": it must not cost the VM its outcome in a storm
                 last = str(exc)
                 self.pacer.penalize(vm.subscription_id, kinds, exc.retry_after)
                 self.journal.write("retry", index=step.index, vm=vm.id, reason=last, wait=exc.retry_after,
@@ -195,7 +205,7 @@ class Executor:
                                rateLimit=acc.headers)
             self._watch(step, acc, retries)
             return
-        self._finish(step, "failed", f"gave up after {MAX_ATTEMPTS} attempts: {last}", retries=retries)
+        self._finish(step, "failed", f"gave up after {retries} attempts: {last}", retries=retries)
 
     def _watch(self, step: Step, acc: Accepted, retries: int) -> None:
         now = self.clock()

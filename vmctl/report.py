@@ -84,8 +84,8 @@ REPORT_COLUMNS = ["SUBSCRIPTION", "GROUP", "NAME", "BEFORE", "ACTION", "AFTER", 
 def _action_label(v: dict[str, Any]) -> str:
     if v["action"] is None:
         return f"skip: {v['skip']}"
-    if v["path"]:
-        return f"{v['action']} ({v['path']})"
+    if v["path"]:  # "deallocate (fallback)" already names the action; "hibernate" does not
+        return v["path"] if v["path"].startswith(str(v["action"])) else f"{v['action']} ({v['path']})"
     return str(v["action"])
 
 

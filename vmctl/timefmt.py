@@ -13,7 +13,7 @@ def relative(when: datetime, now: datetime) -> str:
     if secs < 60:
         return "now"
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if secs >= size:
+        if secs >= size * 0.95:  # 23 h 59 m reads "1 day", not "24 hours"
             n = max(1, round(secs / size))
             text = f"{n} {unit}{'s' if n != 1 else ''}"
             return f"in {text}" if future else f"{text} ago"

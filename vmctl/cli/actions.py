@@ -113,7 +113,8 @@ def plan_output(plan: Any) -> Any:
     maint = plan.action == "performMaintenance"
     rows = []
     for s in plan.steps:
-        action = (f"{s.action} ({s.path})" if s.path else s.action) if s.acts else f"skip: {s.skip}"
+        action = ((s.path if s.path.startswith(s.action or "") else f"{s.action} ({s.path})") if s.path
+                  else s.action) if s.acts else f"skip: {s.skip}"
         row = [str(s.index + 1), s.vm.subscription_name or s.vm.subscription_id, s.vm.resource_group, s.vm.name,
                power_label(s.vm), "PROD" if s.vm.production else "", action, s.detail]
         if maint:
@@ -222,8 +223,10 @@ def run_action(
         if plan.refusals:
             raise typer.Exit(REFUSED)
         if opts.skip_shutdown and plan.production_acting:
-            print("A real run would need a typed confirmation on a terminal (--skip-shutdown on production).",
+            print("A real run needs a typed confirmation on a terminal (--skip-shutdown on production).",
                   file=sys.stderr)
+            if not is_tty:
+                raise typer.Exit(REFUSED)  # without a terminal the real run would be refused
         return
     emit(shown, fmt if fmt in ("table", "markdown") else "table", None,
          stream=sys.stdout if fmt in ("table", "markdown") else sys.stderr)
@@ -390,7 +393,8 @@ def _resume_targets(client: Any, plan: Any, records: list[dict[str, Any]], journ
                           retries=0, correlationId=acc.get("correlationId") if acc else None, duration=None,
                           path=s.path, skipCode=None)
             continue
-        if acc and acc.get("statusUrl") and not settled:
+        if acc and acc.get("statusUrl"):
+            # sent before: its own status says how it ended (a settled VM off target = it failed); never resend
             resumed[s.index] = Resumed(acc["statusUrl"], acc["correlationId"])
         only.append(s.index)
     return only, resumed

@@ -31,14 +31,14 @@ def parse_duration(text: str, flag: str) -> float:
 
 
 def urgency(vm: Any, now: datetime) -> tuple[int, float]:
-    """Self-service window closing soonest first; then windows not open yet; then Azure's own."""
+    """Most urgent first: startable VMs by their self-service window's end; the others by the next
+    moment something happens to them (their self-service window opens, or Azure's window starts)."""
     m = vm.maintenance
     far = datetime.max.replace(tzinfo=timezone.utc).timestamp()
     if m.can_start_now(now):
         return (0, m.self_service_end.timestamp() if m.self_service_end else far)
-    if m.allowed and m.self_service_start and now < m.self_service_start:
-        return (1, m.self_service_start.timestamp())
-    return (2, m.scheduled_start.timestamp() if m.scheduled_start else far)
+    moments = [t.timestamp() for t in (m.self_service_start, m.scheduled_start) if t and t > now]
+    return (1, min(moments) if moments else far)
 
 
 @app.command("status")
