@@ -29,6 +29,7 @@ MAX_ATTEMPTS = 6
 MAX_THROTTLED = 30       # 429s: the service pacing us, not a failed attempt; bounded separately
 LIST_THRESHOLD = 8        # operations in flight in one subscription before the status listing is used
 MAX_POLL_GAP = 60.0       # in list mode, still poll each operation at least this often
+MIN_LIST_GAP = 0.5        # seconds between two status-listing passes of one subscription
 POLL_ERRORS_TOLERATED = 5
 HIBERNATE_FAILS = {"hibernation-not-enabled", "hibernation-needs-running"}
 
@@ -223,7 +224,7 @@ class Executor:
             return self._submitting or self._pending > 0 or bool(self._inflight)
 
     def _watch_loop(self) -> None:
-        next_list: dict[str, float] = {}
+        last_list: dict[str, float] = {}
         while self._busy():
             if self.abandon.is_set():
                 return
@@ -234,11 +235,17 @@ class Executor:
             for op in ops:
                 by_sub.setdefault(op.step.vm.subscription_id, []).append(op)
             for sub, group in by_sub.items():
-                if len(group) > LIST_THRESHOLD and now >= next_list.get(sub, 0.0):
-                    # as often as the service asks operations to be polled, at most once a second
-                    hint = min((o.accepted.retry_after or self.poll_interval) for o in group)
-                    next_list[sub] = now + max(1.0, min(hint, self.poll_interval))
+                if len(group) <= LIST_THRESHOLD:
+                    continue
+                # a pass when some operation is due for a look (its Retry-After, else poll_interval),
+                # at most every MIN_LIST_GAP: one request per page answers for all of them
+                due_now = any(o.next_poll <= now and not o.list_done for o in group)
+                if due_now and now - last_list.get(sub, float("-inf")) >= MIN_LIST_GAP:
+                    last_list[sub] = now
                     self._list_pass(sub, group)
+                    for o in group:
+                        if not o.list_done and o.next_poll <= now:
+                            o.next_poll = now + (o.accepted.retry_after or self.poll_interval)
             due = []
             for op in ops:
                 if now > op.deadline:
@@ -262,7 +269,7 @@ class Executor:
             self.abandon.wait(wait)
 
     def _list_pass(self, sub: str, group: list[_Op]) -> None:
-        if not self.pacer.acquire(sub, ["reads"]):
+        if not self.pacer.acquire(sub, ["reads", "HighCostGet"]):
             return
         try:
             states = self.client.power_states(sub, on_headers=lambda h: self.pacer.observe(sub, h))

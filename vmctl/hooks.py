@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from .models import Vm
 
 TAIL_LINES = 20
+# credentials vmctl itself uses; a hook that prints its environment must not leak them into the journal
+SECRET_ENV = {"AZURE_CLIENT_SECRET", "AZURE_PASSWORD", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "IDENTITY_HEADER",
+              "MSI_SECRET", "AZURE_FEDERATED_TOKEN"}
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ class HookResult:
 
 def run_hook(command: str, vm: Vm, action: str, phase: str, timeout: float,
              cancel: threading.Event | None = None) -> HookResult:
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
     env.update(VMCTL_VM_NAME=vm.name, VMCTL_VM_ID=vm.id, VMCTL_RESOURCE_GROUP=vm.resource_group,
                VMCTL_SUBSCRIPTION=vm.subscription_id, VMCTL_ACTION=action, VMCTL_HOOK_PHASE=phase)
     try:

@@ -28,6 +28,7 @@ DEFAULTS = {
     "reads": Rate(250, 25.0),
     "UpdateVM": Rate(1500, 500 / 60),
     "DeleteVM": Rate(1500, 500 / 60),
+    "HighCostGet": Rate(900, 300 / 60),  # VM lists; Azure's number unpublished, the simulator's assumption
 }
 ACTION_POLICY = {"deallocate": "DeleteVM"}  # every other VM action counts as UpdateVM
 _HEADER_KIND = {
@@ -50,12 +51,12 @@ class _Bucket:
             self.stamp = now
 
     def wait(self, now: float) -> float:
+        """Seconds until the next token (reservations already made push it later)."""
         self.refill(now)
-        if now < self.blocked_until:
-            return self.blocked_until - now
+        lead = max(0.0, self.stamp - now, self.blocked_until - now)  # refill has not resumed yet
         if self.tokens >= 1:
-            return 0.0
-        return (1 - self.tokens) / self.rate
+            return lead
+        return lead + (1 - self.tokens) / self.rate
 
 
 class Pacer:
@@ -80,21 +81,34 @@ class Pacer:
         return ["writes", ACTION_POLICY.get(action, "UpdateVM")]
 
     def acquire(self, sub: str, kinds: list[str], stop: threading.Event | None = None) -> bool:
-        """Block until every bucket has a token, then take them. False if `stop` was set meanwhile."""
-        while True:
-            with self._lock:
-                now = self.clock()
-                wait = max(self._bucket(sub, k).wait(now) for k in kinds)
-                if wait <= 0:
-                    for k in kinds:
-                        self._bucket(sub, k).tokens -= 1
-                    return True
+        """Reserve a token in every bucket and sleep once until it is due (a queue, not a spin:
+        the count may go below zero, each caller gets the next free slot). False if `stop` was set."""
+        with self._lock:
+            now = self.clock()
+            wait = 0.0
+            for k in kinds:
+                b = self._bucket(sub, k)
+                wait = max(wait, b.wait(now))
+                b.tokens -= 1
+        while wait > 0:
             self.waited += wait
             if stop is not None:
-                if stop.wait(min(wait, 0.5)):
+                if stop.wait(wait):
                     return False
             else:
-                time.sleep(min(wait, 0.5))
+                time.sleep(wait)
+            with self._lock:
+                now = self.clock()
+                if all(self._bucket(sub, k).blocked_until <= now for k in kinds):
+                    break
+                # a 429 arrived while we slept: give the slot back and queue again behind the block
+                wait = 0.0
+                for k in kinds:
+                    b = self._bucket(sub, k)
+                    b.tokens += 1
+                    wait = max(wait, b.wait(now))
+                    b.tokens -= 1
+        return True
 
     def observe(self, sub: str, headers: dict[str, str]) -> None:
         """Trust the service when it says fewer tokens remain than we think."""
@@ -119,8 +133,11 @@ class Pacer:
     def penalize(self, sub: str, kinds: list[str], retry_after: float) -> None:
         """A 429 said wait: nobody sends on these buckets until then."""
         with self._lock:
-            until = self.clock() + retry_after
+            now = self.clock()
+            until = now + retry_after
             for k in kinds:
                 b = self._bucket(sub, k)
+                b.refill(now)
                 b.blocked_until = max(b.blocked_until, until)
                 b.tokens = min(b.tokens, 0.0)
+                b.stamp = max(b.stamp, until)  # nothing refills while blocked: no burst when it lifts
