@@ -18,8 +18,8 @@ else
   step() { printf '\n== %s\n' "$*"; }
 fi
 
-step "Start the ARM simulator with examples/fleet.yaml (10x faster than real time)"
-vmctl sim serve --fleet examples/fleet.yaml --env-file "$work/sim.env" --time-scale 10 >"$work/sim.log" 2>&1 &
+step "Start the ARM simulator with examples/fleet.yaml (20x faster than real time)"
+vmctl sim serve --fleet examples/fleet.yaml --env-file "$work/sim.env" --time-scale 20 >"$work/sim.log" 2>&1 &
 sim_pid=$!
 for _ in $(seq 1 200); do [ -s "$work/sim.env" ] && break; sleep 0.05; done
 [ -s "$work/sim.env" ] || { cat "$work/sim.log"; echo "simulator did not start" >&2; exit 1; }
@@ -37,6 +37,12 @@ vmctl list -s "$DEV" -s "$PROD" --power-state stopped -o markdown
 
 step "One VM in detail: its pending maintenance explained"
 vmctl show -g rg-web web-01
+
+step "Pending platform maintenance across both subscriptions, most urgent first"
+vmctl maintenance status -s "$DEV" -s "$PROD"
+
+step "Start the allowed maintenance of the web tier: one update domain per wave (short pause for the demo)"
+vmctl maintenance start -s "$DEV" -g rg-web --pause 2s --yes -o markdown
 
 step "Deallocate the web tier and the shop: the plan first (--dry-run sends no write)"
 vmctl deallocate -s "$DEV" -s "$PROD" -g rg-web -g rg-shop-prod --dry-run

@@ -167,22 +167,33 @@ def test_interrupted_mid_wave_then_resume_continues_at_the_first_unfinished_wave
                                                                                  tmp_path: Path) -> None:
     journal = tmp_path / "run.jsonl"
     env = {**os.environ, **msim.env}
-    cmd = [sys.executable, "-m", "vmctl", "maintenance", "start", "-n", "a-*", "--pause", "3s", "--yes",
+    msim.control("POST", "/_sim/faults", [{"vm": "a-2", "operation": "performMaintenance", "error": "slow",
+                                            "delay_seconds": 2}])
+    cmd = [sys.executable, "-m", "vmctl", "maintenance", "start", "-n", "a-*", "--pause", "1s", "--yes",
            "--journal", str(journal)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def wave2_in_flight() -> bool:
+        if not journal.exists():
+            return False
+        recs = [json.loads(x) for x in journal.read_text().splitlines()]
+        started = [r for r in recs if r["type"] == "wave-start" and r["wave"] == 2]
+        return bool(started) and any(r["type"] == "accepted" and r["index"] in started[0]["steps"] for r in recs)
+
     try:
-        poll_until(lambda: journal.exists() and '"type":"wave-end"' in journal.read_text(), timeout=60)
-        proc.send_signal(signal.SIGINT)           # during the pause after wave 1
+        poll_until(wave2_in_flight, timeout=60)
+        proc.send_signal(signal.SIGINT)           # mid-wave 2: its operations are in flight
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
     records = [json.loads(line) for line in journal.read_text().splitlines()]
-    done = {r["index"] for r in records if r["type"] == "outcome" and r["status"] == "succeeded"}
-    assert len(done) == 2                          # wave 1 (UD0: a-1, a-4) finished, nothing else started
     assert any(r["type"] == "interrupted" for r in records)
-    assert posts(msim) == 2
+    done = {r["index"] for r in records if r["type"] == "outcome" and r["status"] == "succeeded"}
+    assert len(done) == 4                          # waves 1 and 2 (UD0, UD1) finished; wave 3 never started
+    assert [r["wave"] for r in records if r["type"] == "wave-start"] == [1, 2]
+    assert posts(msim) == 4
     resume = subprocess.run([sys.executable, "-m", "vmctl", "resume", str(journal), "-o", "json"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert resume.returncode == 0, resume.stderr
@@ -190,5 +201,14 @@ def test_interrupted_mid_wave_then_resume_continues_at_the_first_unfinished_wave
     assert {v["name"]: v["outcome"] for v in rep["vms"]} == {f"a-{i}": "succeeded" for i in range(1, 7)}
     assert posts(msim) == 6                        # nothing repeated
     waves = [r["wave"] for r in (json.loads(x) for x in journal.read_text().splitlines()) if r["type"] == "wave-start"]
-    assert waves == [1, 2, 3]
+    assert waves == [1, 2, 3]                      # resume started at the first unfinished wave
 
+
+def test_maintenance_that_ends_retry_later_is_reported(msim: SimHandle) -> None:
+    msim.faults({"vm": "b-1", "operation": "performMaintenance", "error": "RetryLater", "times": 1})
+    r = vmctl("maintenance", "start", "-n", "b-*", "--pause", "0", "--yes", "-o", "json")
+    assert r.exit_code in (1, 3), r.output
+    vms = {v["name"]: v for v in json.loads(r.stdout)["data"]["vms"]}
+    assert vms["b-1"]["outcome"] == "failed" and vms["b-1"]["maintenanceResult"] == "RetryLater"
+    assert "RetryLater" in vms["b-1"]["reason"]
+    assert [vms[n]["outcome"] for n in ("b-2", "b-3")] == ["cancelled", "cancelled"]  # the wave was not healthy

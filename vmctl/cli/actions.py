@@ -132,6 +132,9 @@ def plan_output(plan: Any) -> Any:
         footer.append("--skip-shutdown: HARD POWER-OFF without guest shutdown (emergency containment only).")
     if maint:
         footer += wave_lines(plan)
+        if sm["acting"]:
+            footer.append("Azure's guidance: maintenance redeploys the VM, so temporary-disk data is lost; a VM "
+                          "deallocated or resized after the notice can lose (or re-gain) its maintenance status.")
     for r in plan.refusals:
         footer.append(f"REFUSED: {r}.")
     styles = ["prod" if (s.acts and plan.options.skip_shutdown) or (s.acts and s.vm.production) else
@@ -156,7 +159,7 @@ def wave_lines(plan: Any) -> list[str]:
                 shares[key] = shares.get(key, 0) + 1
         parts = [f"{k.rsplit('/', 1)[-1]} {c}/{plan.set_sizes.get(k, c)} ({100 * c // max(1, plan.set_sizes.get(k, c))}%)"
                  for k, c in sorted(shares.items())]
-        lines.append(f"Wave {n + 1}: {len(members)} VMs" + (f"; out of service per availability set: {', '.join(parts)}"
+        lines.append(f"Wave {n + 1}: {len(members)} VM{'s' if len(members) != 1 else ''}" + (f"; out of service per availability set: {', '.join(parts)}"
                                                             if parts else ""))
     if len(plan.waves) > 1:
         lines.append(f"Pause between waves: {plan.options.pause:g} s; each wave must be running again (and pass "
