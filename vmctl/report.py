@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import FAILED, INTERRUPTED, OK, PARTIAL
+from .evidence import collected, summarize
 from .journal import iter_type
 from .planner import plan_from_json
 from .render import Output, Section
@@ -35,6 +36,13 @@ def build(records: list[dict[str, Any]]) -> dict[str, Any]:
         last_end = r
     if resumed and last_end is not None and last_end["ts"] > resumed[-1]["ts"]:
         interrupted = last_end.get("interrupted", False)
+    evidence = collected(records)
+    evidence_status = None
+    for r in iter_type(records, "evidence-status"):
+        evidence_status = r
+    reached: dict[int, str] = {}
+    for r in iter_type(records, "accepted"):
+        reached[r["index"]] = r["correlationId"]
     vms = []
     counts = {"succeeded": 0, "failed": 0, "skipped": 0, "cancelled": 0, "in-flight": 0, "pending": 0}
     hard_failures = 0
@@ -52,6 +60,7 @@ def build(records: list[dict[str, Any]]) -> dict[str, Any]:
             "retries": o.get("retries", 0) if o else 0, "correlationId": o.get("correlationId") if o else None,
             "outcome": status, "reason": (o.get("reason") if o else "") or (s.detail if not s.acts else ""),
             "wave": s.wave + 1 if s.wave is not None else None,
+            "evidence": _vm_evidence(o, reached.get(s.index), evidence),
             "maintenanceResult": (maint.get(s.index) or {}).get("lastOperationResultCode"),
         })
     acted_ok = sum(1 for v in vms if v["outcome"] == "succeeded")
@@ -72,9 +81,43 @@ def build(records: list[dict[str, Any]]) -> dict[str, Any]:
         "user": run.get("user"), "startedAt": run["ts"], "endedAt": last_end["ts"] if last_end else None,
         "interrupted": interrupted, "resumed": len(resumed), "skipShutdown": plan.options.skip_shutdown,
         "summary": {**counts, "leftStoppedButBilled": left_billed}, "exitCode": code, "vms": vms,
+        "evidenceCollected": evidence_status is not None,
         "wavesStopped": [{"wave": r["wave"], "reason": r["reason"], "notStarted": r.get("notStarted", [])}
                          for r in stopped_waves],
     }
+
+
+def _vm_evidence(outcome: dict[str, Any] | None, accepted_cid: str | None,
+                 evidence: dict[str, list[dict[str, Any]]]) -> dict[str, Any] | None:
+    """The Activity Log's record of this VM's operation; None when no request reached Compute."""
+    cid = (outcome or {}).get("correlationId") or accepted_cid
+    if not cid or (outcome and outcome["status"] == "cancelled" and not accepted_cid):
+        return None
+    events = evidence.get(cid.lower(), [])
+    if not events:
+        return {"correlationId": cid, "complete": False, "missing": True, "statuses": []}
+    return {"correlationId": cid, "missing": False, **summarize(events)}
+
+
+EVIDENCE_COLUMNS = ["NAME", "OPERATION", "STATUSES", "CALLER", "EVENT TIME (END)", "SUBMITTED (END)", "OPERATION ID"]
+
+
+def evidence_rows(rep: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for v in rep["vms"]:
+        ev = v.get("evidence")
+        if ev is None:
+            continue
+        if ev.get("missing") or not ev.get("statuses"):
+            rows.append([v["name"], "-", "MISSING: not in the Activity Log yet", "-", "-", "-",
+                         f"vmctl evidence --journal JOURNAL fetches it (correlation id {ev['correlationId']})"])
+            continue
+        end = ev["statuses"][-1]
+        statuses = " > ".join(ev["statuses"]) + ("" if ev["complete"] else " (no end event yet)")
+        rows.append([v["name"], str(ev.get("operationName", "")).replace("Microsoft.Compute/virtualMachines/", ""),
+                     statuses, str(ev.get("caller") or "-"), str(ev["eventTimestamps"].get(end, "-")),
+                     str(ev["submissionTimestamps"].get(end, "-")), str(ev.get("operationId") or "-")])
+    return rows
 
 
 REPORT_COLUMNS = ["SUBSCRIPTION", "GROUP", "NAME", "BEFORE", "ACTION", "AFTER", "DURATION", "RETRIES",
@@ -120,7 +163,17 @@ def output(rep: dict[str, Any]) -> Output:
                       f"{', '.join(str(n) for n in w['notStarted']) or 'none'}.")
     if rep["interrupted"]:
         footer.append("The run was interrupted; `vmctl resume JOURNAL` continues it.")
-    return Output(kind="run-report", data=rep, summary=s, sections=[Section("Run", meta)], columns=columns,
+    sections = [Section("Run", meta)]
+    ev_rows = evidence_rows(rep)
+    if ev_rows:
+        title = "Activity Log evidence" + ("" if rep.get("evidenceCollected") else
+                                           " (not collected yet: vmctl evidence --journal JOURNAL)")
+        missing = sum(1 for r in ev_rows if r[2].startswith("MISSING"))
+        if missing:
+            footer.append(f"{missing} operations have no Activity Log evidence yet; "
+                          "`vmctl evidence --journal JOURNAL` fetches it later.")
+        sections.append(Section(title, columns=EVIDENCE_COLUMNS, rows=ev_rows))
+    return Output(kind="run-report", data=rep, summary=s, sections=sections, columns=columns,
                   rows=rows, footer=footer,
                   row_styles=["failed" if v["outcome"] == "failed" else "ok" if v["outcome"] == "succeeded" else ""
                               for v in rep["vms"]])
@@ -131,6 +184,6 @@ def markdown(rep: dict[str, Any]) -> str:
 
     out = output(rep)
     meta = "\n".join(f"- {line}" for line in out.sections[0].lines)
-    out.sections = []
+    out.sections = out.sections[1:]
     title = f"## vmctl {rep['verb']}: run {rep['runId']}" + (f" ({rep['ticket']})" if rep["ticket"] else "")
     return f"{title}\n\n{meta}\n\n" + md(out)

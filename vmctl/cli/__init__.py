@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import actions, inventory, maintenance, sim
+from . import actions, evidence, inventory, maintenance, sim
 
 app = typer.Typer(
     name="vmctl",
@@ -23,6 +23,7 @@ app.command("deallocate")(actions.deallocate_cmd)
 app.command("start")(actions.start_cmd)
 app.command("restart")(actions.restart_cmd)
 app.add_typer(maintenance.app, name="maintenance")
+app.command("evidence")(evidence.evidence_cmd)
 app.command("resume")(actions.resume_cmd)
 app.command("report")(actions.report_cmd)
 

@@ -34,6 +34,8 @@ Parallel = Annotated[Optional[int], typer.Option("--parallel", help="Operations 
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds one VM's operation may take before it is reported failed.")]
 PreHook = Annotated[Optional[str], typer.Option("--pre-hook", help="Command run before each VM's action (drain); non-zero skips the VM.")]
 PostHook = Annotated[Optional[str], typer.Option("--post-hook", help="Command run after start/restart (health check); non-zero fails the VM.")]
+EvidenceWait = Annotated[str, typer.Option("--evidence-wait", help="How long to wait for the Activity Log's record of each operation (it lags by minutes).")]
+NoEvidenceWait = Annotated[bool, typer.Option("--no-evidence-wait", help="Do not wait for Activity Log evidence (fetch it later: vmctl evidence --journal).")]
 HookTimeout = Annotated[float, typer.Option("--hook-timeout", help="Seconds a hook may run (default 300: Azure's graceful-shutdown window).")]
 
 
@@ -173,6 +175,7 @@ def run_action(
     max_percent: float | None, parallel: int | None, timeout: float, pre_hook: str | None, post_hook: str | None,
     hook_timeout: float, keep_allocation: bool = False, skip_shutdown: bool = False, hibernate: bool = False,
     hibernate_fallback: str = "fail", wave_by: str = "update-domain", pause: float = 300.0,
+    evidence_wait: float = 600.0,
 ) -> None:
     from ..cloud import make_client
     from ..errors import GuardRefusal, InputError, REFUSED
@@ -239,11 +242,18 @@ def run_action(
         print("Nothing to do: no request sent.", file=sys.stderr)
         return
     confirm(plan, yes, is_tty, _ask)
-    _execute(client, plan, cfg, fmt, common, journal_path, report_path)
+    _execute(client, plan, cfg, fmt, common, journal_path, report_path, evidence_wait=evidence_wait)
+
+
+def evidence_seconds(text: str, skip: bool) -> float:
+    from .maintenance import parse_duration
+
+    return 0.0 if skip else parse_duration(text, "--evidence-wait")
 
 
 def _execute(client: Any, plan: Any, cfg: Any, fmt: str, common: Common, journal_path: Path | None,
-             report_path: Path | None, resume_records: list[dict[str, Any]] | None = None) -> None:
+             report_path: Path | None, resume_records: list[dict[str, Any]] | None = None,
+             evidence_wait: float = 600.0) -> None:
     from .. import journal as jr
     from ..executor import Executor, Resumed
     from ..pacing import Pacer
@@ -287,6 +297,8 @@ def _execute(client: Any, plan: Any, cfg: Any, fmt: str, common: Common, journal
         journal.write("interrupted", abandoned=abandon.is_set())
     if not abandon.is_set():
         _verify(client, plan, journal)
+        if evidence_wait > 0:
+            _evidence(client, plan, journal, jr.read(path), evidence_wait, scale, stop)
     journal.write("end", interrupted=stop.is_set())
     journal.close()
     _show_report(build(jr.read(path)), fmt, common.query, report_path)
@@ -348,6 +360,36 @@ def _maintenance_results(client: Any, plan: Any, indexes: list[int]) -> dict[int
         out[i] = {"power": vm.power_state, "lastOperationResultCode": m.last_result if m else None,
                   "lastOperationMessage": m.last_message if m else None}
     return out
+
+
+def _evidence(client: Any, plan: Any, journal: Any, records: list[dict[str, Any]], wait: float, scale: float,
+              stop: threading.Event) -> list[str]:
+    """Wait (bounded) for each operation's terminal Activity Log event; record what came."""
+    from ..evidence import collect, collected, expected_operations, record
+
+    expected = expected_operations(records, {s.index: s.vm.subscription_id for s in plan.steps})
+    if not expected:
+        return []
+    print(f"evidence: waiting up to {wait:g} s for the Activity Log ({len(expected)} operations; it lags the "
+          "operations by minutes)", file=sys.stderr, flush=True)
+
+    def progress(missing: int, total: int, left: float) -> None:
+        if missing:
+            print(f"evidence: {missing} of {total} operations not in the Activity Log yet ({left:.0f} s left)",
+                  file=sys.stderr, flush=True)
+
+    try:
+        found = collect(client, expected, wait=wait, have=collected(records), on_round=progress, stop=stop,
+                        first_pause=max(0.2, 1.0 / scale), max_pause=max(1.0, 15.0 / scale))
+    except Exception as exc:  # noqa: BLE001 - the run is done; evidence is reported missing, not fatal
+        journal.write("evidence-failed", error=str(exc))
+        print(f"evidence: could not read the Activity Log: {exc}", file=sys.stderr)
+        return [x.correlation_id for x in expected]
+    missing = record(journal, expected, found)
+    if missing:
+        print(f"evidence: {len(missing)} operations still missing; `vmctl evidence --journal {journal.path}` "
+              "fetches them later", file=sys.stderr, flush=True)
+    return missing
 
 
 def _verify(client: Any, plan: Any, journal: Any) -> None:
@@ -438,7 +480,7 @@ def stop_cmd(
     dry_run: DryRun = False, yes: Yes = False, plan_out: PlanOut = None, journal: JournalPath = None,
     report: ReportPath = None, ticket: Ticket = None, max_targets: MaxTargets = None, max_percent: MaxPercent = None,
     parallel: Parallel = None, timeout: Timeout = 3600.0, pre_hook: PreHook = None, post_hook: PostHook = None,
-    hook_timeout: HookTimeout = 300.0,
+    hook_timeout: HookTimeout = 300.0, evidence_wait: EvidenceWait = "10m", no_evidence_wait: NoEvidenceWait = False,
     subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
     output: OutputFormat = None, query: Query = None, debug: Debug = False,
 ) -> None:
@@ -454,7 +496,8 @@ def stop_cmd(
                _sel(resource_group, name, ids, tag, exclude_tag, location, power_state, include_production),
                dry_run=dry_run, yes=yes, plan_out=plan_out, journal_path=journal, report_path=report, ticket=ticket,
                max_targets=max_targets, max_percent=max_percent, parallel=parallel, timeout=timeout, pre_hook=pre_hook,
-               post_hook=post_hook, hook_timeout=hook_timeout, keep_allocation=keep_allocation, skip_shutdown=skip_shutdown)
+               post_hook=post_hook, hook_timeout=hook_timeout, keep_allocation=keep_allocation, skip_shutdown=skip_shutdown,
+               evidence_wait=evidence_seconds(evidence_wait, no_evidence_wait))
 
 
 @handle_errors
@@ -466,7 +509,7 @@ def deallocate_cmd(
     dry_run: DryRun = False, yes: Yes = False, plan_out: PlanOut = None, journal: JournalPath = None,
     report: ReportPath = None, ticket: Ticket = None, max_targets: MaxTargets = None, max_percent: MaxPercent = None,
     parallel: Parallel = None, timeout: Timeout = 3600.0, pre_hook: PreHook = None, post_hook: PostHook = None,
-    hook_timeout: HookTimeout = 300.0,
+    hook_timeout: HookTimeout = 300.0, evidence_wait: EvidenceWait = "10m", no_evidence_wait: NoEvidenceWait = False,
     subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
     output: OutputFormat = None, query: Query = None, debug: Debug = False,
 ) -> None:
@@ -484,7 +527,8 @@ def deallocate_cmd(
                _sel(resource_group, name, ids, tag, exclude_tag, location, power_state, include_production),
                dry_run=dry_run, yes=yes, plan_out=plan_out, journal_path=journal, report_path=report, ticket=ticket,
                max_targets=max_targets, max_percent=max_percent, parallel=parallel, timeout=timeout, pre_hook=pre_hook,
-               post_hook=post_hook, hook_timeout=hook_timeout, hibernate=hibernate, hibernate_fallback=hibernate_fallback)
+               post_hook=post_hook, hook_timeout=hook_timeout, hibernate=hibernate, hibernate_fallback=hibernate_fallback,
+               evidence_wait=evidence_seconds(evidence_wait, no_evidence_wait))
 
 
 def _simple(verb: str, doc: str) -> Callable[..., None]:
@@ -495,7 +539,7 @@ def _simple(verb: str, doc: str) -> Callable[..., None]:
         dry_run: DryRun = False, yes: Yes = False, plan_out: PlanOut = None, journal: JournalPath = None,
         report: ReportPath = None, ticket: Ticket = None, max_targets: MaxTargets = None, max_percent: MaxPercent = None,
         parallel: Parallel = None, timeout: Timeout = 3600.0, pre_hook: PreHook = None, post_hook: PostHook = None,
-        hook_timeout: HookTimeout = 300.0,
+        hook_timeout: HookTimeout = 300.0, evidence_wait: EvidenceWait = "10m", no_evidence_wait: NoEvidenceWait = False,
         subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
         output: OutputFormat = None, query: Query = None, debug: Debug = False,
     ) -> None:
@@ -503,7 +547,8 @@ def _simple(verb: str, doc: str) -> Callable[..., None]:
                    _sel(resource_group, name, ids, tag, exclude_tag, location, power_state, include_production),
                    dry_run=dry_run, yes=yes, plan_out=plan_out, journal_path=journal, report_path=report, ticket=ticket,
                    max_targets=max_targets, max_percent=max_percent, parallel=parallel, timeout=timeout,
-                   pre_hook=pre_hook, post_hook=post_hook, hook_timeout=hook_timeout)
+                   pre_hook=pre_hook, post_hook=post_hook, hook_timeout=hook_timeout,
+                   evidence_wait=evidence_seconds(evidence_wait, no_evidence_wait))
 
     cmd.__doc__ = doc
     cmd.__name__ = f"{verb}_cmd"
@@ -528,7 +573,8 @@ restart_cmd = _simple("restart", """Restart running VMs (the guest reboots; comp
 def resume_cmd(
     journal: Annotated[Path, typer.Argument(help="The run journal (JSONL) of an interrupted run.")],
     report: ReportPath = None, output: OutputFormat = None, query: Query = None, config: ConfigPath = None,
-    cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, debug: Debug = False,
+    cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, evidence_wait: EvidenceWait = "10m",
+    no_evidence_wait: NoEvidenceWait = False, debug: Debug = False,
 ) -> None:
     """Continue an interrupted run: re-read current state, never repeat a completed step.
 
@@ -549,13 +595,16 @@ def resume_cmd(
     plan = plan_from_json(next(iter_type(records, "plan"))["plan"])
     common = Common([], cloud, arm_endpoint, config, output, query, debug)
     client = make_client(connection_for(common, cfg))
-    _execute(client, plan, cfg, fmt, common, journal, report, resume_records=records)
+    _execute(client, plan, cfg, fmt, common, journal, report, resume_records=records,
+             evidence_wait=evidence_seconds(evidence_wait, no_evidence_wait))
 
 
 @handle_errors
 def report_cmd(
     journal: Annotated[Path, typer.Argument(help="A run journal (JSONL).")],
-    report: ReportPath = None, output: OutputFormat = None, query: Query = None, debug: Debug = False,
+    report: ReportPath = None,
+    bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Write plan.json, journal.jsonl, report.md, report.json, evidence.json and SHA256SUMS into DIR.")] = None,
+    output: OutputFormat = None, query: Query = None, debug: Debug = False,
 ) -> None:
     """Re-render any past run from its journal (no request is sent).
 
@@ -567,5 +616,42 @@ def report_cmd(
     from ..report import build
     from ._common import resolve_output
 
+    records = jr.read(journal)
+    rep = build(records)
+    if bundle is not None:
+        write_bundle(bundle, journal, records, rep)
     # re-rendering succeeds (exit 0) whatever the run's own exit code was; the data carries it
-    _show_report(build(jr.read(journal)), resolve_output(output, None), query, report, exit_with_run=False)
+    _show_report(rep, resolve_output(output, None), query, report, exit_with_run=False)
+
+
+def write_bundle(directory: Path, journal: Path, records: list[dict[str, Any]], rep: dict[str, Any]) -> None:
+    """The attachment for a change ticket, verifiable later with `sha256sum -c SHA256SUMS`."""
+    import hashlib
+    import shutil
+
+    from ..errors import InputError
+    from ..evidence import collected
+    from ..journal import iter_type
+    from ..render import envelope
+    from ..report import markdown, output
+
+    if directory.exists() and any(directory.iterdir()):
+        raise InputError(f"--bundle {directory} is not empty.", "Give a new or empty directory: a bundle is never overwritten.")
+    directory.mkdir(parents=True, exist_ok=True)
+    plan = next(iter_type(records, "plan"))["plan"]
+    files = {
+        "plan.json": json.dumps(plan, indent=2, default=str) + "\n",
+        "report.md": markdown(rep),
+        "report.json": json.dumps(envelope(output(rep)), indent=2, default=str) + "\n",
+        "evidence.json": json.dumps({"runId": rep["runId"], "events": collected(records),
+                                     "missing": [v["evidence"]["correlationId"] for v in rep["vms"]
+                                                 if v.get("evidence") and not v["evidence"].get("complete")]},
+                                    indent=2, default=str) + "\n",
+    }
+    shutil.copyfile(journal, directory / "journal.jsonl")
+    for name, text in files.items():
+        (directory / name).write_text(text, encoding="utf-8")
+    names = ["evidence.json", "journal.jsonl", "plan.json", "report.json", "report.md"]
+    sums = "".join(f"{hashlib.sha256((directory / n).read_bytes()).hexdigest()}  {n}\n" for n in names)
+    (directory / "SHA256SUMS").write_text(sums, encoding="utf-8")
+    print(f"bundle: {directory} ({', '.join(names)}, SHA256SUMS)", file=sys.stderr)

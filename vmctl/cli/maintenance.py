@@ -13,7 +13,7 @@ from ._common import (
     OutputFormat, PowerStates, Query, Subscriptions, Tags, handle_errors,
 )
 from .actions import (
-    DryRun, HookTimeout, JournalPath, MaxPercent, MaxTargets, Parallel, PlanOut, PostHook, PreHook, ReportPath, Ticket,
+    DryRun, EvidenceWait, HookTimeout, JournalPath, NoEvidenceWait, evidence_seconds, MaxPercent, MaxTargets, Parallel, PlanOut, PostHook, PreHook, ReportPath, Ticket,
     Timeout, Yes, _sel, run_action,
 )
 
@@ -126,7 +126,7 @@ def start_cmd(
     dry_run: DryRun = False, yes: Yes = False, plan_out: PlanOut = None, journal: JournalPath = None,
     report: ReportPath = None, ticket: Ticket = None, max_targets: MaxTargets = None, max_percent: MaxPercent = None,
     parallel: Parallel = None, timeout: Timeout = 3600.0, pre_hook: PreHook = None, post_hook: PostHook = None,
-    hook_timeout: HookTimeout = 300.0,
+    hook_timeout: HookTimeout = 300.0, evidence_wait: EvidenceWait = "10m", no_evidence_wait: NoEvidenceWait = False,
     subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
     output: OutputFormat = None, query: Query = None, debug: Debug = False,
 ) -> None:
@@ -145,4 +145,4 @@ def start_cmd(
                dry_run=dry_run, yes=yes, plan_out=plan_out, journal_path=journal, report_path=report, ticket=ticket,
                max_targets=max_targets, max_percent=max_percent, parallel=parallel, timeout=timeout,
                pre_hook=pre_hook, post_hook=post_hook, hook_timeout=hook_timeout, wave_by=wave_by,
-               pause=parse_duration(pause, "--pause"))
+               pause=parse_duration(pause, "--pause"), evidence_wait=evidence_seconds(evidence_wait, no_evidence_wait))

@@ -63,6 +63,9 @@ class FleetClient(Protocol):
 
     def principal(self) -> dict[str, str]: ...
 
+    def activity_events(self, subscription_id: str, flt: str, select: str | None = None,
+                        on_headers: Any = None) -> list[dict[str, Any]]: ...
+
 
 def make_client(connection: Connection) -> FleetClient:
     from .azure import AzureFleet

@@ -14,6 +14,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from urllib.parse import quote
 from typing import Any, Callable, TypeVar
 
 from azure.core.exceptions import (
@@ -38,6 +39,7 @@ from ..models import Maintenance, Vm
 from . import Accepted, ActionError, Connection, OperationStatus, RetryableError, ThrottledError
 
 COMPUTE_API = "2026-04-01"
+MONITOR_API = "2015-04-01"
 STATUS_FETCH_WORKERS = 8
 RESOURCES_API = "2022-12-01"
 T = TypeVar("T")
@@ -144,6 +146,7 @@ class AzureFleet:
         self.connection = connection
         self.credential = DefaultAzureCredential(authority=connection.authority)
         self._clients: dict[str, ComputeManagementClient] = {}
+        self._monitors: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._requests = 0
 
@@ -339,6 +342,34 @@ class AzureFleet:
             or claims.get("appid") or claims.get("oid") or "unknown"
         return {"name": str(name), "objectId": str(claims.get("oid", "")), "tenantId": str(claims.get("tid", "")),
                 "appId": str(claims.get("appid", ""))}
+
+    # ------------------------------------------------------------------ Activity Log
+    def monitor(self, subscription_id: str) -> Any:
+        from azure.mgmt.monitor import MonitorManagementClient
+
+        with self._lock:
+            m = self._monitors.get(subscription_id)
+            if m is None:
+                m = self._monitors[subscription_id] = MonitorManagementClient(
+                    self.credential, subscription_id, base_url=self.connection.endpoint,
+                    credential_scopes=[self.connection.scope])
+            return m
+
+    def activity_events(self, subscription_id: str, flt: str, select: str | None = None,
+                        on_headers: Callable[[dict[str, str]], None] | None = None) -> list[dict[str, Any]]:
+        """Every page of the Activity Log for a server-side $filter (the SDK's pager follows each
+        nextLink: no silent truncation), as ARM's JSON (camelCase)."""
+        pager = self.monitor(subscription_id).activity_logs.list(filter=flt, select=select)
+        out: list[dict[str, Any]] = []
+
+        def pages() -> None:
+            for page in pager.by_page():
+                with self._lock:
+                    self._requests += 1
+                out.extend(e.serialize(keep_readonly=True) for e in page)
+
+        self._call(pages, "reading the Activity Log")
+        return out
 
     # ------------------------------------------------------------------ errors
     def _call(self, fn: Callable[[], T], context: str) -> T:

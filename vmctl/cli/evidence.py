@@ -1,0 +1,158 @@
+"""`vmctl evidence`: the Activity Log for a run, a selection or correlation ids, every page."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ._common import (
+    ArmEndpoint, Cloud, Common, ConfigPath, Debug, ExcludeTags, Groups, Ids, IncludeProduction, Locations, Names,
+    OutputFormat, PowerStates, Query, Subscriptions, Tags, handle_errors,
+)
+
+log = logging.getLogger("vmctl.evidence")
+COLUMNS = ["EVENT TIME", "STATUS", "OPERATION", "RESOURCE GROUP", "RESOURCE", "CALLER", "CORRELATION ID", "OPERATION ID",
+           "SUBMITTED"]
+
+
+def _rows(events: list[dict[str, Any]]) -> list[list[str]]:
+    return [[str(e.get("eventTimestamp")), str(e.get("status")),
+             str(e.get("operationName", "")).replace("Microsoft.Compute/virtualMachines/", ""),
+             str(e.get("resourceGroupName") or ""), str(e.get("resourceId") or "").rsplit("/", 1)[-1],
+             str(e.get("caller") or ""), str(e.get("correlationId") or ""), str(e.get("operationId") or ""),
+             str(e.get("submissionTimestamp"))] for e in events]
+
+
+@handle_errors
+def evidence_cmd(
+    journal: Annotated[Optional[Path], typer.Option("--journal", help="A run journal: fetch the evidence of that run's operations and add it to the journal.")] = None,
+    correlation_id: Annotated[list[str], typer.Option("--correlation-id", help="Correlation id (repeatable).")] = [],
+    since: Annotated[Optional[str], typer.Option("--since", help="Window start relative to now, e.g. 2h, 3d (default 24h).")] = None,
+    from_: Annotated[Optional[str], typer.Option("--from", help="Window start: ISO-8601 or relative (2h).")] = None,
+    to: Annotated[Optional[str], typer.Option("--to", help="Window end: ISO-8601 or relative (default now).")] = None,
+    operation: Annotated[list[str], typer.Option("--operation", help="Operation: deallocate, powerOff, start, ... or a full name (repeatable).")] = [],
+    caller: Annotated[list[str], typer.Option("--caller", help="Caller (UPN or object id) (repeatable).")] = [],
+    status: Annotated[list[str], typer.Option("--status", help="Started, Accepted, Succeeded or Failed (repeatable).")] = [],
+    wait: Annotated[str, typer.Option("--wait", help="With --journal: wait this long for evidence still missing (e.g. 5m).")] = "0",
+    resource_group: Groups = [], name: Names = [], ids: Ids = [], tag: Tags = [], exclude_tag: ExcludeTags = [],
+    location: Locations = [], power_state: PowerStates = [], include_production: IncludeProduction = False,
+    subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
+    output: OutputFormat = None, query: Query = None, debug: Debug = False,
+) -> None:
+    """Activity Log evidence: who did what to which VM, when, with which operation id.
+
+    Every page is read (no truncation); filters combine: the one the service accepts is sent,
+    the rest are applied by vmctl (--debug says which).
+
+    Examples:
+
+        vmctl evidence --journal ~/.local/state/vmctl/runs/20261122T101500Z-1a2b3c.jsonl
+
+        vmctl evidence -g rg-web --since 2h --operation deallocate --status Failed -o markdown
+    """
+    from ..cloud import make_client
+    from ..config import load_config
+    from ..errors import InputError
+    from ..evidence import Filters, SELECT, check_window, compact, parse_when
+    from ..inventory import load_inventory, resolve_subscriptions
+    from ..render import Output, emit
+    from ..selection import build_selector
+    from ._common import connection_for, read_ids, resolve_output
+    from .maintenance import parse_duration
+
+    common = Common(subscription, cloud, arm_endpoint, config, output, query, debug)
+    cfg = load_config(config)
+    fmt = resolve_output(output, cfg.output)
+    if journal is not None:
+        if correlation_id or resource_group or name or ids or tag or exclude_tag or location or power_state:
+            raise InputError("--journal takes the run's own VMs and operations; drop the selection flags.")
+        _journal_evidence(journal, common, cfg, fmt, parse_duration(wait, "--wait"))
+        return
+    now = datetime.now(timezone.utc)
+    if since and from_:
+        raise InputError("--since and --from both give the window's start.", "Use one of them.")
+    start = parse_when(since or from_ or "24h", now, "--since" if since else "--from")
+    end = parse_when(to, now, "--to") if to else now
+    check_window(start, end, now)
+    statuses = [s.capitalize() for s in status]
+    for s in statuses:
+        if s not in ("Started", "Accepted", "Succeeded", "Failed"):
+            raise InputError(f"--status '{s}' is not an Activity Log status.", "Use Started, Accepted, Succeeded or Failed.")
+    selection = any([resource_group, name, ids, tag, exclude_tag, location, power_state])
+    selector = build_selector(resource_groups=resource_group, names=name, ids=read_ids(list(ids)), tags=tag,
+                              exclude_tags=exclude_tag, locations=location, power_states=power_state,
+                              include_production=True, tag_values_case_sensitive=cfg.tag_values_case_sensitive)
+    subs = resolve_subscriptions(common.subscriptions, os.environ.get("AZURE_SUBSCRIPTION_ID"), cfg, selector)
+    client = make_client(connection_for(common, cfg))
+    resource_ids: set[str] = set()
+    groups: set[str] = set()
+    if selection:
+        only_groups = bool(resource_group) and not any([name, ids, tag, exclude_tag, location, power_state])
+        if only_groups:
+            groups = set(resource_group)   # every resource in the group, not only today's VMs
+        else:
+            inv = load_inventory(client, subs, selector, cfg, parallel=cfg.parallel)
+            resource_ids = {vm.id for vm in inv.vms}
+            if not resource_ids:
+                raise InputError("The selection matches no VM, so there is no evidence to look for.")
+    ops = [o if "/" in o else f"Microsoft.Compute/virtualMachines/{o}/action" for o in operation]
+    f = Filters(start, end, correlation_ids=set(correlation_id), resource_ids=resource_ids, resource_groups=groups,
+                operations=set(ops), callers=set(caller), statuses=set(statuses))
+    flt, scope = f.server_side()
+    sent = {"correlationId": "correlationId", "resourceUri": "resourceId", "resourceGroupName": "resourceGroupName"}
+    client_side = [c for c in f.client_side() if c != sent.get(scope)]
+    log.info("server-side $filter (%s): %s", scope, flt)
+    log.info("applied by vmctl on every page: %s", ", ".join(client_side) or "nothing")
+    if debug:
+        print(f"debug: server-side filter ({scope}): {flt}", file=sys.stderr)
+        print(f"debug: client-side filters: {', '.join(client_side) or 'none'}", file=sys.stderr)
+    events: list[dict[str, Any]] = []
+    fetched = 0
+    for sub in subs:
+        page_events = client.activity_events(sub, flt, SELECT)
+        fetched += len(page_events)
+        events += [compact(e) for e in page_events if f.matches(e)]
+    events.sort(key=lambda e: (str(e.get("eventTimestamp")), str(e.get("eventDataId"))))
+    summary = {"events": len(events), "fetched": fetched, "window": {"from": start.isoformat(), "to": end.isoformat()},
+               "serverSideFilter": flt, "clientSideFilters": client_side}
+    footer = [f"{len(events)} events ({fetched} read from the Activity Log, every page) between "
+              f"{start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC."]
+    emit(Output(kind="activity-events", data=events, summary=summary, columns=COLUMNS, rows=_rows(events),
+                footer=footer), fmt, query)
+
+
+def _journal_evidence(path: Path, common: Common, cfg: Any, fmt: str, wait: float) -> None:
+    """Fetch what a run's report is missing, append it to the journal, show the run's evidence."""
+    from .. import journal as jr
+    from ..cloud import make_client
+    from ..evidence import collect, collected, expected_operations, record
+    from ..journal import iter_type
+    from ..planner import plan_from_json
+    from ..render import Output, emit
+    from ..report import EVIDENCE_COLUMNS, build, evidence_rows
+    from ._common import connection_for
+
+    records = jr.read(path)
+    plan = plan_from_json(next(iter_type(records, "plan"))["plan"])
+    expected = expected_operations(records, {s.index: s.vm.subscription_id for s in plan.steps})
+    client = make_client(connection_for(common, cfg))
+    scale = float(os.environ.get("VMCTL_PACE_SCALE") or cfg.pace_scale)
+    found = collect(client, expected, wait=wait, have=collected(records),
+                    first_pause=max(0.2, 1.0 / scale), max_pause=max(1.0, 15.0 / scale))
+    j = jr.Journal(path, append=True)
+    try:
+        missing = record(j, expected, found)
+    finally:
+        j.close()
+    rep = build(jr.read(path))
+    data = [{"name": v["name"], "id": v["id"], **(v["evidence"] or {})} for v in rep["vms"] if v["evidence"]]
+    footer = [f"{len(expected) - len(missing)} of {len(expected)} operations have their end event in the Activity Log"
+              + (f"; {len(missing)} still missing." if missing else ".")]
+    emit(Output(kind="run-evidence", data=data, summary={"expected": len(expected), "missing": missing},
+                columns=EVIDENCE_COLUMNS, rows=evidence_rows(rep), footer=footer), fmt, common.query)

@@ -1,0 +1,246 @@
+"""Activity Log evidence: for a run (by correlation id) or an ad-hoc window. Decides nothing.
+
+The service accepts one scope filter next to the time window (correlationId, resourceUri,
+resourceGroupName or resourceProvider); vmctl sends the most selective one and applies every
+other filter itself, on every page, so nothing is silently dropped or truncated.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable
+
+from .errors import InputError
+from .journal import iter_type
+
+RETENTION_DAYS = 90
+SELECT = ("eventName,operationName,status,subStatus,caller,eventTimestamp,submissionTimestamp,correlationId,"
+          "operationId,resourceId,resourceGroupName,eventDataId,level,properties,httpRequest")
+TERMINAL = {"succeeded", "failed"}
+PER_ID_QUERIES = 20  # more pending operations than this in a subscription: one window query instead
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_when(text: str, now: datetime, flag: str) -> datetime:
+    """ISO-8601, or relative to now: '2h', '30m', '3d', '90s' (all in the past)."""
+    t = text.strip()
+    m = re.fullmatch(r"-?(\d+(?:\.\d+)?)\s*([smhdw])", t)
+    if m:
+        secs = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+        return now - timedelta(seconds=secs)
+    try:
+        dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"{flag} '{text}' is not a time.",
+                         "Give ISO-8601 (2026-11-22T10:00:00Z) or a relative time (30m, 2h, 3d).") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def check_window(start: datetime, end: datetime, now: datetime) -> None:
+    oldest = now - timedelta(days=RETENTION_DAYS)
+    if start < oldest:
+        days = (now - start).days
+        raise InputError(
+            f"The window starts {days} days ago, but the Activity Log keeps events for {RETENTION_DAYS} days only.",
+            f"Start after {iso(oldest)}; older events exist only where they were exported "
+            "(a Log Analytics workspace or storage account via a diagnostic setting).")
+    if end < start:
+        raise InputError("--to is before --from.", "Give a window whose end follows its start.")
+
+
+@dataclass
+class Filters:
+    start: datetime
+    end: datetime
+    correlation_ids: set[str] = field(default_factory=set)
+    resource_ids: set[str] = field(default_factory=set)
+    resource_groups: set[str] = field(default_factory=set)
+    operations: set[str] = field(default_factory=set)   # 'deallocate' or a full operation name
+    callers: set[str] = field(default_factory=set)
+    statuses: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        for name in ("correlation_ids", "resource_ids", "resource_groups", "operations", "callers", "statuses"):
+            setattr(self, name, {v.lower() for v in getattr(self, name)})
+
+    def server_side(self) -> tuple[str, str]:
+        """The $filter to send and a note naming the scope used (the most selective single scope)."""
+        base = f"eventTimestamp ge '{iso(self.start)}' and eventTimestamp le '{iso(self.end)}'"
+        if len(self.correlation_ids) == 1:
+            return base + f" and correlationId eq '{next(iter(self.correlation_ids))}'", "correlationId"
+        if len(self.resource_ids) == 1:
+            return base + f" and resourceUri eq '{next(iter(self.resource_ids))}'", "resourceUri"
+        if len(self.resource_groups) == 1:
+            return base + f" and resourceGroupName eq '{next(iter(self.resource_groups))}'", "resourceGroupName"
+        if self.resource_ids or self.correlation_ids:
+            return base + " and resourceProvider eq 'Microsoft.Compute'", "resourceProvider"
+        return base, "time window only"
+
+    def client_side(self) -> list[str]:
+        names = [("correlationId", self.correlation_ids), ("resourceId", self.resource_ids),
+                 ("resourceGroupName", self.resource_groups), ("operationName", self.operations),
+                 ("caller", self.callers), ("status", self.statuses)]
+        return [n for n, v in names if v]
+
+    def matches(self, e: dict[str, Any]) -> bool:
+        if self.correlation_ids and str(e.get("correlationId", "")).lower() not in self.correlation_ids:
+            return False
+        if self.resource_ids and str(e.get("resourceId", "")).lower() not in self.resource_ids:
+            return False
+        if self.resource_groups and str(e.get("resourceGroupName", "")).lower() not in self.resource_groups:
+            return False
+        if self.operations:
+            op = _value(e.get("operationName")).lower()
+            if not any(o == op or f"/{o}/" in op for o in self.operations):
+                return False
+        if self.callers and str(e.get("caller", "")).lower() not in self.callers:
+            return False
+        if self.statuses and _value(e.get("status")).lower() not in self.statuses:
+            return False
+        return True
+
+
+def _value(v: Any) -> str:
+    return str(v.get("value", "")) if isinstance(v, dict) else str(v or "")
+
+
+def compact(e: dict[str, Any]) -> dict[str, Any]:
+    """The fields evidence keeps from an event (all of them are in the $select)."""
+    props = e.get("properties") or {}
+    out = {
+        "eventDataId": e.get("eventDataId"), "correlationId": e.get("correlationId"),
+        "operationName": _value(e.get("operationName")), "status": _value(e.get("status")),
+        "subStatus": _value(e.get("subStatus")), "eventName": _value(e.get("eventName")),
+        "caller": e.get("caller"), "eventTimestamp": e.get("eventTimestamp"),
+        "submissionTimestamp": e.get("submissionTimestamp"), "operationId": e.get("operationId"),
+        "resourceId": e.get("resourceId"), "resourceGroupName": e.get("resourceGroupName"), "level": e.get("level"),
+        "clientRequestId": (e.get("httpRequest") or {}).get("clientRequestId"),
+    }
+    if props.get("statusMessage"):
+        out["statusMessage"] = props["statusMessage"]
+    return out
+
+
+_ORDER = {"started": 0, "accepted": 1, "succeeded": 2, "failed": 2}
+
+
+def summarize(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """One operation's evidence: status sequence, caller, timestamps, operation id."""
+    evs = sorted(events, key=lambda e: (str(e.get("eventTimestamp")), _ORDER.get(str(e.get("status", "")).lower(), 3)))
+    if not evs:
+        return {"complete": False, "statuses": []}
+    terminal = [e for e in evs if str(e.get("status", "")).lower() in TERMINAL]
+    last = terminal[-1] if terminal else evs[-1]
+    return {
+        "complete": bool(terminal), "operationName": last.get("operationName"),
+        "statuses": [e.get("status") for e in evs], "caller": last.get("caller"),
+        "operationId": last.get("operationId"),
+        "eventTimestamps": {str(e.get("status")): e.get("eventTimestamp") for e in evs},
+        "submissionTimestamps": {str(e.get("status")): e.get("submissionTimestamp") for e in evs},
+        "statusMessage": last.get("statusMessage"),
+    }
+
+
+# ------------------------------------------------------------------------ a run's evidence
+@dataclass
+class Expected:
+    index: int
+    subscription_id: str
+    correlation_id: str
+    since: datetime
+
+
+def expected_operations(records: list[dict[str, Any]], plan_vm_subs: dict[int, str]) -> list[Expected]:
+    """Writes that reached Compute: accepted ones, and ones Compute refused (a failed outcome with an id)."""
+    out: dict[str, Expected] = {}
+    for r in iter_type(records, "accepted"):
+        ts = datetime.fromisoformat(r["ts"].replace("Z", "+00:00"))
+        out[r["correlationId"].lower()] = Expected(r["index"], plan_vm_subs[r["index"]], r["correlationId"], ts)
+    for r in iter_type(records, "outcome"):
+        cid = r.get("correlationId")
+        if r["status"] == "failed" and cid and cid.lower() not in out and not r.get("reason", "").startswith("timed out"):
+            ts = datetime.fromisoformat(r["ts"].replace("Z", "+00:00"))
+            out[cid.lower()] = Expected(r["index"], plan_vm_subs[r["index"]], cid, ts)
+    return list(out.values())
+
+
+def collected(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Evidence already in the journal, by correlation id (later records add to earlier ones)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in iter_type(records, "evidence"):
+        bucket = out.setdefault(r["correlationId"].lower(), {})
+        for e in r.get("events") or []:
+            bucket[str(e.get("eventDataId"))] = e
+    return {cid: list(evs.values()) for cid, evs in out.items()}
+
+
+def collect(
+    client: Any, expected: list[Expected], *, wait: float, have: dict[str, list[dict[str, Any]]] | None = None,
+    on_round: Callable[[int, int, float], None] | None = None, stop: threading.Event | None = None,
+    clock: Callable[[], float] = time.monotonic, first_pause: float = 1.0, max_pause: float = 15.0,
+) -> dict[str, list[dict[str, Any]]]:
+    """Query until every expected operation's terminal event is in, or `wait` seconds have passed.
+
+    Returns all events found, by correlation id (lower-case); callers compare with `expected`.
+    """
+    found: dict[str, dict[str, dict[str, Any]]] = {
+        cid: {str(e.get("eventDataId")): e for e in evs} for cid, evs in (have or {}).items()}
+    deadline = clock() + wait
+    pause = first_pause
+    rnd = 0
+    while True:
+        rnd += 1
+        pending = [x for x in expected if not summarize(found.get(x.correlation_id.lower(), {}).values())["complete"]]
+        if not pending:
+            break
+        by_sub: dict[str, list[Expected]] = {}
+        for x in pending:
+            by_sub.setdefault(x.subscription_id, []).append(x)
+        now = datetime.now(timezone.utc)
+        for sub, xs in by_sub.items():
+            start = min(x.since for x in xs) - timedelta(minutes=5)
+            end = now + timedelta(minutes=5)
+            if len(xs) <= PER_ID_QUERIES:
+                queries = [Filters(start, end, correlation_ids={x.correlation_id}) for x in xs]
+            else:
+                queries = [Filters(start, end, correlation_ids={x.correlation_id for x in xs})]
+            for f in queries:
+                flt, _ = f.server_side()
+                for e in client.activity_events(sub, flt, SELECT):
+                    if f.matches(e):
+                        c = compact(e)
+                        found.setdefault(str(c["correlationId"]).lower(), {})[str(c["eventDataId"])] = c
+        pending = [x for x in expected if not summarize(found.get(x.correlation_id.lower(), {}).values())["complete"]]
+        left = deadline - clock()
+        if on_round:
+            on_round(len(pending), len(expected), max(0.0, left))
+        if not pending or left <= 0:
+            break
+        nap = min(pause, left)
+        if stop is not None:
+            if stop.wait(nap):
+                break
+        else:
+            time.sleep(nap)
+        pause = min(max_pause, pause * 1.5)
+    return {cid: list(evs.values()) for cid, evs in found.items()}
+
+
+def record(journal: Any, expected: list[Expected], found: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Write what was found to the journal; return the correlation ids still missing their end."""
+    missing = []
+    for x in expected:
+        evs = found.get(x.correlation_id.lower(), [])
+        if evs:
+            journal.write("evidence", index=x.index, correlationId=x.correlation_id, events=evs)
+        if not summarize(evs)["complete"]:
+            missing.append(x.correlation_id)
+    journal.write("evidence-status", expected=len(expected), missing=missing)
+    return missing
