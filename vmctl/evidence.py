@@ -25,7 +25,8 @@ PER_ID_QUERIES = 20  # more pending operations than this in a subscription: one 
 
 
 def iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Full precision: a window ending "now" must include events of the current second."""
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_when(text: str, now: datetime, flag: str) -> datetime:

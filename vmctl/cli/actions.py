@@ -366,6 +366,7 @@ def _evidence(client: Any, plan: Any, journal: Any, records: list[dict[str, Any]
               stop: threading.Event) -> list[str]:
     """Wait (bounded) for each operation's terminal Activity Log event; record what came."""
     from ..evidence import collect, collected, expected_operations, record
+    from ..journal import iter_type
 
     expected = expected_operations(records, {s.index: s.vm.subscription_id for s in plan.steps})
     if not expected:
@@ -378,9 +379,14 @@ def _evidence(client: Any, plan: Any, journal: Any, records: list[dict[str, Any]
             print(f"evidence: {missing} of {total} operations not in the Activity Log yet ({left:.0f} s left)",
                   file=sys.stderr, flush=True)
 
+    # operations vmctl stopped watching (timed out, abandoned) may end long after: look once, don't wait
+    unsettled = {r["index"] for r in iter_type(records, "outcome")
+                 if r["status"] == "in-flight" or str(r.get("reason", "")).startswith("timed out")}
+    waitable = [x for x in expected if x.index not in unsettled]
     try:
-        found = collect(client, expected, wait=wait, have=collected(records), on_round=progress, stop=stop,
+        found = collect(client, waitable, wait=wait, have=collected(records), on_round=progress, stop=stop,
                         first_pause=max(0.2, 1.0 / scale), max_pause=max(1.0, 15.0 / scale))
+        found = collect(client, [x for x in expected if x.index in unsettled], wait=0, have=found)
     except Exception as exc:  # noqa: BLE001 - the run is done; evidence is reported missing, not fatal
         journal.write("evidence-failed", error=str(exc))
         print(f"evidence: could not read the Activity Log: {exc}", file=sys.stderr)
