@@ -51,11 +51,6 @@ step "For real, with a change ticket: --yes alone never includes production, so 
 vmctl deallocate -s "$DEV" -s "$PROD" -g rg-web -g rg-shop-prod --yes --ticket CHG-1001 \
   --journal "$work/run.jsonl" --report "$work/report.md" -o markdown
 
-step "The Activity Log's own record of that run, and the evidence bundle for the ticket"
-vmctl evidence --journal "$work/run.jsonl"
-vmctl report "$work/run.jsonl" --bundle "$work/CHG-1001" >/dev/null
-(cd "$work/CHG-1001" && ls && sha256sum -c SHA256SUMS)
-
 step "The production shop is still running"
 vmctl list -s "$PROD" -g rg-shop-prod
 
@@ -75,3 +70,8 @@ print(f"{stats['requests']} requests: {stats['reads']} reads, {stats['writes']} 
 for op, n in stats["by_operation"].items():
     print(f"  {op:<32} {n}")
 PY
+
+step "Last: the evidence section of the run's report (the Activity Log's own record), and the bundle for the ticket"
+vmctl evidence --journal "$work/run.jsonl"
+vmctl report "$work/run.jsonl" --bundle "$work/CHG-1001" >/dev/null
+(cd "$work/CHG-1001" && ls && sha256sum -c SHA256SUMS)

@@ -153,15 +153,19 @@ class AzureFleet:
     def request_count(self) -> int:
         return self._requests
 
-    def client(self, subscription_id: str) -> ComputeManagementClient:
+    def _cached(self, cache: dict[str, Any], subscription_id: str, factory: Callable[..., Any]) -> Any:
+        """One SDK client per subscription and kind, created on first use."""
         with self._lock:
-            c = self._clients.get(subscription_id)
+            c = cache.get(subscription_id)
             if c is None:
-                c = self._clients[subscription_id] = ComputeManagementClient(
+                c = cache[subscription_id] = factory(
                     self.credential, subscription_id, base_url=self.connection.endpoint,
-                    credential_scopes=[self.connection.scope],
-                )
+                    credential_scopes=[self.connection.scope])
             return c
+
+    def client(self, subscription_id: str) -> ComputeManagementClient:
+        client: ComputeManagementClient = self._cached(self._clients, subscription_id, ComputeManagementClient)
+        return client
 
     # ------------------------------------------------------------------ raw ARM reads
     def _get(self, subscription_id: str, url: str, context: str) -> Any:
@@ -347,13 +351,7 @@ class AzureFleet:
     def monitor(self, subscription_id: str) -> Any:
         from azure.mgmt.monitor import MonitorManagementClient
 
-        with self._lock:
-            m = self._monitors.get(subscription_id)
-            if m is None:
-                m = self._monitors[subscription_id] = MonitorManagementClient(
-                    self.credential, subscription_id, base_url=self.connection.endpoint,
-                    credential_scopes=[self.connection.scope])
-            return m
+        return self._cached(self._monitors, subscription_id, MonitorManagementClient)
 
     def activity_events(self, subscription_id: str, flt: str, select: str | None = None,
                         on_headers: Callable[[dict[str, str]], None] | None = None) -> list[dict[str, Any]]:
