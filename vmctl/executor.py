@@ -120,6 +120,69 @@ class Executor:
             self._abandon_rest(acting)
         return self.outcomes
 
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._inflight)
+
+    def run_waves(self, only: list[int] | None = None, resumed: dict[int, Resumed] | None = None,
+                  say: Callable[[str], None] = lambda m: None) -> dict[int, Outcome]:
+        """Maintenance: one wave at a time; a wave must be healthy (every VM succeeded, post-hook
+        included, and running again) before the next starts; `options.pause` between waves."""
+        plan, journal, resumed = self.plan, self.journal, resumed or {}
+        todo = set(only) if only is not None else {s.index for s in plan.steps}
+        skips = [s.index for s in plan.steps if not s.acts and s.index in todo]
+        waves = [(n, [s.index for s in members if s.index in todo]) for n, members in enumerate(plan.waves)]
+        waves = [(n, idx) for n, idx in waves if idx]
+        if not waves and skips:
+            self.run(only=skips)
+        for pos, (n, indexes) in enumerate(waves):
+            if self.stop.is_set() or self.abandon.is_set():
+                break
+            journal.write("wave-start", wave=n + 1, steps=indexes)
+            say(f"wave {n + 1}: {len(indexes)} VMs")
+            self.run(only=(skips + indexes) if pos == 0 else indexes,
+                     resumed={i: r for i, r in resumed.items() if i in indexes})
+            if self.abandon.is_set():
+                return self.outcomes
+            results = self._maintenance_results(indexes)
+            bad = [plan.steps[i].vm.name for i in indexes
+                   if i not in self.outcomes or self.outcomes[i].status != "succeeded"
+                   or results.get(i, {}).get("power") != "running"]
+            journal.write("wave-end", wave=n + 1, results={str(i): r for i, r in results.items()}, unhealthy=bad)
+            if bad:
+                journal.write("wave-stopped", wave=n + 1, reason=f"wave {n + 1} is not healthy: {', '.join(bad)}",
+                              notStarted=[m + 1 for m, _ in waves[pos + 1:]])
+                for _, idx in waves[pos + 1:]:
+                    for i in idx:
+                        self._finish(plan.steps[i], "cancelled", f"not started: wave {n + 1} was not healthy ({', '.join(bad)})")
+                return self.outcomes
+            if pos + 1 < len(waves) and plan.options.pause > 0:
+                say(f"pausing {plan.options.pause:g} s before wave {waves[pos + 1][0] + 1}")
+                if self.stop.wait(plan.options.pause):
+                    break
+        if self.stop.is_set():
+            for _, idx in waves:
+                for i in idx:
+                    if i not in self.outcomes:
+                        self._finish(plan.steps[i], "cancelled",
+                                     "interrupted before its wave started; `vmctl resume` continues it")
+        return self.outcomes
+
+    def _maintenance_results(self, indexes: list[int]) -> dict[int, dict[str, object]]:
+        """After a wave: each VM's power state and maintenanceRedeployStatus, re-read from Azure."""
+        steps = self.plan.steps
+        current = {}
+        for sub in sorted({steps[i].vm.subscription_id for i in indexes}):
+            current.update({vm.key: vm for vm in self.client.list_vms(sub, "")})
+        out: dict[int, dict[str, object]] = {}
+        for i in indexes:
+            vm = current.get(steps[i].vm.key)
+            if vm is not None:
+                m = vm.maintenance
+                out[i] = {"power": vm.power_state, "lastOperationResultCode": m.last_result if m else None,
+                          "lastOperationMessage": m.last_message if m else None}
+        return out
+
     # ------------------------------------------------------------------ submission
     def _feed(self, acting: list[Step], workers: ThreadPoolExecutor) -> None:
         try:

@@ -284,10 +284,10 @@ def _execute(client: Any, plan: Any, cfg: Any, fmt: str, common: Common, journal
     progress = _Progress(len(todo), plan.verb)
     ex = Executor(client, plan, journal, pacer, poll_interval=cfg.poll_interval, stop=stop, abandon=abandon,
                   on_outcome=progress)
-    restore = _signals(stop, abandon, lambda: len(ex._inflight))
+    restore = _signals(stop, abandon, ex.in_flight)
     try:
         if plan.action == "performMaintenance":
-            _run_waves(ex, client, plan, journal, stop, abandon, only, resumed)
+            ex.run_waves(only=only, resumed=resumed, say=lambda m: print(m, file=sys.stderr, flush=True))
         else:
             ex.run(only=only, resumed=resumed)
     finally:
@@ -302,64 +302,6 @@ def _execute(client: Any, plan: Any, cfg: Any, fmt: str, common: Common, journal
     journal.write("end", interrupted=stop.is_set())
     journal.close()
     _show_report(build(jr.read(path)), fmt, common.query, report_path)
-
-
-def _run_waves(ex: Any, client: Any, plan: Any, journal: Any, stop: threading.Event, abandon: threading.Event,
-               only: list[int] | None, resumed: dict[int, Any]) -> None:
-    """Maintenance: one wave at a time; a wave must be healthy before the next; pause between."""
-    todo = set(only) if only is not None else {s.index for s in plan.steps}
-    skips = [s.index for s in plan.steps if not s.acts and s.index in todo]
-    waves = [(n, [s.index for s in members if s.index in todo]) for n, members in enumerate(plan.waves)]
-    waves = [(n, idx) for n, idx in waves if idx]
-    first = True
-    for pos, (n, indexes) in enumerate(waves):
-        if stop.is_set() or abandon.is_set():
-            break
-        journal.write("wave-start", wave=n + 1, steps=indexes)
-        print(f"wave {n + 1}: {len(indexes)} VMs", file=sys.stderr, flush=True)
-        ex.run(only=(skips + indexes) if first else indexes,
-               resumed={i: r for i, r in resumed.items() if i in indexes})
-        first = False
-        if abandon.is_set():
-            return
-        results = _maintenance_results(client, plan, indexes)
-        bad = [plan.steps[i].vm.name for i in indexes
-               if ex.outcomes.get(i) is None or ex.outcomes[i].status != "succeeded" or results.get(i, {}).get("power") != "running"]
-        journal.write("wave-end", wave=n + 1, results={str(i): r for i, r in results.items()}, unhealthy=bad)
-        if bad:
-            rest = [i for _, idx in waves[pos + 1:] for i in idx]
-            journal.write("wave-stopped", wave=n + 1, reason=f"wave {n + 1} is not healthy: {', '.join(bad)}",
-                          notStarted=[m + 1 for m, _ in waves[pos + 1:]])
-            for i in rest:
-                ex._finish(plan.steps[i], "cancelled", f"not started: wave {n + 1} was not healthy ({', '.join(bad)})")
-            return
-        if pos + 1 < len(waves) and plan.options.pause > 0:
-            print(f"pausing {plan.options.pause:g} s before wave {waves[pos + 1][0] + 1}", file=sys.stderr, flush=True)
-            if stop.wait(plan.options.pause):
-                break
-    if stop.is_set():
-        for _, idx in waves:
-            for i in idx:
-                if i not in ex.outcomes:
-                    ex._finish(plan.steps[i], "cancelled", "interrupted before its wave started; `vmctl resume` continues it")
-
-
-def _maintenance_results(client: Any, plan: Any, indexes: list[int]) -> dict[int, dict[str, Any]]:
-    """After a wave: each VM's power state and maintenanceRedeployStatus, re-read from Azure."""
-    out: dict[int, dict[str, Any]] = {}
-    subs = sorted({plan.steps[i].vm.subscription_id for i in indexes})
-    current = {}
-    for sub in subs:
-        for vm in client.list_vms(sub, ""):
-            current[vm.key] = vm
-    for i in indexes:
-        vm = current.get(plan.steps[i].vm.key)
-        if vm is None:
-            continue
-        m = vm.maintenance
-        out[i] = {"power": vm.power_state, "lastOperationResultCode": m.last_result if m else None,
-                  "lastOperationMessage": m.last_message if m else None}
-    return out
 
 
 def _evidence(client: Any, plan: Any, journal: Any, records: list[dict[str, Any]], wait: float, scale: float,
