@@ -198,23 +198,28 @@ class AzureFleet:
     def list_vms(self, subscription_id: str, subscription_name: str) -> list[Vm]:
         url: str | None = (f"/subscriptions/{subscription_id}/providers/Microsoft.Compute/virtualMachines"
                            f"?api-version={COMPUTE_API}&statusOnly=true")
-        docs: list[dict[str, Any]] = []
+        out: list[Vm] = []
+        missing: dict[int, dict[str, Any]] = {}   # position -> the few docs without an instance view
         while url:
             page = self._get(subscription_id, url, f"listing VMs in subscription {subscription_id}")
-            docs.extend(page.get("value") or [])
+            for d in page.get("value") or []:  # converted page by page: 10,000 raw docs are never held at once
+                if not ((d.get("properties") or {}).get("instanceView") or {}).get("statuses"):
+                    missing[len(out)] = d
+                out.append(vm_from_json(d, subscription_name))
             url = page.get("nextLink") or None
         # A status listing item without an instance view (Azure could not read the VM's status):
         # only those VMs cost a request each, a few at a time; the SDK honours Retry-After.
-        missing = [i for i, d in enumerate(docs) if not ((d.get("properties") or {}).get("instanceView") or {}).get("statuses")]
-        views: dict[int, dict[str, Any]] = {}
         if missing:
-            def fetch(i: int) -> tuple[int, dict[str, Any]]:
-                parts = docs[i]["id"].split("/")
-                return i, self._get(subscription_id, f"{docs[i]['id']}/instanceView?api-version={COMPUTE_API}",
-                                    f"reading the instance view of {parts[4]}/{parts[-1]}")
+            def fetch(i: int) -> tuple[int, Vm]:
+                d = missing[i]
+                parts = d["id"].split("/")
+                view = self._get(subscription_id, f"{d['id']}/instanceView?api-version={COMPUTE_API}",
+                                 f"reading the instance view of {parts[4]}/{parts[-1]}")
+                return i, vm_from_json(d, subscription_name, view)
             with ThreadPoolExecutor(max_workers=min(STATUS_FETCH_WORKERS, len(missing))) as pool:
-                views = dict(pool.map(fetch, missing))
-        return [vm_from_json(d, subscription_name, views.get(i)) for i, d in enumerate(docs)]
+                for i, vm in pool.map(fetch, list(missing)):
+                    out[i] = vm
+        return out
 
     def resource_group_exists(self, subscription_id: str, resource_group: str) -> bool:
         try:
