@@ -228,3 +228,13 @@ def test_per_vm_reads_only_for_vms_whose_status_is_missing(make_sim: Any) -> Non
     assert states["stopped-01"] == "stopped" and states["eph-01"] == "running"
     stats = sim.stats()["by_operation"]
     assert stats["virtualMachines.instanceView"] == 2 and stats["virtualMachines.listAll"] == 3
+
+
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_a_reader_that_leaves_early_is_not_a_failure(sim: SimHandle, fmt: str) -> None:
+    """`vmctl list | head -1`: exit 0 and no traceback when the pipe closes."""
+    run = subprocess.run(["bash", "-c", f'"{sys.executable}" -m vmctl list -o {fmt} | head -1 >/dev/null; '
+                                        'echo "rc=${PIPESTATUS[0]}"'],
+                         capture_output=True, text=True, timeout=60)
+    assert run.stdout.strip() == "rc=0", run.stdout + run.stderr
+    assert "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr

@@ -124,5 +124,21 @@ def handle_errors(fn: F) -> F:
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(INTERRUPTED) from None
+        except BrokenPipeError:
+            # `vmctl list | head`: the reader left; not an error worth a traceback or a failure code
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())  # the flush at exit must not fail again
+            except OSError:
+                pass
+            raise typer.Exit(0) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug: say so in one line, traceback with --debug
+            if debug:
+                traceback.print_exc()
+            typer.echo(f"error: internal error: {type(exc).__name__}: {exc}", err=True)
+            typer.echo("  This is a bug in vmctl; run again with --debug for the traceback and report it.", err=True)
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

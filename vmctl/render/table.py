@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import TextIO
 
 from rich.console import Console
@@ -13,9 +15,18 @@ from . import Output, wants_color
 STYLE = {"stopped": "bold yellow", "prod": "bold red", "dim": "dim", "failed": "red", "ok": "green"}
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """`vmctl list | head`: the reader left. Rich exits 1 here; vmctl's error handler exits 0."""
+        self.quiet = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise BrokenPipeError
+
+
 def console_for(stream: TextIO) -> Console:
     color = wants_color(stream)
-    return Console(file=stream, no_color=not color, highlight=False, force_terminal=color,
+    return _Console(file=stream, no_color=not color, highlight=False, force_terminal=color,
                    width=None if color else 400, soft_wrap=not color, emoji=False)
 
 
