@@ -231,8 +231,10 @@ def test_per_vm_reads_only_for_vms_whose_status_is_missing(make_sim: Any) -> Non
 
 
 @pytest.mark.parametrize("fmt", ["table", "json"])
-def test_a_reader_that_leaves_early_is_not_a_failure(sim: SimHandle, fmt: str) -> None:
-    """`vmctl list | head -1`: exit 0 and no traceback when the pipe closes."""
+def test_a_reader_that_leaves_early_is_not_a_failure(make_sim: Any, fmt: str) -> None:
+    """`vmctl list | head -1`: exit 0 and no traceback when the pipe closes (output well over a pipe buffer)."""
+    make_sim({"subscriptions": [{"id": SUB_A, "resource_groups": [
+        {"name": "rg-many", "vms": [{"name": "vm-{i:04d}", "count": 800, "tags": {"env": "dev"}}]}]}]})
     run = subprocess.run(["bash", "-c", f'"{sys.executable}" -m vmctl list -o {fmt} | head -1 >/dev/null; '
                                         'echo "rc=${PIPESTATUS[0]}"'],
                          capture_output=True, text=True, timeout=60)
