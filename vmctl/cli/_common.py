@@ -17,32 +17,32 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # ---------------------------------------------------------------- connection and output
 Subscriptions = Annotated[list[str], typer.Option(
-    "--subscription", "-s", help="Subscription ID (repeatable). Default: AZURE_SUBSCRIPTION_ID, then the config file.")]
+    "--subscription", "-s", metavar="ID", help="Subscription ID (repeatable). Default: AZURE_SUBSCRIPTION_ID, then the config file.")]
 Cloud = Annotated[Optional[str], typer.Option(
-    "--cloud", help="AzureCloud (default), AzureUSGovernment or AzureChinaCloud: picks ARM endpoint, token scope, authority.")]
+    "--cloud", metavar="NAME", help="AzureCloud (default), AzureUSGovernment or AzureChinaCloud: picks ARM endpoint, token scope, authority.")]
 ArmEndpoint = Annotated[Optional[str], typer.Option(
     "--arm-endpoint", envvar="VMCTL_ARM_ENDPOINT", show_envvar=True,
-    help="Any other ARM endpoint: the vmctl simulator, Azure Stack Hub.")]
+    metavar="URL", help="Any other ARM endpoint: the vmctl simulator, Azure Stack Hub.")]
 ConfigPath = Annotated[Optional[str], typer.Option(
-    "--config", help="Config file. Default: VMCTL_CONFIG, ./vmctl.toml, ~/.config/vmctl/config.toml.")]
+    "--config", metavar="PATH", help="Config file. Default: VMCTL_CONFIG, ./vmctl.toml, ~/.config/vmctl/config.toml.")]
 OutputFormat = Annotated[Optional[str], typer.Option(
-    "--output", "-o", envvar="VMCTL_OUTPUT", show_envvar=True, help="table (default), json, csv or markdown.")]
+    "--output", "-o", envvar="VMCTL_OUTPUT", show_envvar=True, metavar="FORMAT", help="table (default), json, csv or markdown.")]
 Query = Annotated[Optional[str], typer.Option(
-    "--query", help="JMESPath expression over the JSON data, e.g. \"[?powerState=='stopped'].id\".")]
+    "--query", metavar="JMESPATH", help="JMESPath expression over the JSON data, e.g. \"[?powerState=='stopped'].id\".")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks and the SDK's HTTP log on errors.")]
 
 # ---------------------------------------------------------------- selection
-Groups = Annotated[list[str], typer.Option("--resource-group", "-g", help="Resource group (repeatable).")]
-Names = Annotated[list[str], typer.Option("--name", "-n", help="VM name or glob, e.g. 'web-*' (repeatable).")]
+Groups = Annotated[list[str], typer.Option("--resource-group", "-g", metavar="GROUP", help="Resource group (repeatable).")]
+Names = Annotated[list[str], typer.Option("--name", "-n", metavar="GLOB", help="VM name or glob, e.g. 'web-*' (repeatable).")]
 Ids = Annotated[list[str], typer.Option(
-    "--ids", help="Full VM resource IDs; @FILE reads them from a file, - from stdin (repeatable).")]
+    "--ids", metavar="ID|@FILE|-", help="Full VM resource IDs; @FILE reads them from a file, - from stdin (repeatable).")]
 Tags = Annotated[list[str], typer.Option(
-    "--tag", help="Tag expression, all must match: key=value, key=v1,v2, key, key!=value, !key (repeatable).")]
+    "--tag", metavar="EXPR", help="Tag expression, all must match: key=value, key=v1,v2, key, key!=value, !key (repeatable).")]
 ExcludeTags = Annotated[list[str], typer.Option(
-    "--exclude-tag", help="Tag expression; any match excludes the VM (repeatable).")]
-Locations = Annotated[list[str], typer.Option("--location", help="Azure region, e.g. westeurope (repeatable).")]
+    "--exclude-tag", metavar="EXPR", help="Tag expression; any match excludes the VM (repeatable).")]
+Locations = Annotated[list[str], typer.Option("--location", metavar="REGION", help="Azure region, e.g. westeurope (repeatable).")]
 PowerStates = Annotated[list[str], typer.Option(
-    "--power-state", help="running, stopped, deallocated, starting, stopping, deallocating (repeatable).")]
+    "--power-state", metavar="STATE", help="running, stopped, deallocated, starting, stopping, deallocating (repeatable).")]
 IncludeProduction = Annotated[bool, typer.Option(
     "--include-production", help="Let action commands target production VMs (they are excluded by default).")]
 

@@ -4,6 +4,7 @@ execute -> verify -> report. One flow for every action."""
 from __future__ import annotations
 
 import getpass
+import inspect
 import json
 import os
 import shlex
@@ -24,19 +25,19 @@ from ._common import (
 
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan and exit: 0, or 4 when a guard would refuse. Sends no write.")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Confirm without a prompt (required without a terminal). Never includes production by itself.")]
-PlanOut = Annotated[Optional[Path], typer.Option("--plan-out", help="Save the plan as JSON.")]
-JournalPath = Annotated[Optional[Path], typer.Option("--journal", help="Run journal (JSONL). Default: a new file under ~/.local/state/vmctl/runs.")]
-ReportPath = Annotated[Optional[Path], typer.Option("--report", help="Write the report: .md for Markdown, .json for JSON.")]
-Ticket = Annotated[Optional[str], typer.Option("--ticket", help="Change-ticket label recorded in the journal and report.")]
-MaxTargets = Annotated[Optional[int], typer.Option("--max-targets", help="Refuse plans acting on more VMs (default 50, or the config's).")]
-MaxPercent = Annotated[Optional[float], typer.Option("--max-percent", help="Refuse plans acting on more than this % of a subscription's VMs.")]
-Parallel = Annotated[Optional[int], typer.Option("--parallel", help="Operations in flight at once, hooks included (default 20).")]
-Timeout = Annotated[float, typer.Option("--timeout", help="Seconds one VM's operation may take before it is reported failed.")]
-PreHook = Annotated[Optional[str], typer.Option("--pre-hook", help="Command run before each VM's action (drain); non-zero skips the VM.")]
-PostHook = Annotated[Optional[str], typer.Option("--post-hook", help="Command run after start/restart (health check); non-zero fails the VM.")]
-EvidenceWait = Annotated[str, typer.Option("--evidence-wait", help="How long to wait for the Activity Log's record of each operation (it lags by minutes).")]
+PlanOut = Annotated[Optional[Path], typer.Option("--plan-out", metavar="PATH", help="Save the plan as JSON.")]
+JournalPath = Annotated[Optional[Path], typer.Option("--journal", metavar="PATH", help="Run journal (JSONL). Default: a new file under ~/.local/state/vmctl/runs.")]
+ReportPath = Annotated[Optional[Path], typer.Option("--report", metavar="PATH", help="Write the report: .md for Markdown, .json for JSON.")]
+Ticket = Annotated[Optional[str], typer.Option("--ticket", metavar="ID", help="Change-ticket label recorded in the journal and report.")]
+MaxTargets = Annotated[Optional[int], typer.Option("--max-targets", metavar="N", help="Refuse plans acting on more VMs (default 50, or the config's).")]
+MaxPercent = Annotated[Optional[float], typer.Option("--max-percent", metavar="PCT", help="Refuse plans acting on more than this % of a subscription's VMs.")]
+Parallel = Annotated[Optional[int], typer.Option("--parallel", metavar="N", help="Operations in flight at once, hooks included (default 20).")]
+Timeout = Annotated[float, typer.Option("--timeout", metavar="SECONDS", help="Seconds one VM's operation may take before it is reported failed.")]
+PreHook = Annotated[Optional[str], typer.Option("--pre-hook", metavar="CMD", help="Command run before each VM's action (drain); non-zero skips the VM.")]
+PostHook = Annotated[Optional[str], typer.Option("--post-hook", metavar="CMD", help="Command run after start/restart (health check); non-zero fails the VM.")]
+EvidenceWait = Annotated[str, typer.Option("--evidence-wait", metavar="DURATION", help="How long to wait for the Activity Log's record of each operation (it lags by minutes).")]
 NoEvidenceWait = Annotated[bool, typer.Option("--no-evidence-wait", help="Do not wait for Activity Log evidence (fetch it later: vmctl evidence --journal).")]
-HookTimeout = Annotated[float, typer.Option("--hook-timeout", help="Seconds a hook may run (default 300: Azure's graceful-shutdown window).")]
+HookTimeout = Annotated[float, typer.Option("--hook-timeout", metavar="SECONDS", help="Seconds a hook may run (default 300: Azure's graceful-shutdown window).")]
 
 
 def interactive() -> bool:
@@ -419,10 +420,7 @@ def _sel(resource_group: list[str], name: list[str], ids: list[str], tag: list[s
                 power_states=power_state, include_production=include_production)
 
 
-@handle_errors
-def stop_cmd(
-    keep_allocation: Annotated[bool, typer.Option("--keep-allocation", help="Say that compute should stay allocated and billed (required for stop).")] = False,
-    skip_shutdown: Annotated[bool, typer.Option("--skip-shutdown", help="Hard power-off without guest shutdown: emergency containment only.")] = False,
+def _action_options(
     resource_group: Groups = [], name: Names = [], ids: Ids = [], tag: Tags = [], exclude_tag: ExcludeTags = [],
     location: Locations = [], power_state: PowerStates = [], include_production: IncludeProduction = False,
     dry_run: DryRun = False, yes: Yes = False, plan_out: PlanOut = None, journal: JournalPath = None,
@@ -432,36 +430,58 @@ def stop_cmd(
     subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
     output: OutputFormat = None, query: Query = None, debug: Debug = False,
 ) -> None:
-    """Power VMs off, keeping compute allocated and BILLED (use deallocate to stop paying).
+    """The options every action command shares: this signature is their one definition."""
+
+
+def action_command(verb: str, doc: str, extras: Callable[..., dict[str, Any]] | None = None) -> Callable[..., None]:
+    """A Typer command for `verb`: its own options (the parameters of `extras`, which turns them into
+    run_action keyword arguments) followed by the shared ones."""
+    shared = list(inspect.signature(_action_options, eval_str=True).parameters.values())
+    own = list(inspect.signature(extras, eval_str=True).parameters.values()) if extras else []
+
+    @handle_errors
+    def cmd(**kw: Any) -> None:
+        more = extras(**{p.name: kw.pop(p.name) for p in own}) if extras else {}
+        run_action(
+            verb, Common(kw["subscription"], kw["cloud"], kw["arm_endpoint"], kw["config"], kw["output"], kw["query"],
+                         kw["debug"]),
+            _sel(kw["resource_group"], kw["name"], kw["ids"], kw["tag"], kw["exclude_tag"], kw["location"],
+                 kw["power_state"], kw["include_production"]),
+            dry_run=kw["dry_run"], yes=kw["yes"], plan_out=kw["plan_out"], journal_path=kw["journal"],
+            report_path=kw["report"], ticket=kw["ticket"], max_targets=kw["max_targets"],
+            max_percent=kw["max_percent"], parallel=kw["parallel"], timeout=kw["timeout"], pre_hook=kw["pre_hook"],
+            post_hook=kw["post_hook"], hook_timeout=kw["hook_timeout"],
+            evidence_wait=evidence_seconds(kw["evidence_wait"], kw["no_evidence_wait"]), **more)
+
+    cmd.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
+    cmd.__doc__ = doc
+    cmd.__name__ = f"{verb.replace(' ', '_')}_cmd"
+    return cmd
+
+
+def _stop_options(
+    keep_allocation: Annotated[bool, typer.Option("--keep-allocation", help="Say that compute should stay allocated and billed (required for stop).")] = False,
+    skip_shutdown: Annotated[bool, typer.Option("--skip-shutdown", help="Hard power-off without guest shutdown: emergency containment only.")] = False,
+) -> dict[str, Any]:
+    return {"keep_allocation": keep_allocation, "skip_shutdown": skip_shutdown}
+
+
+def _deallocate_options(
+    hibernate: Annotated[bool, typer.Option("--hibernate", help="Hibernate (save memory to the OS disk); hibernation-enabled VMs only.")] = False,
+    hibernate_fallback: Annotated[str, typer.Option("--hibernate-fallback", metavar="fail|deallocate", help="fail (VMs that cannot hibernate count as failed) or deallocate them plainly.")] = "fail",
+) -> dict[str, Any]:
+    return {"hibernate": hibernate, "hibernate_fallback": hibernate_fallback}
+
+
+stop_cmd = action_command("stop", """Power VMs off, keeping compute allocated and BILLED (use deallocate to stop paying).
 
     Requires --keep-allocation: a stopped VM is still billed for compute.
 
     Example:
 
         vmctl stop -g rg-batch --tag role=worker --keep-allocation --dry-run
-    """
-    run_action("stop", Common(subscription, cloud, arm_endpoint, config, output, query, debug),
-               _sel(resource_group, name, ids, tag, exclude_tag, location, power_state, include_production),
-               dry_run=dry_run, yes=yes, plan_out=plan_out, journal_path=journal, report_path=report, ticket=ticket,
-               max_targets=max_targets, max_percent=max_percent, parallel=parallel, timeout=timeout, pre_hook=pre_hook,
-               post_hook=post_hook, hook_timeout=hook_timeout, keep_allocation=keep_allocation, skip_shutdown=skip_shutdown,
-               evidence_wait=evidence_seconds(evidence_wait, no_evidence_wait))
-
-
-@handle_errors
-def deallocate_cmd(
-    hibernate: Annotated[bool, typer.Option("--hibernate", help="Hibernate (save memory to the OS disk); hibernation-enabled VMs only.")] = False,
-    hibernate_fallback: Annotated[str, typer.Option("--hibernate-fallback", help="fail (skip VMs that cannot hibernate) or deallocate them plainly.")] = "fail",
-    resource_group: Groups = [], name: Names = [], ids: Ids = [], tag: Tags = [], exclude_tag: ExcludeTags = [],
-    location: Locations = [], power_state: PowerStates = [], include_production: IncludeProduction = False,
-    dry_run: DryRun = False, yes: Yes = False, plan_out: PlanOut = None, journal: JournalPath = None,
-    report: ReportPath = None, ticket: Ticket = None, max_targets: MaxTargets = None, max_percent: MaxPercent = None,
-    parallel: Parallel = None, timeout: Timeout = 3600.0, pre_hook: PreHook = None, post_hook: PostHook = None,
-    hook_timeout: HookTimeout = 300.0, evidence_wait: EvidenceWait = "10m", no_evidence_wait: NoEvidenceWait = False,
-    subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
-    output: OutputFormat = None, query: Query = None, debug: Debug = False,
-) -> None:
-    """Deallocate VMs: release compute so it is no longer billed.
+    """, _stop_options)
+deallocate_cmd = action_command("deallocate", """Deallocate VMs: release compute so it is no longer billed.
 
     Temporary-disk data and dynamic public IPs are lost; capacity is not guaranteed at restart.
 
@@ -470,46 +490,14 @@ def deallocate_cmd(
         vmctl deallocate --tag env=dev --dry-run --plan-out plan.json
 
         vmctl deallocate --tag env=dev --yes --ticket CHG-1234 --report report.md
-    """
-    run_action("deallocate", Common(subscription, cloud, arm_endpoint, config, output, query, debug),
-               _sel(resource_group, name, ids, tag, exclude_tag, location, power_state, include_production),
-               dry_run=dry_run, yes=yes, plan_out=plan_out, journal_path=journal, report_path=report, ticket=ticket,
-               max_targets=max_targets, max_percent=max_percent, parallel=parallel, timeout=timeout, pre_hook=pre_hook,
-               post_hook=post_hook, hook_timeout=hook_timeout, hibernate=hibernate, hibernate_fallback=hibernate_fallback,
-               evidence_wait=evidence_seconds(evidence_wait, no_evidence_wait))
-
-
-def _simple(verb: str, doc: str) -> Callable[..., None]:
-    @handle_errors
-    def cmd(
-        resource_group: Groups = [], name: Names = [], ids: Ids = [], tag: Tags = [], exclude_tag: ExcludeTags = [],
-        location: Locations = [], power_state: PowerStates = [], include_production: IncludeProduction = False,
-        dry_run: DryRun = False, yes: Yes = False, plan_out: PlanOut = None, journal: JournalPath = None,
-        report: ReportPath = None, ticket: Ticket = None, max_targets: MaxTargets = None, max_percent: MaxPercent = None,
-        parallel: Parallel = None, timeout: Timeout = 3600.0, pre_hook: PreHook = None, post_hook: PostHook = None,
-        hook_timeout: HookTimeout = 300.0, evidence_wait: EvidenceWait = "10m", no_evidence_wait: NoEvidenceWait = False,
-        subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
-        output: OutputFormat = None, query: Query = None, debug: Debug = False,
-    ) -> None:
-        run_action(verb, Common(subscription, cloud, arm_endpoint, config, output, query, debug),
-                   _sel(resource_group, name, ids, tag, exclude_tag, location, power_state, include_production),
-                   dry_run=dry_run, yes=yes, plan_out=plan_out, journal_path=journal, report_path=report, ticket=ticket,
-                   max_targets=max_targets, max_percent=max_percent, parallel=parallel, timeout=timeout,
-                   pre_hook=pre_hook, post_hook=post_hook, hook_timeout=hook_timeout,
-                   evidence_wait=evidence_seconds(evidence_wait, no_evidence_wait))
-
-    cmd.__doc__ = doc
-    cmd.__name__ = f"{verb}_cmd"
-    return cmd
-
-
-start_cmd = _simple("start", """Start VMs (compute is allocated and billed again).
+    """, _deallocate_options)
+start_cmd = action_command("start", """Start VMs (compute is allocated and billed again).
 
     Example:
 
         vmctl start -g rg-web --post-hook ./healthcheck.sh --yes
     """)
-restart_cmd = _simple("restart", """Restart running VMs (the guest reboots; compute stays allocated).
+restart_cmd = action_command("restart", """Restart running VMs (the guest reboots; compute stays allocated).
 
     Example:
 
@@ -519,7 +507,7 @@ restart_cmd = _simple("restart", """Restart running VMs (the guest reboots; comp
 
 @handle_errors
 def resume_cmd(
-    journal: Annotated[Path, typer.Argument(help="The run journal (JSONL) of an interrupted run.")],
+    journal: Annotated[Path, typer.Argument(metavar="JOURNAL", help="The run journal (JSONL) of an interrupted run.")],
     report: ReportPath = None, output: OutputFormat = None, query: Query = None, config: ConfigPath = None,
     cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, evidence_wait: EvidenceWait = "10m",
     no_evidence_wait: NoEvidenceWait = False, debug: Debug = False,
@@ -549,9 +537,9 @@ def resume_cmd(
 
 @handle_errors
 def report_cmd(
-    journal: Annotated[Path, typer.Argument(help="A run journal (JSONL).")],
+    journal: Annotated[Path, typer.Argument(metavar="JOURNAL", help="A run journal (JSONL).")],
     report: ReportPath = None,
-    bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Write plan.json, journal.jsonl, report.md, report.json, evidence.json and SHA256SUMS into DIR.")] = None,
+    bundle: Annotated[Optional[Path], typer.Option("--bundle", metavar="DIR", help="Write plan.json, journal.jsonl, report.md, report.json, evidence.json and SHA256SUMS into DIR.")] = None,
     output: OutputFormat = None, query: Query = None, debug: Debug = False,
 ) -> None:
     """Re-render any past run from its journal (no request is sent).

@@ -39,7 +39,7 @@ def _setup(common: Common, *, groups: list[str], names: list[str], ids: list[str
 def list_cmd(
     resource_group: Groups = [], name: Names = [], ids: Ids = [], tag: Tags = [], exclude_tag: ExcludeTags = [],
     location: Locations = [], power_state: PowerStates = [], include_production: IncludeProduction = False,
-    show_tags: Annotated[Optional[str], typer.Option("--show-tags", help="Tag names to show as columns, comma-separated.")] = None,
+    show_tags: Annotated[Optional[str], typer.Option("--show-tags", metavar="K1,K2", help="Tag names to show as columns, comma-separated.")] = None,
     subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None,
     config: ConfigPath = None, output: OutputFormat = None, query: Query = None, debug: Debug = False,
 ) -> None:
@@ -81,8 +81,8 @@ def list_cmd(
 
 @handle_errors
 def show_cmd(
-    vms: Annotated[list[str], typer.Argument(help="VM names (with -g) or full resource IDs.", show_default=False)],
-    resource_group: Annotated[Optional[str], typer.Option("--resource-group", "-g", help="Resource group of the named VMs.")] = None,
+    vms: Annotated[list[str], typer.Argument(metavar="VM", help="VM names (with -g) or full resource IDs.", show_default=False)],
+    resource_group: Annotated[Optional[str], typer.Option("--resource-group", "-g", metavar="GROUP", help="Resource group of the named VMs.")] = None,
     subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None,
     config: ConfigPath = None, output: OutputFormat = None, query: Query = None, debug: Debug = False,
 ) -> None:

@@ -12,10 +12,7 @@ from ._common import (
     ArmEndpoint, Cloud, Common, ConfigPath, Debug, ExcludeTags, Groups, Ids, IncludeProduction, Locations, Names,
     OutputFormat, PowerStates, Query, Subscriptions, Tags, handle_errors,
 )
-from .actions import (
-    DryRun, EvidenceWait, HookTimeout, JournalPath, NoEvidenceWait, evidence_seconds, MaxPercent, MaxTargets, Parallel, PlanOut, PostHook, PreHook, ReportPath, Ticket,
-    Timeout, Yes, _sel, run_action,
-)
+from .actions import _sel, action_command
 
 app = typer.Typer(help="Planned platform maintenance: see what is pending, start it in update-domain waves.",
                   no_args_is_help=True)
@@ -116,21 +113,14 @@ def status_cmd(
                 row_styles=["ok" if r[3] == "yes" else "dim" for r in rows]), fmt, query)
 
 
-@app.command("start")
-@handle_errors
-def start_cmd(
-    wave_by: Annotated[str, typer.Option("--wave-by", help="update-domain (default), tag:KEY or none.")] = "update-domain",
-    pause: Annotated[str, typer.Option("--pause", help="Pause between waves, e.g. 30s, 5m (Azure's own rollout pauses 30m).")] = "5m",
-    resource_group: Groups = [], name: Names = [], ids: Ids = [], tag: Tags = [], exclude_tag: ExcludeTags = [],
-    location: Locations = [], power_state: PowerStates = [], include_production: IncludeProduction = False,
-    dry_run: DryRun = False, yes: Yes = False, plan_out: PlanOut = None, journal: JournalPath = None,
-    report: ReportPath = None, ticket: Ticket = None, max_targets: MaxTargets = None, max_percent: MaxPercent = None,
-    parallel: Parallel = None, timeout: Timeout = 3600.0, pre_hook: PreHook = None, post_hook: PostHook = None,
-    hook_timeout: HookTimeout = 300.0, evidence_wait: EvidenceWait = "10m", no_evidence_wait: NoEvidenceWait = False,
-    subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
-    output: OutputFormat = None, query: Query = None, debug: Debug = False,
-) -> None:
-    """Start pending platform maintenance (perform-maintenance) in waves.
+def _maintenance_options(
+    wave_by: Annotated[str, typer.Option("--wave-by", metavar="MODE", help="update-domain (default), tag:KEY or none.")] = "update-domain",
+    pause: Annotated[str, typer.Option("--pause", metavar="DURATION", help="Pause between waves, e.g. 30s, 5m (Azure's own rollout pauses 30m).")] = "5m",
+) -> dict[str, Any]:
+    return {"wave_by": wave_by, "pause": parse_duration(pause, "--pause")}
+
+
+start_cmd = app.command("start")(action_command("maintenance start", """Start pending platform maintenance (perform-maintenance) in waves.
 
     Only VMs Azure allows now, inside their self-service window, get a request (no 409s). The VMs
     of one availability set go one update domain at a time; a wave must be running again (and
@@ -139,10 +129,4 @@ def start_cmd(
     Example:
 
         vmctl maintenance start -g rg-web --pause 10m --post-hook ./healthcheck.sh --dry-run
-    """
-    run_action("maintenance start", Common(subscription, cloud, arm_endpoint, config, output, query, debug),
-               _sel(resource_group, name, ids, tag, exclude_tag, location, power_state, include_production),
-               dry_run=dry_run, yes=yes, plan_out=plan_out, journal_path=journal, report_path=report, ticket=ticket,
-               max_targets=max_targets, max_percent=max_percent, parallel=parallel, timeout=timeout,
-               pre_hook=pre_hook, post_hook=post_hook, hook_timeout=hook_timeout, wave_by=wave_by,
-               pause=parse_duration(pause, "--pause"), evidence_wait=evidence_seconds(evidence_wait, no_evidence_wait))
+    """, _maintenance_options))

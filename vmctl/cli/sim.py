@@ -13,11 +13,11 @@ app = typer.Typer(help="Run the local Azure Resource Manager simulator (rehearse
 
 @app.command("serve")
 def serve(
-    fleet: Path = typer.Option(Path("examples/fleet.yaml"), "--fleet", "-f", help="Fleet file (YAML) to serve."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; loopback unless --allow-remote."),
-    port: int = typer.Option(0, "--port", "-p", help="Port to bind; 0 picks a free one."),
-    env_file: Optional[Path] = typer.Option(None, "--env-file", help="Write KEY=VALUE lines pointing vmctl and the Azure SDK at the simulator."),
-    time_scale: float = typer.Option(1.0, "--time-scale", help="Run simulated time F times faster (LROs, Activity Log delay, throttle refill)."),
+    fleet: Path = typer.Option(Path("examples/fleet.yaml"), "--fleet", "-f", metavar="PATH", help="Fleet file (YAML) to serve."),
+    host: str = typer.Option("127.0.0.1", "--host", metavar="ADDRESS", help="Address to bind; loopback unless --allow-remote."),
+    port: int = typer.Option(0, "--port", "-p", metavar="PORT", help="Port to bind; 0 picks a free one."),
+    env_file: Optional[Path] = typer.Option(None, "--env-file", metavar="PATH", help="Write KEY=VALUE lines pointing vmctl and the Azure SDK at the simulator."),
+    time_scale: float = typer.Option(1.0, "--time-scale", metavar="F", help="Run simulated time F times faster (LROs, Activity Log delay, throttle refill)."),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="Allow binding a non-loopback address (it hands out tokens to anyone)."),
 ) -> None:
     """Serve a fleet over HTTPS on loopback until Ctrl-C.
