@@ -186,6 +186,17 @@ def test_each_injected_fault_leaves_a_truthful_outcome(make_sim: Callable[..., S
 
 
 # ---------------------------------------------------------------------------- 3. interruption and resume
+def _interrupt_twice_once_in_flight(proc: subprocess.Popen[str], journal: Path, err: Path) -> None:
+    """Ctrl-C once two operations are accepted, then again: the wait is abandoned, exit 130."""
+    try:
+        poll_until(_journal_has(journal, "accepted", 2), timeout=30)
+        proc.send_signal(signal.SIGINT)
+        poll_until(lambda: "stopping: no new operations" in err.read_text(), timeout=10)
+    finally:
+        proc.send_signal(signal.SIGINT)
+    assert _wait_exit(proc, timeout=10) == 130, err.read_text()
+
+
 def _spawn(tmp_path: Path, *args: str | Path) -> tuple[subprocess.Popen[str], Path, Path]:
     """`python -m vmctl ...` in its own process (signals go to it alone), env from the simulator."""
     n = len(list(tmp_path.glob("stdout-*.txt")))
@@ -257,13 +268,7 @@ def test_second_sigint_abandons_the_wait_then_resume_completes(make_sim: Callabl
     journal = tmp_path / "b.jsonl"
     proc, _, err = _spawn(tmp_path, "deallocate", "-g", "rg-t", "--yes", "--parallel", "2", "--journal", journal,
                           "--config", config_file(tmp_path))
-    try:
-        poll_until(_journal_has(journal, "accepted", 2), timeout=30)
-        proc.send_signal(signal.SIGINT)
-        poll_until(lambda: "stopping: no new operations" in err.read_text(), timeout=10)
-    finally:
-        proc.send_signal(signal.SIGINT)
-    assert _wait_exit(proc, timeout=10) == 130, err.read_text()
+    _interrupt_twice_once_in_flight(proc, journal, err)
     recs = records(journal)
     assert of_type(recs, "interrupted")[-1]["abandoned"] is True
     outs = _one_outcome_per_step(recs, n)
@@ -313,13 +318,7 @@ def test_resume_does_not_resend_an_operation_that_failed_while_abandoned(
     journal = tmp_path / "d.jsonl"
     proc, _, err = _spawn(tmp_path, "start", "-g", "rg-t", "--yes", "--journal", journal,
                           "--config", config_file(tmp_path))
-    try:
-        poll_until(_journal_has(journal, "accepted", 2), timeout=30)
-        proc.send_signal(signal.SIGINT)
-        poll_until(lambda: "stopping: no new operations" in err.read_text(), timeout=10)
-    finally:
-        proc.send_signal(signal.SIGINT)
-    assert _wait_exit(proc, timeout=10) == 130, err.read_text()
+    _interrupt_twice_once_in_flight(proc, journal, err)
     assert {o["status"] for o in of_type(records(journal), "outcome")} == {"in-flight"}
 
     def settled() -> bool:
