@@ -21,6 +21,7 @@ from typing import Callable
 from .cloud import Accepted, ActionError, FleetClient, OperationStatus, RetryableError, ThrottledError
 from .errors import VmctlError
 from .hooks import run_hook
+from .inventory import snapshot
 from .journal import Journal
 from .pacing import Pacer
 from .planner import TARGET, TRANSITIONAL, Plan, Step
@@ -171,9 +172,7 @@ class Executor:
     def _maintenance_results(self, indexes: list[int]) -> dict[int, dict[str, object]]:
         """After a wave: each VM's power state and maintenanceRedeployStatus, re-read from Azure."""
         steps = self.plan.steps
-        current = {}
-        for sub in sorted({steps[i].vm.subscription_id for i in indexes}):
-            current.update({vm.key: vm for vm in self.client.list_vms(sub, "")})
+        current = snapshot(self.client, (steps[i].vm.subscription_id for i in indexes))
         out: dict[int, dict[str, object]] = {}
         for i in indexes:
             vm = current.get(steps[i].vm.key)
@@ -335,15 +334,15 @@ class Executor:
         if not self.pacer.acquire(sub, ["reads", "HighCostGet"]):
             return
         try:
-            states = self.client.power_states(sub, on_headers=lambda h: self.pacer.observe(sub, h))
+            current = snapshot(self.client, [sub])
         except (VmctlError, RetryableError, ThrottledError):
             return  # fall back to polling each operation
         now = self.clock()
         for op in group:
-            st = states.get(op.step.vm.key)
-            if st is None:
+            vm = current.get(op.step.vm.key)
+            if vm is None:
                 continue
-            power, prov = st
+            power, prov = vm.power_state, vm.provisioning_state
             target = TARGET.get(op.step.action or "", "")
             if (power == target and prov.lower() != "updating") or prov.lower() == "failed" or \
                     (power not in TRANSITIONAL and prov.lower() == "succeeded" and op.step.action == "restart"):

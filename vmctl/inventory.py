@@ -74,6 +74,14 @@ def load_inventory(client: FleetClient, subscriptions: list[str], selector: Sele
     return Inventory(tuple(selected), names, totals, sizes)
 
 
+def snapshot(client: FleetClient, subscriptions: Iterable[str]) -> dict[str, Vm]:
+    """The current state of every VM in the subscriptions, by VM key: one status listing each."""
+    current: dict[str, Vm] = {}
+    for sub in sorted(set(subscriptions)):
+        current.update({vm.key: vm for vm in client.list_vms(sub, "")})
+    return current
+
+
 def set_key(vm: Vm) -> str:
     """An availability set's identity across subscriptions and groups (case-insensitive)."""
     return f"{vm.subscription_id}/{(vm.resource_group or '').lower()}/{(vm.availability_set or '').lower()}"

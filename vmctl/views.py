@@ -90,16 +90,19 @@ def list_footer(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def window_state(start: datetime, end: datetime, now: datetime) -> str:
+    """'opens in 2 days' / 'open now, closes in 5 hours' / 'closed 3 hours ago'."""
+    if now < start:
+        return f"opens {relative(start, now)}"
+    if now <= end:
+        return f"open now, closes {relative(end, now)}"
+    return f"closed {relative(end, now)}"
+
+
 def describe_window(label: str, start: datetime | None, end: datetime | None, now: datetime) -> str:
     if not start or not end:
         return f"{label}: none announced"
-    if now < start:
-        rel = f"opens {relative(start, now)}"
-    elif now <= end:
-        rel = f"open now, closes {relative(end, now)}"
-    else:
-        rel = f"closed {relative(end, now)}"
-    return f"{label}: {utc(start)} to {utc(end)} ({local(start)} to {local(end)} local); {rel}"
+    return f"{label}: {utc(start)} to {utc(end)} ({local(start)} to {local(end)} local); {window_state(start, end, now)}"
 
 
 def explain_maintenance(m: Maintenance | None, now: datetime) -> list[str]:

@@ -343,14 +343,14 @@ def _evidence(client: Any, plan: Any, journal: Any, records: list[dict[str, Any]
 
 def _verify(client: Any, plan: Any, journal: Any) -> None:
     """The after snapshot: one status listing per subscription touched."""
+    from ..inventory import snapshot
+
     subs = sorted({s.vm.subscription_id for s in plan.steps})
     wanted = {s.vm.key for s in plan.steps}
     states: dict[str, str] = {}
     for sub in subs:
         try:
-            for key, (power, _prov) in client.power_states(sub).items():
-                if key in wanted:
-                    states[key] = power
+            states.update({key: vm.power_state for key, vm in snapshot(client, [sub]).items() if key in wanted})
         except Exception as exc:  # noqa: BLE001 - the run is done; say the snapshot is missing
             journal.write("verify-failed", subscription=sub, error=str(exc))
     journal.write("verify", states=states)
@@ -359,15 +359,14 @@ def _verify(client: Any, plan: Any, journal: Any) -> None:
 def _resume_targets(client: Any, plan: Any, records: list[dict[str, Any]], journal: Any) -> tuple[list[int], dict[int, Any]]:
     """Steps a previous run did not finish; completed steps are never repeated."""
     from ..executor import Resumed
+    from ..inventory import snapshot
     from ..journal import iter_type
     from ..planner import TARGET, TRANSITIONAL
 
     final = {r["index"] for r in iter_type(records, "outcome") if r["status"] in ("succeeded", "failed", "skipped")}
     accepted = {r["index"]: r for r in iter_type(records, "accepted")}
     todo = [s for s in plan.steps if s.acts and s.index not in final]
-    current = {}
-    for sub in sorted({s.vm.subscription_id for s in todo}):
-        current.update({vm.key: vm for vm in client.list_vms(sub, "")})
+    current = snapshot(client, (s.vm.subscription_id for s in todo))
     only, resumed = [], {}
     for s in todo:
         vm = current.get(s.vm.key)

@@ -59,8 +59,8 @@ def status_cmd(
     from ..cloud import make_client
     from ..inventory import load_inventory, set_key
     from ..render import Output, emit
-    from ..timefmt import local, relative, utc
-    from ..views import placement, vm_json
+    from ..timefmt import local, utc
+    from ..views import placement, vm_json, window_state
     from .inventory import _setup
 
     common = Common(subscription, cloud, arm_endpoint, config, output, query, debug)
@@ -73,13 +73,7 @@ def status_cmd(
     def window(start: datetime | None, end: datetime | None) -> str:
         if not start or not end:
             return "-"
-        if now < start:
-            rel = f"opens {relative(start, now)}"
-        elif now <= end:
-            rel = f"closes {relative(end, now)}"
-        else:
-            rel = "closed"
-        return f"{utc(start)} - {utc(end)} ({local(start)} local); {rel}"
+        return f"{utc(start)} - {utc(end)} ({local(start)} local); {window_state(start, end, now)}"
 
     rows: list[list[str]] = []
     data: list[dict[str, Any]] = []

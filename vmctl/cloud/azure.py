@@ -331,14 +331,6 @@ class AzureFleet:
         err = body.get("error") or {}
         return OperationStatus(status, str(err.get("code", "")), str(err.get("message", "")), retry_after)
 
-    def power_states(self, subscription_id: str,
-                     on_headers: Callable[[dict[str, str]], None] | None = None) -> dict[str, tuple[str, str]]:
-        """VM id (lower-case) -> (power state, provisioning state), from the status listing's pages."""
-        out: dict[str, tuple[str, str]] = {}
-        for vm in self.list_vms(subscription_id, ""):
-            out[vm.key] = (vm.power_state, vm.provisioning_state)
-        return out
-
     def principal(self) -> dict[str, str]:
         """Who the token says we are (for the report). The token itself is never kept or written."""
         token = self._call(lambda: self.credential.get_token(self.connection.scope), "getting a token").token
