@@ -60,19 +60,19 @@ def evidence_cmd(
     from ..config import load_config
     from ..errors import InputError
     from ..evidence import Filters, SELECT, check_window, compact, parse_when
-    from ..inventory import load_inventory, resolve_subscriptions
+    from ..inventory import load_inventory
     from ..render import Output, emit
-    from ..selection import build_selector
-    from ._common import connection_for, read_ids, resolve_output
+    from ._common import resolve_output
+    from .actions import _sel
+    from .inventory import _setup
     from .maintenance import parse_duration
 
     common = Common(subscription, cloud, arm_endpoint, config, output, query, debug)
-    cfg = load_config(config)
-    fmt = resolve_output(output, cfg.output)
     if journal is not None:
         if correlation_id or resource_group or name or ids or tag or exclude_tag or location or power_state:
             raise InputError("--journal takes the run's own VMs and operations; drop the selection flags.")
-        _journal_evidence(journal, common, cfg, fmt, parse_duration(wait, "--wait"))
+        cfg = load_config(config)
+        _journal_evidence(journal, common, cfg, resolve_output(output, cfg.output), parse_duration(wait, "--wait"))
         return
     now = datetime.now(timezone.utc)
     if since and from_:
@@ -85,11 +85,9 @@ def evidence_cmd(
         if s not in ("Started", "Accepted", "Succeeded", "Failed"):
             raise InputError(f"--status '{s}' is not an Activity Log status.", "Use Started, Accepted, Succeeded or Failed.")
     selection = any([resource_group, name, ids, tag, exclude_tag, location, power_state])
-    selector = build_selector(resource_groups=resource_group, names=name, ids=read_ids(list(ids)), tags=tag,
-                              exclude_tags=exclude_tag, locations=location, power_states=power_state,
-                              include_production=True, tag_values_case_sensitive=cfg.tag_values_case_sensitive)
-    subs = resolve_subscriptions(common.subscriptions, os.environ.get("AZURE_SUBSCRIPTION_ID"), cfg, selector)
-    client = make_client(connection_for(common, cfg))
+    cfg, fmt, selector, subs, connection = _setup(common, **_sel(
+        resource_group, name, ids, tag, exclude_tag, location, power_state, include_production=True))
+    client = make_client(connection)
     resource_ids: set[str] = set()
     groups: set[str] = set()
     if selection:
