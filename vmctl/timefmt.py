@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
+
+from .errors import InputError
 
 
 def relative(when: datetime, now: datetime) -> str:
@@ -30,3 +33,11 @@ def local(when: datetime) -> str:
 
 def iso(when: datetime | None) -> str | None:
     return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if when else None
+
+
+def parse_duration(text: str, flag: str) -> float:
+    """Seconds from a flag value such as 30s, 5m, 1h or 0; an InputError naming `flag` otherwise."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not m:
+        raise InputError(f"{flag} '{text}' is not a duration.", "Examples: 30s, 5m, 1h, 0.")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]

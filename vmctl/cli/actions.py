@@ -247,7 +247,7 @@ def run_action(
 
 
 def evidence_seconds(text: str, skip: bool) -> float:
-    from .maintenance import parse_duration
+    from ..timefmt import parse_duration
 
     return 0.0 if skip else parse_duration(text, "--evidence-wait")
 

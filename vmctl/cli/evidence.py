@@ -65,7 +65,7 @@ def evidence_cmd(
     from ._common import resolve_output
     from .actions import _sel
     from .inventory import _setup
-    from .maintenance import parse_duration
+    from ..timefmt import parse_duration
 
     common = Common(subscription, cloud, arm_endpoint, config, output, query, debug)
     if journal is not None:

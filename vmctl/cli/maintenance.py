@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
@@ -12,19 +11,11 @@ from ._common import (
     ArmEndpoint, Cloud, Common, ConfigPath, Debug, ExcludeTags, Groups, Ids, IncludeProduction, Locations, Names,
     OutputFormat, PowerStates, Query, Subscriptions, Tags, handle_errors,
 )
+from ..timefmt import parse_duration
 from .actions import _sel, action_command
 
 app = typer.Typer(help="Planned platform maintenance: see what is pending, start it in update-domain waves.",
                   no_args_is_help=True)
-
-
-def parse_duration(text: str, flag: str) -> float:
-    from ..errors import InputError
-
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
-    if not m:
-        raise InputError(f"{flag} '{text}' is not a duration.", "Examples: 30s, 5m, 1h, 0.")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
 def urgency(vm: Any, now: datetime) -> tuple[int, float]:
