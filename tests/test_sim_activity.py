@@ -78,7 +78,7 @@ def refuse_maintenance(compute: Any, cid: str | None = None, target: tuple[str, 
 # --------------------------------------------------------------------------- event contents
 def test_write_emits_started_accepted_succeeded_after_ingestion_delay(make_sim: Any) -> None:
     fleet = basic_fleet()
-    fleet["time"]["activity_log_delay_seconds"] = 1.5
+    fleet["time"].update(activity_log_delay_seconds=1.5, jitter=0)  # exact delays (jitter has its own test)
     handle = make_sim(fleet)
     compute, monitor = clients(handle)
     cid = str(uuid.uuid4())

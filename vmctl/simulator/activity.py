@@ -4,12 +4,14 @@ Implements the `$filter` grammar of `eventtypes/management/values` as the servic
 (an `eventTimestamp` window plus at most one of resourceGroupName, resourceUri/resourceId,
 resourceProvider, correlationId) and what clients send in practice (caller, status, levels,
 eventChannels, unquoted timestamps), `$select`, paging with absolute nextLinks, and the 90-day
-retention limit. Left out: the Service Health, Alert, Autoscale and Policy categories, and the
-tenant-level endpoint.
+retention limit. Each event becomes visible after its own (jittered) ingestion delay, so the
+events of one operation are not always visible in the order they happened. Left out: the Service
+Health, Alert, Autoscale and Policy categories, and the tenant-level endpoint.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -80,8 +82,10 @@ class ActivityLog:
         self, *, now: float, delay: float, status: str, operation: str, resource_id: str,
         subscription_id: str, tenant_id: str, resource_group: str, correlation_id: str,
         operation_id: str, caller: str, claims: dict[str, str], client_request_id: str,
-        http_status: int | None = None, error: dict[str, str] | None = None,
+        http_status: int | None = None, error: dict[str, str] | None = None, lro_status: str = "Failed",
     ) -> None:
+        """`lro_status` is the operation's own end state for a Failed event: "Failed", or "Canceled"
+        for an operation preempted by a newer one (then there is no HTTP status to report)."""
         self._seq += 1
         event_id = str(uuid.uuid4())
         op_name = f"Microsoft.Compute/virtualMachines/{operation}/action"
@@ -104,11 +108,10 @@ class ActivityLog:
         elif status == "Succeeded":
             properties["statusCode"] = "OK"
         elif status == "Failed":
-            properties["statusCode"] = sub_value or "InternalServerError"
+            if lro_status != "Canceled":
+                properties["statusCode"] = sub_value or "InternalServerError"
             if error:
-                import json
-
-                properties["statusMessage"] = json.dumps({"status": "Failed", "error": error})
+                properties["statusMessage"] = json.dumps({"status": lro_status, "error": error})
         body: dict[str, Any] = {
             "authorization": {"action": op_name, "scope": resource_id},
             "caller": caller,

@@ -2,9 +2,14 @@
 
 Power and maintenance are state machines driven by elapsed time: an operation ends when its
 duration has passed, and that is visible to any read (some clients never poll the operation).
-Durations are divided by the time scale. Left out: VM create/update/delete, disks and NICs as
-resources, scale-set (VMSS) APIs, preemption of one operation by another (a second operation on
-a busy VM gets 409), Spot evictions, regions other than the VM's own.
+Durations (and Activity Log ingestion delays) are jittered per operation (per event) and divided
+by the time scale. Compute's state refusals are synchronous 409s checked against the state the
+VM is set to reach; a second operation on a busy VM preempts the running one (it ends Canceled,
+OperationPreempted) unless the fleet's `platform.busy_vm` says refuse.
+
+Left out: VM create/update/delete, disks and NICs as writable resources, scale-set (VMSS) APIs,
+Spot evictions, the Scheduled Events approval wait of a user restart/redeploy, regions other than
+the VM's own.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import heapq
 import json
 import itertools
+import random
 import threading
 import time
 import uuid
@@ -22,6 +28,9 @@ from typing import Any, Callable
 
 from .activity import ActivityLog
 from .fleet import AvailabilitySetSpec, Fleet, SubscriptionSpec, VmSpec, load_fleet
+
+PREEMPTED = ("OperationPreempted", "The operation has been preempted by a more recent operation.")
+RESTART_REFUSED = "The operation requires the VM to be running (or set to run)."
 
 POWER_DISPLAY = {
     "running": "VM running", "starting": "VM starting", "stopping": "VM stopping",
@@ -68,10 +77,12 @@ class Operation:
     kind: str
     started: float
     ends: float
-    prev_power: str
+    prev_power: str      # the power state shown when the operation began (may be transitional)
+    target: str          # the power state the operation takes the VM to
     ctx: CallContext
     hibernate: bool = False
     fail: tuple[str, str] | None = None
+    cancel: bool = False  # an injected fault: the operation ends Canceled (OperationPreempted)
     status: str = "InProgress"
     end_time: float | None = None
 
@@ -79,7 +90,7 @@ class Operation:
         doc: dict[str, Any] = {"startTime": iso(self.started), "status": self.status, "name": self.id}
         if self.end_time is not None:
             doc["endTime"] = iso(self.end_time)
-        if self.status == "Failed" and self.fail:
+        if self.status in ("Failed", "Canceled") and self.fail:
             doc["error"] = {"code": self.fail[0], "message": self.fail[1]}
         return doc
 
@@ -97,7 +108,7 @@ class Vm:
     op: Operation | None = None
     power_changed: float = field(default_factory=time.time)
     rev: int = 0  # bumped on every state change; keys the JSON text cache
-    cache: dict[bool, tuple[int, str]] = field(default_factory=dict)
+    cache: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -105,6 +116,7 @@ class Vm:
 
 
 _LRO_KINDS = ("powerOff", "deallocate", "start", "restart", "performMaintenance", "redeploy")
+_TARGET = {"powerOff": "stopped", "deallocate": "deallocated", "start": "running", "restart": "running"}
 
 
 class Backend:
@@ -135,6 +147,7 @@ class Backend:
             (a.subscription_id, a.resource_group.lower(), a.name.lower()): a for a in fleet.availability_sets
         }
         self.vms: dict[tuple[str, str, str], Vm] = {}
+        self.vms_created = now - 86400 * 30
         self.by_sub: dict[str, list[Vm]] = {s.id: [] for s in fleet.subscriptions}
         for spec in fleet.vms:
             vm_id = (f"/subscriptions/{spec.subscription_id}/resourceGroups/{spec.resource_group}"
@@ -148,7 +161,7 @@ class Backend:
                 }
             vm = Vm(spec, vm_id, spec.power_state, spec.hibernated,
                     "Failed" if spec.provisioning_state.lower() == "failed" else "Succeeded",
-                    maint, created=now - 86400 * 30, power_changed=now - 86400)
+                    maint, created=self.vms_created, power_changed=now - 86400)
             if vm.provisioning == "Failed":
                 vm.prov_error = ("ProvisioningFailed", "The last operation on this VM failed.")
             self.vms[(spec.subscription_id, spec.resource_group.lower(), spec.name.lower())] = vm
@@ -156,6 +169,7 @@ class Backend:
         self.ops: dict[str, Operation] = {}
         self._due: list[tuple[float, int, Operation]] = []
         self._seq = itertools.count()
+        self.rng = random.Random(fleet.seed)  # durations and delays: reproducible with time.seed
         self.activity.clear()
 
     def reset(self) -> None:
@@ -168,12 +182,18 @@ class Backend:
     def now(self) -> float:
         return self.clock()
 
+    def jitter(self) -> float:
+        """A random factor in [1 - jitter, 1 + jitter] (1 when the fleet sets jitter 0)."""
+        j = self.fleet.jitter
+        return self.rng.uniform(1.0 - j, 1.0 + j) if j else 1.0
+
     def settle(self, now: float) -> None:
         """Complete every operation whose time has come (called on every request)."""
         due = self._due
         while due and due[0][0] <= now:
             _, _, op = heapq.heappop(due)
-            self._complete(op)
+            if op.status == "InProgress":  # a preempted operation has already ended
+                self._complete(op)
 
     # ----------------------------------------------------------------- lookups
     def subscription(self, sub: str) -> SubscriptionSpec:
@@ -209,6 +229,26 @@ class Backend:
         low = rg.lower()
         return [v for v in vms if v.spec.resource_group.lower() == low]
 
+    def find_vm(self, name: str, rg: str | None = None, sub: str | None = None) -> Vm:
+        """A VM by name, the group and subscription optional when the name alone is unique."""
+        if sub is not None and rg is not None:
+            return self.vm(sub, rg, name)
+        subs = [self.subscription(sub).id] if sub is not None else list(self.subs)
+        if rg is not None:
+            for s in subs:
+                if (s, rg.lower()) in self.rgs:
+                    return self.vm(s, rg, name)
+            raise SimError(404, "ResourceGroupNotFound", f"Resource group '{rg}' could not be found.")
+        found = [v for (s, _, n), v in self.vms.items() if s in subs and n == name.lower()]
+        if not found:
+            raise SimError(404, "ResourceNotFound",
+                           f"The Resource 'Microsoft.Compute/virtualMachines/{name}' was not found.")
+        if len(found) > 1:
+            where = ", ".join(f"{v.spec.resource_group} ({v.spec.subscription_id})" for v in found)
+            raise SimError(400, "AmbiguousVm", f"VM name '{name}' is used in several resource groups: {where}; "
+                                               "give resource_group (and subscription).")
+        return found[0]
+
     def availability_set(self, sub: str, rg: str, name: str) -> AvailabilitySetSpec:
         self.resource_group(sub, rg)
         a = self.avsets.get((sub.lower(), rg.lower(), name.lower()))
@@ -237,16 +277,26 @@ class Backend:
 
     def begin(
         self, vm: Vm, kind: str, ctx: CallContext, *, hibernate: bool = False,
-        fail: tuple[str, str] | None = None, extra_seconds: float = 0.0,
+        fail: tuple[str, str] | None = None, extra_seconds: float = 0.0, cancel: bool = False,
     ) -> Operation:
+        """Start an operation, or raise the synchronous refusal Compute would answer.
+
+        State refusals are checked against the state the VM is set to reach: the running
+        operation's target ("set to run", "marked to be deallocated"), else its power state.
+        Then a busy VM either preempts its running operation or refuses (platform.busy_vm).
+        """
         assert kind in _LRO_KINDS
         now = self.now()
         name = vm.name
-        if vm.op is not None:
+        running = vm.op
+        state = running.target if running is not None else vm.power
+        if kind == "restart" and state != "running":
+            raise self._refuse(vm, kind, ctx, 409, "OperationNotAllowed", RESTART_REFUSED)
+        if kind == "powerOff" and state == "deallocated":
             raise self._refuse(
-                vm, kind, ctx, 409, "Conflict",
-                f"Operation '{kind}' is not allowed on VM '{name}' since another operation "
-                f"'{vm.op.kind}' is in progress. Retry after the operation completes.",
+                vm, kind, ctx, 409, "OperationNotAllowed",
+                f"Operation 'powerOff' is not allowed on VM '{name}' since the VM is either deallocated "
+                "or marked to be deallocated.",
             )
         if kind == "deallocate" and vm.spec.ephemeral_os_disk:
             raise self._refuse(
@@ -261,10 +311,11 @@ class Backend:
                     f"Hibernation is not enabled on VM '{name}'. Enable "
                     "additionalCapabilities.hibernationEnabled before deallocating with hibernate=true.",
                 )
-            if vm.power != "running":
+            shown = self._power_now(vm, now)
+            if shown != "running":
                 raise self._refuse(
                     vm, kind, ctx, 409, "OperationNotAllowed",
-                    f"VM '{name}' can be hibernated only while it is running; it is {vm.power}.",
+                    f"VM '{name}' can be hibernated only while it is running; it is {shown}.",
                 )
         if kind == "performMaintenance":
             m = vm.maint
@@ -281,16 +332,27 @@ class Backend:
                     f"Operation 'performMaintenance' is not allowed on VM '{name}' since the "
                     "self-service maintenance window is not open.",
                 )
-            if vm.power == "deallocated":
+            if state == "deallocated":
                 raise self._refuse(
                     vm, kind, ctx, 409, "OperationNotAllowed",
                     f"Operation 'performMaintenance' is not allowed on VM '{name}' since it is "
                     "deallocated; it will be placed on an updated host when it starts.",
                 )
-        seconds = (self.fleet.lro_seconds[kind] + extra_seconds) / self.time_scale
+        shown = vm.power
+        if running is not None:
+            if self.fleet.platform.busy_mode(kind, running.kind) == "refuse":
+                raise self._refuse(
+                    vm, kind, ctx, 409, "OperationNotAllowed",
+                    f"Operation '{kind}' is not allowed on VM '{name}' since the VM is busy with "
+                    f"operation '{running.kind}'.",
+                )
+            shown = self._power_now(vm, now)  # the new operation starts from the transitional state
+            self._preempt(running, now)
+        seconds = (self.fleet.lro_seconds[kind] * self.jitter() + extra_seconds) / self.time_scale
         op = Operation(
             id=str(uuid.uuid4()), vm=vm, kind=kind, started=now, ends=now + seconds,
-            prev_power=vm.power, ctx=ctx, hibernate=hibernate, fail=fail,
+            prev_power=shown, target=_TARGET.get(kind, state), ctx=ctx, hibernate=hibernate,
+            fail=PREEMPTED if cancel else fail, cancel=cancel,
         )
         self.ops[op.id] = op
         vm.op = op
@@ -300,11 +362,25 @@ class Backend:
         self._emit(vm, kind, "Accepted", ctx, op.id, now + 0.001)  # EndRequest follows BeginRequest
         return op
 
+    def _preempt(self, op: Operation, now: float) -> None:
+        """A newer operation preempts `op`: it ends Canceled now and never applies its end state."""
+        vm = op.vm
+        op.status, op.end_time, op.fail = "Canceled", now, PREEMPTED
+        vm.op = None
+        vm.rev += 1
+        self._emit(vm, op.kind, "Failed", op.ctx, op.id, now,
+                   error={"code": PREEMPTED[0], "message": PREEMPTED[1]}, lro_status="Canceled")
+
     def _complete(self, op: Operation) -> None:
         vm = op.vm
         op.end_time = op.ends
         vm.op = None
         vm.rev += 1
+        if op.cancel:
+            op.status = "Canceled"  # power and provisioning state stay as they were
+            self._emit(vm, op.kind, "Failed", op.ctx, op.id, op.ends,
+                       error={"code": PREEMPTED[0], "message": PREEMPTED[1]}, lro_status="Canceled")
+            return
         if op.fail:
             op.status = "Failed"
             vm.provisioning = "Failed"
@@ -318,13 +394,12 @@ class Backend:
         op.status = "Succeeded"
         vm.provisioning, vm.prov_error = "Succeeded", None
         before = vm.power
-        if op.kind == "powerOff":
-            vm.power = "stopped"
-        elif op.kind == "deallocate":
-            vm.power, vm.hibernated = "deallocated", op.hibernate
-        elif op.kind in ("start", "restart"):
-            vm.power, vm.hibernated = "running", False
-        elif op.kind == "performMaintenance" and vm.maint is not None:
+        vm.power = op.target
+        if op.kind == "deallocate":
+            vm.hibernated = op.hibernate
+        elif op.target == "running":
+            vm.hibernated = False
+        if op.kind == "performMaintenance" and vm.maint is not None:
             vm.maint.update(allowed=False, result="MaintenanceCompleted",
                             message="Maintenance completed successfully.")
         if vm.power != before:
@@ -333,10 +408,11 @@ class Backend:
 
     def _emit(
         self, vm: Vm, kind: str, status: str, ctx: CallContext, op_id: str, when: float,
-        http_status: int | None = None, error: dict[str, str] | None = None,
+        http_status: int | None = None, error: dict[str, str] | None = None, lro_status: str = "Failed",
     ) -> None:
+        delay = self.fleet.activity_log_delay_seconds * self.jitter() / self.time_scale  # per event
         self.activity.emit(
-            now=when, delay=self.fleet.activity_log_delay_seconds / self.time_scale, status=status,
+            now=when, delay=delay, lro_status=lro_status, status=status,
             operation=kind, resource_id=vm.id, subscription_id=vm.spec.subscription_id,
             tenant_id=self.fleet.tenant_id, resource_group=vm.spec.resource_group,
             correlation_id=ctx.correlation_id, operation_id=op_id, caller=ctx.caller, claims=ctx.claims,
@@ -355,11 +431,9 @@ class Backend:
             return "deallocating"
         if op.kind == "start":
             return "starting"
-        if op.kind in ("restart", "performMaintenance", "redeploy"):
-            if op.prev_power != "running":
-                return op.prev_power
+        if op.kind == "restart" or op.target == "running":  # a reboot: stopping, then starting
             return "starting" if half else "stopping"
-        return vm.power
+        return op.prev_power  # redeploy / performMaintenance of a VM that is not running
 
     def statuses(self, vm: Vm, now: float) -> list[dict[str, Any]]:
         if vm.op is not None:
@@ -393,7 +467,7 @@ class Backend:
             out["lastOperationMessage"] = m["message"]
         return out
 
-    def instance_view(self, vm: Vm, now: float) -> dict[str, Any]:
+    def instance_view(self, vm: Vm, now: float, maintenance: bool = True) -> dict[str, Any]:
         spec = vm.spec
         view: dict[str, Any] = {}
         if spec.update_domain is not None:
@@ -415,7 +489,7 @@ class Backend:
                     for e in spec.extensions
                 ],
             }
-        maint = self.maintenance_json(vm)
+        maint = self.maintenance_json(vm) if maintenance else None
         if maint is not None:
             view["maintenanceRedeployStatus"] = maint
         view["disks"] = [{"name": f"{spec.name}_OsDisk_1", "statuses": [
@@ -431,7 +505,7 @@ class Backend:
         view["statuses"] = self.statuses(vm, now)
         return view
 
-    def vm_json(self, vm: Vm, now: float, instance_view: bool = False) -> dict[str, Any]:
+    def vm_json(self, vm: Vm, now: float, instance_view: bool = False, maintenance: bool = True) -> dict[str, Any]:
         spec = vm.spec
         sub, rg = spec.subscription_id, spec.resource_group
         os_disk: dict[str, Any] = {
@@ -482,7 +556,7 @@ class Backend:
             props["evictionPolicy"] = "Deallocate"
             props["billingProfile"] = {"maxPrice": -1}
         if instance_view and spec.status_in_list:
-            props["instanceView"] = self.instance_view(vm, now)
+            props["instanceView"] = self.instance_view(vm, now, maintenance)
         out: dict[str, Any] = {
             "name": spec.name, "id": vm.id, "type": "Microsoft.Compute/virtualMachines",
             "location": spec.location, "tags": spec.tags,
@@ -492,17 +566,82 @@ class Backend:
         out["properties"] = props
         return out
 
-    def vm_text(self, vm: Vm, now: float, instance_view: bool) -> str:
-        """The VM's JSON text; cached while no operation runs (then it depends on time only
-        through nothing), so list pages of thousands of VMs are cheap to serve."""
-        if vm.op is not None:
-            return json.dumps(self.vm_json(vm, now, instance_view), separators=(",", ":"))
-        hit = vm.cache.get(instance_view)
+    def status_item(self, vm: Vm, now: float) -> dict[str, Any]:
+        """One item of `virtualMachines?statusOnly=true`.
+
+        Sparse (the default) is the real capture's key set: id, name, type, location and
+        properties {vmId, provisioningState, hardwareProfile: {}, instanceView {platformFaultDomain
+        (when the VM has one), statuses}}. `platform.status_only_items: full` gives the full model
+        plus the full instance view. maintenanceRedeployStatus only with
+        `platform.maintenance_in_status_list: true`; a VM with `status_in_list: false` has no
+        instanceView (Azure could not read its status).
+        """
+        plat = self.fleet.platform
+        maint = plat.maintenance_in_status_list
+        if plat.status_only_items == "full":
+            return self.vm_json(vm, now, instance_view=True, maintenance=maint)
+        spec = vm.spec
+        props: dict[str, Any] = {
+            "vmId": spec.vm_id,
+            "provisioningState": "Updating" if vm.op is not None else vm.provisioning,
+            "hardwareProfile": {},
+        }
+        if spec.status_in_list:
+            view: dict[str, Any] = {}
+            if spec.fault_domain is not None:
+                view["platformFaultDomain"] = spec.fault_domain
+            m = self.maintenance_json(vm) if maint else None
+            if m is not None:
+                view["maintenanceRedeployStatus"] = m
+            view["statuses"] = self.statuses(vm, now)
+            props["instanceView"] = view
+        return {"id": vm.id, "name": spec.name, "type": "Microsoft.Compute/virtualMachines",
+                "location": spec.location, "properties": props}
+
+    def vm_text(self, vm: Vm, now: float, mode: str) -> str:
+        """The VM's JSON text as a list item: mode "plain" (the model), "expand" (model plus
+        instance view) or "status" (a statusOnly item). Cached while no operation runs (then it
+        does not depend on time), so list pages of thousands of VMs are cheap to serve."""
+        hit = vm.cache.get(mode) if vm.op is None else None
         if hit is not None and hit[0] == vm.rev:
             return hit[1]
-        text = json.dumps(self.vm_json(vm, now, instance_view), separators=(",", ":"))
-        vm.cache[instance_view] = (vm.rev, text)
+        doc = self.status_item(vm, now) if mode == "status" else self.vm_json(vm, now, mode == "expand")
+        text = json.dumps(doc, separators=(",", ":"))
+        if vm.op is None:
+            vm.cache[mode] = (vm.rev, text)
         return text
+
+    def generic_resources(self, sub: str, rg: str | None = None) -> list[dict[str, Any]]:
+        """What `GET .../resources` lists (GenericResource items): for each resource group, its
+        availability sets, its VMs and each VM's NIC ({vm}-nic)."""
+        s = self.subscription(sub)
+        groups = [self.resource_group(sub, rg)[0]] if rg is not None else list(s.resource_groups)
+        out: list[dict[str, Any]] = []
+        for group in groups:
+            low = group.lower()
+            for a in self.fleet.availability_sets:
+                if a.subscription_id == s.id and a.resource_group.lower() == low:
+                    out.append({
+                        "id": f"/subscriptions/{s.id}/resourceGroups/{a.resource_group}/providers/Microsoft.Compute/availabilitySets/{a.name}",
+                        "name": a.name, "type": "Microsoft.Compute/availabilitySets",
+                        "sku": {"name": "Aligned"}, "location": a.location, "tags": {},
+                        "_rg": a.resource_group, "_created": self.vms_created,
+                    })
+            vms = [v for v in self.by_sub[s.id] if v.spec.resource_group.lower() == low]
+            for v in vms:
+                item: dict[str, Any] = {"id": v.id, "name": v.spec.name, "type": "Microsoft.Compute/virtualMachines",
+                                        "location": v.spec.location, "tags": v.spec.tags}
+                if v.spec.zones:
+                    item["zones"] = v.spec.zones
+                item.update(_rg=v.spec.resource_group, _created=v.created, _vm=v)
+                out.append(item)
+            for v in vms:
+                out.append({
+                    "id": f"/subscriptions/{s.id}/resourceGroups/{v.spec.resource_group}/providers/Microsoft.Network/networkInterfaces/{v.spec.name}-nic",
+                    "name": f"{v.spec.name}-nic", "type": "Microsoft.Network/networkInterfaces",
+                    "location": v.spec.location, "tags": {}, "_rg": v.spec.resource_group, "_created": v.created,
+                })
+        return out
 
     def availability_set_json(self, a: AvailabilitySetSpec) -> dict[str, Any]:
         members = [

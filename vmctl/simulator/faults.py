@@ -1,8 +1,9 @@
 """Fault injection per VM and/or per operation: once, N times or always.
 
 `error` is an HTTP status (429, 500, 503, 409), `drop` (the connection is closed with no answer),
-`slow` (the LRO takes `delay_seconds` longer), or any other word, which is taken as the error code
-of an LRO that ends `Failed` (e.g. AllocationFailed on start).
+`slow` (the LRO takes `delay_seconds` longer), `OperationPreempted` or `canceled` (the LRO ends
+`Canceled` with error OperationPreempted, as when a newer operation preempts it), or any other word,
+which is taken as the error code of an LRO that ends `Failed` (e.g. AllocationFailed on start).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from .fleet import FaultSpec
 
 HTTP_FAULTS = {"429", "500", "502", "503", "504", "409", "400", "401", "403"}
+CANCEL_FAULTS = {"operationpreempted", "canceled", "cancelled"}
+LRO_KINDS = ("lro", "slow", "cancel")
 
 
 @dataclass
@@ -31,6 +34,8 @@ class Fault:
             return "drop"
         if e.lower() == "slow":
             return "slow"
+        if e.lower() in CANCEL_FAULTS:
+            return "cancel"
         return "lro"
 
 
@@ -58,7 +63,7 @@ class Faults:
         """The first matching rule with uses left, consuming one use.
 
         `operation` is the full name (e.g. virtualMachines.start); a rule may name it in full or by
-        its last part (start). LRO-only faults (failed or slow operations) match only LROs.
+        its last part (start). LRO-only faults (failed, canceled or slow operations) match only LROs.
         """
         op_l = operation.lower()
         short = op_l.rsplit(".", 1)[-1]
@@ -66,7 +71,7 @@ class Faults:
             for f in self._rules:
                 if f.remaining == 0:
                     continue
-                if f.kind in ("lro", "slow") and not lro:
+                if f.kind in LRO_KINDS and not lro:
                     continue
                 op = f.spec.operation.lower()
                 if op not in ("*", "any") and op not in (op_l, short):

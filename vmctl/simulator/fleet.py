@@ -3,6 +3,9 @@
 The format is user-facing (operators rehearse against it), so errors name the exact place in the
 file and what was expected. Relative times ("-1d", "6d", "90m") are resolved against the moment
 the fleet is loaded or reset.
+
+Defaults follow Azure where public evidence exists and are otherwise the stricter case; the other
+case is an option under `platform:` (docs/simulator.md, "What is modelled, and on what evidence").
 """
 
 from __future__ import annotations
@@ -18,14 +21,29 @@ import yaml
 
 LRO_OPERATIONS = ("powerOff", "deallocate", "start", "restart", "performMaintenance", "redeploy")
 
+# Nominal durations, from the status documents (endTime - startTime) of a real recording:
+# azure-sdk-for-python sdk/compute/azure-mgmt-compute/tests/recordings/
+# test_mgmt_compute_vm.pyTestMgmtComputetest_compute_vm.json (April 2023, eastus, Standard_D2_v2):
+# powerOff 10.8 s and 18.1 s, start 35.6 s, restart 45.9 s, redeploy 112.4 s, deallocate (of a
+# stopped VM) 31.4 s. performMaintenance has no recording: taken as long as redeploy (assumption).
+# Each operation's duration is multiplied by a random factor in [1 - jitter, 1 + jitter].
 DEFAULT_LRO_SECONDS: dict[str, float] = {
-    "powerOff": 20.0,
-    "deallocate": 45.0,
-    "start": 30.0,
-    "restart": 40.0,
-    "performMaintenance": 120.0,
-    "redeploy": 120.0,
+    "powerOff": 15.0,
+    "deallocate": 35.0,
+    "start": 35.0,
+    "restart": 45.0,
+    "performMaintenance": 110.0,
+    "redeploy": 110.0,
 }
+
+# Activity Log ingestion delay: "Activity logs are available for analysis and alerting in 3 to
+# 20 minutes" (MicrosoftDocs/azure-monitor-docs articles/azure-monitor/logs/data-ingestion-time.md).
+# 240 s with the default jitter of 0.25 puts every event between 180 s and 300 s.
+DEFAULT_ACTIVITY_LOG_DELAY_SECONDS = 240.0
+DEFAULT_JITTER = 0.25
+
+BUSY_MODES = ("preempt", "refuse")
+STATUS_ONLY_SHAPES = ("sparse", "full")
 
 POWER_STATES = ("running", "stopped", "deallocated")
 
@@ -104,6 +122,19 @@ class ThrottleSpec:
 
 
 @dataclass
+class PlatformSpec:
+    """Platform behaviours whose Azure default is not (fully) established: the default is the
+    stricter or the captured case, the other one is chosen here."""
+    status_only_items: str = "sparse"           # sparse (the real capture) | full
+    maintenance_in_status_list: bool = False    # statusOnly items carry maintenanceRedeployStatus
+    busy_default: str = "preempt"               # a second operation on a busy VM: preempt | refuse
+    busy_pairs: dict[tuple[str, str], str] = field(default_factory=dict)  # (new, running) -> mode
+
+    def busy_mode(self, new: str, running: str) -> str:
+        return self.busy_pairs.get((new, running), self.busy_default)
+
+
+@dataclass
 class Fleet:
     tenant_id: str
     subscriptions: list[SubscriptionSpec]
@@ -111,7 +142,7 @@ class Fleet:
     availability_sets: list[AvailabilitySetSpec]
     lro_seconds: dict[str, float]
     activity_log_delay_seconds: float
-    lro_retry_after: float
+    lro_retry_after: float | None  # None: no Retry-After header, as Compute sends none
     token_lifetime_seconds: float
     vm_page_size: int
     activity_page_size: int
@@ -119,6 +150,10 @@ class Fleet:
     faults: list[FaultSpec]
     throttling: ThrottleSpec
     loaded_at: datetime
+    jitter: float = DEFAULT_JITTER
+    seed: int | None = None
+    resource_page_size: int = 1000
+    platform: PlatformSpec = field(default_factory=PlatformSpec)
 
 
 _DURATION = re.compile(r"^\s*([+-]?)\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -301,7 +336,60 @@ def parse_faults(raw: Any, where: str = "faults") -> list[FaultSpec]:
     return [_fault(r, f"{where}[{i}]") for i, r in enumerate(raw)]
 
 
-_TOP_KEYS = {"tenant_id", "defaults", "time", "paging", "identity", "subscriptions", "faults", "throttling"}
+_TOP_KEYS = {"tenant_id", "defaults", "time", "paging", "identity", "subscriptions", "faults", "throttling",
+             "platform"}
+_PAIR = re.compile(r"^\s*(\w+)\s+over\s+(\w+)\s*$")
+
+
+def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
+    if not isinstance(value, str) or value.lower() not in allowed:
+        raise FleetError(f"{where}: expected {' or '.join(allowed)}, got {value!r}")
+    return value.lower()
+
+
+def parse_platform(raw: Any, where: str = "platform") -> PlatformSpec:
+    p = _check_keys(raw or {}, {"status_only_items", "maintenance_in_status_list", "busy_vm"}, where)
+    spec = PlatformSpec()
+    if "status_only_items" in p:
+        spec.status_only_items = _choice(p["status_only_items"], STATUS_ONLY_SHAPES, f"{where}.status_only_items")
+    if "maintenance_in_status_list" in p:
+        flag = p["maintenance_in_status_list"]
+        if not isinstance(flag, bool):
+            raise FleetError(f"{where}.maintenance_in_status_list: expected true or false, got {flag!r}")
+        spec.maintenance_in_status_list = flag
+    busy = p.get("busy_vm")
+    if busy is not None:
+        if not isinstance(busy, dict):
+            raise FleetError(f"{where}.busy_vm: expected a mapping like {{default: preempt, \"start over deallocate\": refuse}}")
+        for key, value in busy.items():
+            w = f"{where}.busy_vm.{key}" if key == "default" else f'{where}.busy_vm."{key}"'
+            mode = _choice(value, BUSY_MODES, w)
+            if key == "default":
+                spec.busy_default = mode
+                continue
+            m = _PAIR.match(str(key))
+            if not m:
+                raise FleetError(
+                    f'{where}.busy_vm: unknown key {key!r}; use default or "<new> over <running>", '
+                    f"e.g. \"start over deallocate\" (operations: {', '.join(LRO_OPERATIONS)})"
+                )
+            pair = []
+            for op in m.groups():
+                canon = {o.lower(): o for o in LRO_OPERATIONS}.get(op.lower())
+                if canon is None:
+                    raise FleetError(f"{w}: unknown operation {op!r}; known: {', '.join(LRO_OPERATIONS)}")
+                pair.append(canon)
+            spec.busy_pairs[(pair[0], pair[1])] = mode
+    return spec
+
+
+def _number(value: Any, where: str, *, low: float = 0.0, high: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise FleetError(f"{where}: expected a number, got {value!r}")
+    if value < low or (high is not None and value >= high):
+        rng = f"from {low:g} up to (not including) {high:g}" if high is not None else f"of at least {low:g}"
+        raise FleetError(f"{where}: expected a number {rng}, got {value!r}")
+    return float(value)
 
 
 def load_fleet(source: str | Path | dict[str, Any], now: datetime | None = None) -> Fleet:
@@ -325,14 +413,25 @@ def load_fleet(source: str | Path | dict[str, Any], now: datetime | None = None)
     defaults = _check_keys(data.get("defaults") or {}, {"location", "size", "os"}, "defaults")
     time_cfg = _check_keys(
         data.get("time") or {},
-        {"lro_seconds", "activity_log_delay_seconds", "lro_retry_after", "token_lifetime_seconds"}, "time",
+        {"lro_seconds", "activity_log_delay_seconds", "lro_retry_after", "token_lifetime_seconds", "jitter", "seed"},
+        "time",
     )
     lro = dict(DEFAULT_LRO_SECONDS)
     for op, secs in (time_cfg.get("lro_seconds") or {}).items():
         if op not in LRO_OPERATIONS:
             raise FleetError(f"time.lro_seconds: unknown operation {op!r}; known: {', '.join(LRO_OPERATIONS)}")
         lro[op] = parse_duration(secs, f"time.lro_seconds.{op}")
-    paging = _check_keys(data.get("paging") or {}, {"vms", "activity_log"}, "paging")
+    retry_after = time_cfg.get("lro_retry_after")
+    if retry_after is not None:
+        retry_after = _number(retry_after, "time.lro_retry_after")
+        if retry_after <= 0:
+            raise FleetError("time.lro_retry_after: expected a positive number of seconds (leave it out for no header)")
+    jitter = _number(time_cfg.get("jitter", DEFAULT_JITTER), "time.jitter", high=1.0)
+    seed = time_cfg.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise FleetError(f"time.seed: expected a whole number, got {seed!r}")
+    platform = parse_platform(data.get("platform"))
+    paging = _check_keys(data.get("paging") or {}, {"vms", "activity_log", "resources"}, "paging")
     identity = _check_keys(
         data.get("identity") or {}, {"upn", "name", "object_id", "app_id"}, "identity"
     )
@@ -392,8 +491,9 @@ def load_fleet(source: str | Path | dict[str, Any], now: datetime | None = None)
     return Fleet(
         tenant_id=str(data.get("tenant_id", "72f988bf-0000-0000-0000-000000000000")),
         subscriptions=subs, vms=vms, availability_sets=avsets, lro_seconds=lro,
-        activity_log_delay_seconds=parse_duration(time_cfg.get("activity_log_delay_seconds", 30), "time.activity_log_delay_seconds"),
-        lro_retry_after=float(time_cfg.get("lro_retry_after", 1)),
+        activity_log_delay_seconds=parse_duration(
+            time_cfg.get("activity_log_delay_seconds", DEFAULT_ACTIVITY_LOG_DELAY_SECONDS), "time.activity_log_delay_seconds"),
+        lro_retry_after=retry_after,
         token_lifetime_seconds=parse_duration(time_cfg.get("token_lifetime_seconds", 3600), "time.token_lifetime_seconds"),
         vm_page_size=int(paging.get("vms", 200)),
         activity_page_size=int(paging.get("activity_log", 200)),
@@ -401,4 +501,5 @@ def load_fleet(source: str | Path | dict[str, Any], now: datetime | None = None)
         faults=parse_faults(data.get("faults")),
         throttling=ThrottleSpec(enabled=bool(thr.get("enabled", True)), overrides={k: v for k, v in thr.items() if k != "enabled"}),
         loaded_at=now,
+        jitter=jitter, seed=seed, resource_page_size=int(paging.get("resources", 1000)), platform=platform,
     )

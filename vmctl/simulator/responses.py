@@ -3,6 +3,11 @@ throttling, faults and request statistics. Holds no simulator state of its own b
 
 Paths, query-parameter names and `$expand` values match case-insensitively (ARM does, and real
 clients differ in case); any `api-version` is accepted, a missing one is refused like ARM does.
+Every GET route also answers HEAD (204 or 404, no body: ARM's existence check).
+
+Left out: writes other than the six VM power/maintenance actions, `substringof`/`or`/`ne` and
+plan/identity filters on `/resources`, and the `Retry-After` Compute sometimes sends (off unless
+the fleet sets `time.lro_retry_after`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from .activity import FilterError, parse_filter, parse_select
-from .backend import Backend, CallContext, SimError
+from .backend import Backend, CallContext, SimError, iso
 from .faults import Faults
 from .fleet import FleetError, parse_faults
 from .identity import Identity
@@ -46,6 +51,10 @@ ROUTES: list[tuple[str, str, str, str | None, str | None]] = [
      "virtualMachines.{action}", "writes", None),
     ("GET", "/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.compute/availabilitysets",
      "availabilitySets.list", "reads", "LowCostGet"),
+    ("GET", "/subscriptions/{sub}/providers/microsoft.compute/availabilitysets",
+     "availabilitySets.listBySubscription", "reads", "LowCostGet"),
+    ("GET", "/subscriptions/{sub}/resources", "resources.list", "reads", None),
+    ("GET", "/subscriptions/{sub}/resourcegroups/{rg}/resources", "resources.listByResourceGroup", "reads", None),
     ("GET", "/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.compute/availabilitysets/{aset}",
      "availabilitySets.get", "reads", "LowCostGet"),
     ("GET", "/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.network/networkinterfaces/{nic}",
@@ -68,6 +77,8 @@ _TABLE = _compile()
 
 
 def match(method: str, path: str) -> tuple[str, dict[str, str], str | None, str | None] | None:
+    if method == "HEAD":  # every GET route answers HEAD (existence check)
+        method = "GET"
     segs = [s for s in path.strip("/").split("/")]
     for m, tmpl, name, arm, policy in _TABLE:
         if m != method or len(tmpl) != len(segs):
@@ -97,6 +108,36 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.
 
 def _fmt_seconds(s: float) -> str:
     return str(int(s)) if float(s).is_integer() else f"{s:g}"
+
+
+_RES_FILTER = re.compile(r"^\s*(\w+)\s+eq\s+'([^']*)'\s*$", re.IGNORECASE)
+_RES_FIELDS = {"resourcetype": "type", "name": "name", "resourcegroup": "_rg", "location": "location"}
+_RES_EXPAND = {"createdtime", "changedtime", "provisioningstate"}
+
+
+def parse_resource_filter(text: str) -> tuple[dict[str, str], tuple[str, str | None] | None]:
+    """`$filter` of `GET .../resources`: clauses `<field> eq '<value>'` joined by `and`, over
+    resourceType, name, resourceGroup, location, and tagName (with optional tagValue). Returns
+    (field -> lower-cased value, (tag name, tag value or None) or None); raises ValueError."""
+    eq: dict[str, str] = {}
+    tag_name: str | None = None
+    tag_value: str | None = None
+    for clause in re.split(r"\s+and\s+", text.strip(), flags=re.IGNORECASE):
+        m = _RES_FILTER.match(clause)
+        if not m:
+            raise ValueError(clause.strip())
+        fld, value = m.group(1).lower(), m.group(2).lower()
+        if fld in _RES_FIELDS and fld not in eq:
+            eq[fld] = value
+        elif fld == "tagname" and tag_name is None:
+            tag_name = value
+        elif fld == "tagvalue" and tag_value is None:
+            tag_value = value
+        else:
+            raise ValueError(clause.strip())
+    if tag_value is not None and tag_name is None:
+        raise ValueError("tagValue without tagName")
+    return eq, ((tag_name, tag_value) if tag_name is not None else None)
 
 
 class Stats:
@@ -139,6 +180,8 @@ class Handler:
             "availabilitySets.get": self._as_get, "operations.get": self._op_get,
             "networkInterfaces.get": self._nic_get,
             "activityLogs.list": self._activity,
+            "availabilitySets.listBySubscription": self._as_list_sub,
+            "resources.list": self._resources, "resources.listByResourceGroup": self._resources,
         }
 
     # ------------------------------------------------------------ entry point
@@ -166,7 +209,7 @@ class Handler:
         st.requests += 1
         st.by_operation[name] += 1
         st.by_status[status] += 1
-        if method == "GET":
+        if method in ("GET", "HEAD"):
             st.reads += 1
         else:
             st.writes += 1
@@ -185,9 +228,12 @@ class Handler:
             base_headers["x-ms-client-request-id"] = request.headers["x-ms-client-request-id"]
         routed = match(method, request.path)
         name = routed[0] if routed else f"unrouted.{method}"
+        head = method == "HEAD"
 
         def fail(err: SimError) -> web.Response:
             self._count(name, routed[2] if routed else None, method, err.status)
+            if head:
+                return _json(err.status, None, {**base_headers, **err.headers})
             return _json(err.status, err.body(), {**base_headers, **err.headers})
 
         auth = self.identity.check(request.headers.get("Authorization"))
@@ -218,6 +264,7 @@ class Handler:
         is_lro = method == "POST"
         fault = self.faults.take(name, vm_name, lro=is_lro)
         fail_lro: tuple[str, str] | None = None
+        cancel = False
         extra = 0.0
         if fault is not None:
             self.stats.faulted += 1
@@ -231,15 +278,20 @@ class Handler:
                 return fail(self._http_fault(fault.spec.error, fault.spec.message, fault.spec.retry_after, sub))
             if kind == "slow":
                 extra = fault.spec.delay_seconds or 60.0
+            elif kind == "cancel":
+                cancel = True
             else:
                 fail_lro = (fault.spec.error, fault.spec.message or self._lro_fail_message(fault.spec.error))
         try:
             if is_lro:
-                resp = self._lro(request, q, params, correlation, auth.claims or {}, fail_lro, extra, base_headers)
+                resp = self._lro(request, q, params, correlation, auth.claims or {}, fail_lro, extra, cancel,
+                                 base_headers)
             else:
                 resp = self._get_handlers[name](request, q, params, now, base_headers)
         except SimError as err:
             return fail(err)
+        if head:  # ARM's existence check: 204 when the resource exists, never a body
+            resp = _json(204, None, base_headers)
         self._count(name, arm, method, resp.status)
         return resp
 
@@ -425,8 +477,9 @@ class Handler:
             keep["statusOnly"] = "true"
         if expand:
             keep["$expand"] = expand
-        with_view = status_only or bool(expand)
-        return self._page(request, q, vms, b.fleet.vm_page_size, lambda v: b.vm_text(v, now, with_view), keep, headers)
+        # statusOnly decides the item shape even with $expand (the smaller answer: never kinder)
+        mode = "status" if status_only else "expand" if expand else "plain"
+        return self._page(request, q, vms, b.fleet.vm_page_size, lambda v: b.vm_text(v, now, mode), keep, headers)
 
     def _vm_get(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
                 headers: dict[str, str]) -> web.Response:
@@ -451,6 +504,68 @@ class Handler:
         b.resource_group(params["sub"], params["rg"])
         sets = [a for (s, rg, _), a in b.avsets.items() if s == params["sub"].lower() and rg == params["rg"].lower()]
         return _json(200, {"value": [b.availability_set_json(a) for a in sets]}, headers)
+
+    def _as_list_sub(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
+                     headers: dict[str, str]) -> web.Response:
+        """Subscription-wide availability sets (`$expand=virtualMachines/$ref` changes nothing:
+        members are always listed)."""
+        b = self.backend
+        sub = b.subscription(params["sub"]).id
+        sets = [a for a in b.fleet.availability_sets if a.subscription_id == sub]
+        return _json(200, {"value": [b.availability_set_json(a) for a in sets]}, headers)
+
+    def _resources(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
+                   headers: dict[str, str]) -> web.Response:
+        """GET .../resources: GenericResource items, $filter, $expand and $top as ARM documents them.
+        Filtering on a tag drops the items' tags, as ARM documents."""
+        b = self.backend
+        items = b.generic_resources(params["sub"], params.get("rg"))
+        keep: dict[str, str] = {}
+        flt = q.get("$filter")
+        tag: tuple[str, str | None] | None = None
+        if flt:
+            try:
+                eq, tag = parse_resource_filter(flt)
+            except ValueError:
+                raise SimError(400, "InvalidFilterInQueryString",
+                               f"Invalid $filter '{flt}' specified in the query string.") from None
+            for fld, value in eq.items():
+                key = _RES_FIELDS[fld]
+                items = [r for r in items if str(r[key]).lower() == value]
+            if tag is not None:
+                tname, tvalue = tag
+                items = [r for r in items if any(
+                    k.lower() == tname and (tvalue is None or str(v).lower() == tvalue) for k, v in r["tags"].items())]
+            keep["$filter"] = flt
+        expand = [e.strip() for e in q.get("$expand", "").split(",") if e.strip()]
+        bad = [e for e in expand if e.lower() not in _RES_EXPAND]
+        if bad:
+            raise SimError(400, "InvalidParameter", f"The value '{bad[0]}' of parameter '$expand' is not valid; "
+                                                    "use createdTime, changedTime or provisioningState.")
+        if expand:
+            keep["$expand"] = q["$expand"]
+        top = q.get("$top")
+        if top is not None:
+            if not top.isdigit() or int(top) < 1:
+                raise SimError(400, "InvalidParameter", f"The value '{top}' of parameter '$top' is not a positive integer.")
+            items = items[:int(top)]  # $top: "the number of results to return"
+            keep["$top"] = top
+        wanted = {e.lower() for e in expand}
+
+        def render(r: dict[str, Any]) -> str:
+            doc = {k: v for k, v in r.items() if not k.startswith("_")}
+            if tag is not None:
+                doc.pop("tags", None)
+            if "createdtime" in wanted:
+                doc["createdTime"] = iso(r["_created"])
+            if "changedtime" in wanted:
+                doc["changedTime"] = iso(r["_created"])
+            if "provisioningstate" in wanted:
+                vm = r.get("_vm")
+                doc["provisioningState"] = ("Updating" if vm.op is not None else vm.provisioning) if vm else "Succeeded"
+            return json.dumps(doc, separators=(",", ":"))
+
+        return self._page(request, q, items, b.fleet.resource_page_size, render, keep, headers)
 
     def _as_get(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
                 headers: dict[str, str]) -> web.Response:
@@ -482,15 +597,16 @@ class Handler:
     def _op_get(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
                 headers: dict[str, str]) -> web.Response:
         op = self.backend.operation(params["op"])
-        retry = _fmt_seconds(self.backend.fleet.lro_retry_after)
+        ra = self.backend.fleet.lro_retry_after  # None: Compute sends no Retry-After on polls
+        retry = {"Retry-After": _fmt_seconds(ra)} if ra is not None else {}
         if q.get("monitor", "").lower() == "true":
             if op.status == "InProgress":
-                return _json(202, None, {**headers, "Location": str(request.url), "Retry-After": retry})
-            if op.status == "Failed" and op.fail:
+                return _json(202, None, {**headers, "Location": str(request.url), **retry})
+            if op.status in ("Failed", "Canceled") and op.fail:
                 return _json(500, {"error": {"code": op.fail[0], "message": op.fail[1]}}, headers)
             return _json(200, None, headers)
         if op.status == "InProgress":
-            headers = {**headers, "Retry-After": retry}
+            headers = {**headers, **retry}
         return _json(200, op.status_doc(), headers)
 
     def _activity(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
@@ -528,7 +644,7 @@ class Handler:
 
     # ------------------------------------------------------------ LROs
     def _lro(self, request: web.Request, q: dict[str, str], params: dict[str, str], correlation: str,
-             claims: dict[str, Any], fail: tuple[str, str] | None, extra: float,
+             claims: dict[str, Any], fail: tuple[str, str] | None, extra: float, cancel: bool,
              headers: dict[str, str]) -> web.Response:
         b = self.backend
         vm = b.vm(params["sub"], params["rg"], params["vm"])
@@ -538,16 +654,17 @@ class Handler:
             correlation_id=correlation, client_request_id=request.headers.get("x-ms-client-request-id", ""),
         )
         hibernate = q.get("hibernate", "").lower() == "true"
-        op = b.begin(vm, kind, ctx, hibernate=hibernate, fail=fail, extra_seconds=extra)
+        op = b.begin(vm, kind, ctx, hibernate=hibernate, fail=fail, extra_seconds=extra, cancel=cancel)
         api = quote(q["api-version"], safe="")
         base = (f"{self._base(request)}/subscriptions/{vm.spec.subscription_id}/providers/Microsoft.Compute/"
                 f"locations/{vm.spec.location}/operations/{op.id}?p={uuid.uuid4()}&api-version={api}")
-        return _json(202, None, {
-            **headers, "Azure-AsyncOperation": base, "Location": base + "&monitor=true",
+        out = {**headers, "Azure-AsyncOperation": base, "Location": base + "&monitor=true",
+               "Azure-AsyncNotification": "Enabled"}
+        if b.fleet.lro_retry_after is not None:
             # The SDK deserializes the kick-off Retry-After as an int (ValueError on "0.05"), so
             # whole seconds here; it polls at once anyway and then follows the polls' Retry-After.
-            "Retry-After": str(retry_after_seconds(b.fleet.lro_retry_after)), "Azure-AsyncNotification": "Enabled",
-        })
+            out["Retry-After"] = str(retry_after_seconds(b.fleet.lro_retry_after))
+        return _json(202, None, out)
 
     # ------------------------------------------------------------ control endpoints
     async def _control(self, request: web.Request) -> web.Response:
@@ -573,6 +690,8 @@ class Handler:
                 except (ValueError, FleetError) as exc:
                     return _json(400, {"error": {"code": "BadRequest", "message": str(exc)}})
                 return _json(200, {"faults": self.faults.describe()})
+        if path == "/_sim/act" and method == "POST":
+            return await self._act(request)
         if path == "/_sim/reset" and method == "POST":
             scope = request.query.get("scope", "all")
             with self.backend.lock:
@@ -584,7 +703,43 @@ class Handler:
                     self.faults.add(self.backend.fleet.faults)
             return _json(200, {"reset": scope})
         return _json(404, {"error": {"code": "NotFound",
-                                     "message": "Control endpoints: GET /_sim/stats, GET|POST|DELETE /_sim/faults, POST /_sim/reset[?scope=stats]"}})
+                                     "message": "Control endpoints: GET /_sim/stats, GET|POST|DELETE /_sim/faults, "
+                                                "POST /_sim/act, POST /_sim/reset[?scope=stats]"}})
+
+    async def _act(self, request: web.Request) -> web.Response:
+        """Someone else acts on a VM: the same path as an ARM POST (refusals, preemption, Activity
+        Log), as another principal with a fresh correlation id. No throttling or fault rules."""
+        def bad(message: str) -> web.Response:
+            return _json(400, {"error": {"code": "BadRequest", "message": message}})
+
+        try:
+            body = await request.json()
+        except ValueError:
+            return bad('expected a JSON body like {"vm": "web-01", "action": "deallocate"}')
+        if not isinstance(body, dict):
+            return bad("expected a JSON object")
+        unknown = sorted(set(body) - {"vm", "resource_group", "subscription", "action", "caller"})
+        if unknown:
+            return bad(f"unknown key {unknown[0]!r}; keys: vm, resource_group, subscription, action, caller")
+        vm_name, action = body.get("vm"), ACTIONS.get(str(body.get("action", "")).lower())
+        if not isinstance(vm_name, str) or not vm_name:
+            return bad("'vm' (the VM name) is required")
+        if action is None:
+            return bad(f"'action' must be one of {', '.join(ACTIONS.values())}; got {body.get('action')!r}")
+        caller = str(body.get("caller") or "someone-else@contoso.example")
+        claims = {"oid": caller} if _GUID.match(caller) else {"upn": caller, "name": caller}
+        ctx = CallContext(caller=caller, claims=claims, correlation_id=str(uuid.uuid4()),
+                          client_request_id=str(uuid.uuid4()))
+        b = self.backend
+        with b.lock:
+            b.settle(b.now())
+            try:
+                rg, sub = body.get("resource_group"), body.get("subscription")
+                vm = b.find_vm(vm_name, str(rg) if rg else None, str(sub) if sub else None)
+                op = b.begin(vm, action, ctx)
+            except SimError as err:
+                return _json(err.status, err.body())
+        return _json(202, {"operationId": op.id, "correlationId": ctx.correlation_id})
 
 
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -224,7 +224,7 @@ def serve(
         if env_file:
             sim.write_env_file(env_file)
             print(f"  environment: {env_file}  (load it with: set -a; . {env_file}; set +a)", file=out)
-        print("  control: GET /_sim/stats, POST /_sim/faults, POST /_sim/reset; Ctrl-C stops", file=out)
+        print("  control: GET /_sim/stats, POST /_sim/faults, POST /_sim/act, POST /_sim/reset; Ctrl-C stops", file=out)
         out.flush()
         while not stop.wait(0.5):
             pass
