@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vmctl.simulator.fleet import FleetError, load_fleet, parse_duration
+from vmctl.simulator.fleet import DEFAULT_LRO_SECONDS, FleetError, load_fleet, parse_duration
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
@@ -83,6 +83,16 @@ def test_durations(text: object, seconds: float) -> None:
      "does not make unique names"),
     (fleet(time={"lro_seconds": {"explode": 3}}), "unknown operation 'explode'"),
     (fleet(faults=[{"vm": "a", "times": 0}]), "faults[0].times"),
+    (fleet(platform={"status_only_items": "rich"}), "platform.status_only_items: expected sparse or full"),
+    (fleet(platform={"maintenance_in_status_list": "yes"}), "platform.maintenance_in_status_list: expected true or false"),
+    (fleet(platform={"busy_vm": {"default": "queue"}}), "platform.busy_vm.default: expected preempt or refuse"),
+    (fleet(platform={"busy_vm": {"start after stop": "refuse"}}), 'use default or "<new> over <running>"'),
+    (fleet(platform={"busy_vm": {"start over explode": "refuse"}}), "unknown operation 'explode'"),
+    (fleet(platform={"busy_vm": {"start over powerOff": "wait"}}), 'platform.busy_vm."start over powerOff": expected'),
+    (fleet(platform={"colour": 1}), "platform: unknown key 'colour'"),
+    (fleet(time={"jitter": 1.5}), "time.jitter: expected a number from 0 up to (not including) 1"),
+    (fleet(time={"seed": "abc"}), "time.seed: expected a whole number"),
+    (fleet(time={"lro_retry_after": 0}), "time.lro_retry_after: expected a positive number"),
     (fleet(subscriptions=[{"id": "00000000-0000-0000-0000-000000000001",
                            "resource_groups": [{"name": "rg", "vms": [{"name": "a", "maintenance": {
                                "allowed": True, "self_service_window": ["2d", "1d"]}}]}]}]), "ends before it starts"),
@@ -100,3 +110,28 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
     bad.write_text("subscriptions: [\n")
     with pytest.raises(FleetError, match="not valid YAML"):
         load_fleet(bad)
+
+
+def test_defaults_are_azure_true() -> None:
+    f = load_fleet(fleet(), now=NOW)
+    p = f.platform
+    assert (p.status_only_items, p.maintenance_in_status_list, p.busy_default) == ("sparse", False, "preempt")
+    assert f.lro_retry_after is None  # no Retry-After header
+    assert f.jitter == 0.25 and f.seed is None
+    assert f.activity_log_delay_seconds == 240  # Microsoft: 3 to 20 minutes; 240 s +- 25 % stays inside
+    assert f.lro_seconds == DEFAULT_LRO_SECONDS
+    assert DEFAULT_LRO_SECONDS == {"powerOff": 15, "deallocate": 35, "start": 35, "restart": 45,
+                                   "performMaintenance": 110, "redeploy": 110}
+
+
+def test_platform_options() -> None:
+    f = load_fleet(fleet(platform={
+        "status_only_items": "Full", "maintenance_in_status_list": True,
+        "busy_vm": {"default": "refuse", "start over deallocate": "preempt", "RESTART over poweroff": "refuse"}},
+        time={"jitter": 0, "seed": 42, "lro_retry_after": 0.05}), now=NOW)
+    p = f.platform
+    assert (p.status_only_items, p.maintenance_in_status_list) == ("full", True)
+    assert p.busy_mode("start", "deallocate") == "preempt"
+    assert p.busy_mode("restart", "powerOff") == "refuse"
+    assert p.busy_mode("powerOff", "start") == "refuse"  # the default
+    assert (f.jitter, f.seed, f.lro_retry_after) == (0, 42, 0.05)
