@@ -432,6 +432,8 @@ def test_lro_headers_are_absolute_and_final_location_is_200(sim: SimHandle, comp
 
 
 # ---------------------------------------------------------------------------- 4. platform rules
+@pytest.mark.assumption("the 409 text for performMaintenance outside the self-service window is not established "
+                        "(the not-eligible one is recorded)")
 def test_perform_maintenance_not_allowed_is_synchronous_409(sim: SimHandle, compute: Any) -> None:
     with pytest.raises(ResourceExistsError) as ei:
         compute.virtual_machines.begin_perform_maintenance("rg-app", "notallowed-01")
@@ -448,6 +450,8 @@ def test_perform_maintenance_not_allowed_is_synchronous_409(sim: SimHandle, comp
     assert power_state(compute, "rg-app", "closed-01") == "running"
 
 
+@pytest.mark.assumption("isCustomerInitiatedMaintenanceAllowed turning false after a completed performMaintenance "
+                        "is not established")
 def test_completed_maintenance_updates_redeploy_status(compute: Any) -> None:
     before = compute.virtual_machines.instance_view("rg-app", "app-01").maintenance_redeploy_status
     assert before.is_customer_initiated_maintenance_allowed is True
@@ -461,6 +465,8 @@ def test_completed_maintenance_updates_redeploy_status(compute: Any) -> None:
         compute.virtual_machines.begin_perform_maintenance("rg-app", "app-01")
 
 
+@pytest.mark.assumption("the 409 texts for hibernate without hibernationEnabled and for deallocating an "
+                        "ephemeral-OS VM are not established (wire contract section 15)")
 def test_hibernate_without_capability_and_ephemeral_deallocate_refused(sim: SimHandle, compute: Any) -> None:
     with pytest.raises(ResourceExistsError) as ei:
         compute.virtual_machines.begin_deallocate("rg-app", "app-04", hibernate=True)

@@ -240,6 +240,8 @@ def test_instance_view_shape(raw: Raw) -> None:
     assert codes[0].startswith("ProvisioningState/") and codes[1] == "PowerState/running"
 
 
+@pytest.mark.assumption("isCustomerInitiatedMaintenanceAllowed turning false after a completed performMaintenance "
+                        "is not established")
 def test_instance_view_maintenance_redeploy_status(raw: Raw, compute: Any) -> None:
     # Not in the example (Azure sends it only when maintenance is planned); shape per the SDK model
     # and the wire contract README section 4. lastOperationMessage comes only with a last operation.
