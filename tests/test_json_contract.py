@@ -17,7 +17,7 @@ DOCS = Path(__file__).parents[1] / "docs"
 ENVELOPE_KEYS = ["schema", "kind", "vmctlVersion", "generatedAt", "data", "summary"]
 VM_KEYS = ["id", "name", "resourceGroup", "subscriptionId", "subscriptionName", "location", "size", "powerState",
            "stoppedButBilled", "hibernated", "provisioningState", "availabilitySet", "updateDomain", "faultDomain",
-           "zones", "maintenance", "production", "flags", "tags"]
+           "zones", "maintenance", "production", "flags", "tags", "maintenanceKnown", "unreadable"]
 MAINT_KEYS = ["allowed", "canStartNow", "selfServiceWindow", "scheduledWindow", "lastOperationResultCode",
               "lastOperationMessage"]
 

@@ -77,7 +77,8 @@ class Config:
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def is_production(self, vm: Vm) -> bool:
-        return any(r.matches(vm) for r in self.production_rules)
+        """Fail closed: a VM whose tags or properties could not be read counts as production."""
+        return bool(vm.unreadable) or any(r.matches(vm) for r in self.production_rules)
 
 
 _SCHEMA: dict[str, set[str]] = {

@@ -20,7 +20,7 @@ from .journal import iter_type
 RETENTION_DAYS = 90
 SELECT = ("eventName,operationName,status,subStatus,caller,eventTimestamp,submissionTimestamp,correlationId,"
           "operationId,resourceId,resourceGroupName,eventDataId,level,properties,httpRequest")
-TERMINAL = {"succeeded", "failed"}
+TERMINAL = {"succeeded", "failed", "canceled"}
 PER_ID_QUERIES = 20  # more pending operations than this in a subscription: one window query instead
 
 
@@ -129,7 +129,7 @@ def compact(e: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_ORDER = {"started": 0, "accepted": 1, "succeeded": 2, "failed": 2}
+_ORDER = {"started": 0, "accepted": 1, "succeeded": 2, "failed": 2, "canceled": 2}
 
 
 def summarize(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -139,8 +139,11 @@ def summarize(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
         return {"complete": False, "statuses": []}
     terminal = [e for e in evs if str(e.get("status", "")).lower() in TERMINAL]
     last = terminal[-1] if terminal else evs[-1]
+    # the Activity Log ingests events out of order: the end event can be visible before the
+    # operation's Started event, so the record is complete only with both
+    started = any(str(e.get("status", "")).lower() == "started" for e in evs)
     return {
-        "complete": bool(terminal), "operationName": last.get("operationName"),
+        "complete": bool(terminal) and started, "operationName": last.get("operationName"),
         "statuses": [e.get("status") for e in evs], "caller": last.get("caller"),
         "operationId": last.get("operationId"),
         "eventTimestamps": {str(e.get("status")): e.get("eventTimestamp") for e in evs},

@@ -21,10 +21,10 @@ from typing import Callable
 from .cloud import Accepted, ActionError, FleetClient, OperationStatus, RetryableError, ThrottledError
 from .errors import VmctlError
 from .hooks import run_hook
-from .inventory import snapshot
+from .inventory import current_state, snapshot
 from .journal import Journal
 from .pacing import Pacer
-from .planner import TARGET, TRANSITIONAL, Plan, Step
+from .planner import TRANSITIONAL, Plan, Step
 
 MAX_ATTEMPTS = 6
 MAX_THROTTLED = 30       # 429s: the service pacing us, not a failed attempt; bounded separately
@@ -38,7 +38,7 @@ HIBERNATE_FAILS = {"hibernation-not-enabled", "hibernation-needs-running"}
 @dataclass
 class Outcome:
     index: int
-    status: str               # succeeded | failed | skipped | cancelled | in-flight
+    status: str               # succeeded | failed | preempted | skipped | cancelled | in-flight
     reason: str = ""
     retries: int = 0
     correlation_id: str | None = None
@@ -172,7 +172,7 @@ class Executor:
     def _maintenance_results(self, indexes: list[int]) -> dict[int, dict[str, object]]:
         """After a wave: each VM's power state and maintenanceRedeployStatus, re-read from Azure."""
         steps = self.plan.steps
-        current = snapshot(self.client, (steps[i].vm.subscription_id for i in indexes))
+        current = current_state(self.client, (steps[i].vm for i in indexes), self.pacer, maintenance=True)
         out: dict[int, dict[str, object]] = {}
         for i in indexes:
             vm = current.get(steps[i].vm.key)
@@ -342,10 +342,10 @@ class Executor:
             vm = current.get(op.step.vm.key)
             if vm is None:
                 continue
-            power, prov = vm.power_state, vm.provisioning_state
-            target = TARGET.get(op.step.action or "", "")
-            if (power == target and prov.lower() != "updating") or prov.lower() == "failed" or \
-                    (power not in TRANSITIONAL and prov.lower() == "succeeded" and op.step.action == "restart"):
+            power, prov = vm.power_state, vm.provisioning_state.lower()
+            # settled (at the target or not: another request may have preempted ours), or failed:
+            # the operation's own status says how it ended
+            if prov == "failed" or (power not in TRANSITIONAL and power != "unknown" and prov != "updating"):
                 op.list_done = True
                 op.next_poll = now
 
@@ -374,11 +374,19 @@ class Executor:
             with self._lock:
                 self._inflight.pop(op.step.index, None)
             self._succeeded(op.step, op.accepted.correlation_id, op.retries, duration)
-        elif status in ("failed", "canceled"):
+        elif status == "failed":
             reason = f"({st.error_code}) {st.error_message}" if st.error_code else f"operation {st.status}"
             self._finish(op.step, "failed", reason, retries=op.retries, correlation_id=op.accepted.correlation_id,
                          duration=duration)
+        elif status == "canceled":
+            # Azure ended it for a more recent request on the VM (OperationPreempted): someone else
+            # acted on it, so vmctl's intent was not carried out; verify shows where the VM ended
+            error = f"({st.error_code}) {st.error_message}" if st.error_code else "(Canceled)"
+            self._finish(op.step, "preempted", f"{error} Another request on this VM superseded vmctl's; the "
+                         "Activity Log names who sent it", retries=op.retries,
+                         correlation_id=op.accepted.correlation_id, duration=duration)
         else:
+            op.list_done = False  # still running: back to the listing's watch
             op.next_poll = self.clock() + (st.retry_after if st.retry_after else self.poll_interval)
 
     def _succeeded(self, step: Step, cid: str, retries: int, duration: float) -> None:

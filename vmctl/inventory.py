@@ -1,18 +1,29 @@
-"""Inventory: every VM of the chosen subscriptions, in one paged status listing per subscription,
-marked production by the config's rules and filtered by the selector. Never prints."""
+"""Inventory: every VM of the chosen subscriptions (the full and the status listing, joined: two
+paged listings per subscription, never one request per VM), marked production by the config's
+rules, filtered by the selector, then completed from per-VM instance views only where a command
+needs what the listings may leave out. Never prints.
+
+Fail closed: a VM whose tags and properties could not be read counts as production and matches
+no tag selector; a VM whose status could not be read is planned as unknown, never acted on.
+"""
 
 from __future__ import annotations
 
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Iterable
+from typing import Iterable, Literal
 
 from .cloud import FleetClient
 from .config import Config
 from .errors import InputError, NotFoundError
-from .models import Vm
+from .models import Vm, VmStatus
+from .pacing import Pacer
 from .selection import Selector
+
+# What a command needs beyond the listings: maintenanceRedeployStatus, update domains.
+Need = Literal["maintenance", "domains"]
+VIEW_WORKERS = 16  # instance-view reads in flight; the pacer (LowCostGet, ARM reads) sets the rate
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -55,7 +66,7 @@ def sort_key(vm: Vm) -> tuple[str, str, str]:
 
 
 def load_inventory(client: FleetClient, subscriptions: list[str], selector: Selector, config: Config,
-                   parallel: int = 8) -> Inventory:
+                   parallel: int = 8, needs: Iterable[Need] = (), pacer: Pacer | None = None) -> Inventory:
     def one(sub: str) -> tuple[str, str, list[Vm]]:
         name = client.subscription_name(sub)
         return sub, name, client.list_vms(sub, name)
@@ -67,6 +78,7 @@ def load_inventory(client: FleetClient, subscriptions: list[str], selector: Sele
     everything = [replace(vm, production=config.is_production(vm)) for _, _, vms in results for vm in vms]
     selected = sorted((vm for vm in everything if selector.matches(vm)), key=sort_key)
     _check_named_targets(client, selector, subscriptions, everything)
+    selected = complete(client, selected, set(needs), pacer or Pacer())
     sizes: dict[str, int] = {}
     for vm in everything:
         if vm.availability_set:
@@ -74,11 +86,79 @@ def load_inventory(client: FleetClient, subscriptions: list[str], selector: Sele
     return Inventory(tuple(selected), names, totals, sizes)
 
 
-def snapshot(client: FleetClient, subscriptions: Iterable[str]) -> dict[str, Vm]:
-    """The current state of every VM in the subscriptions, by VM key: one status listing each."""
-    current: dict[str, Vm] = {}
+def _wants_view(vm: Vm, needs: set[Need]) -> bool:
+    if vm.power_state == "unknown":
+        return True  # the status listing had no status for it
+    if "maintenance" in needs and not vm.maintenance_known:
+        return True
+    return "domains" in needs and vm.availability_set is not None and vm.update_domain is None \
+        and vm.power_state != "deallocated"  # a deallocated VM has no update domain
+
+
+def read_views(client: FleetClient, vms: list[Vm], pacer: Pacer) -> dict[str, VmStatus | Exception]:
+    """Instance views of `vms`, concurrently, paced on Compute's LowCostGet and ARM's read budget;
+    a failed read is returned as its exception (the caller decides; nothing is swallowed)."""
+    def fetch(vm: Vm) -> tuple[str, VmStatus | Exception]:
+        pacer.acquire(vm.subscription_id, ["reads", "LowCostGet"])
+        try:
+            return vm.key, client.instance_view(vm.subscription_id, vm.resource_group, vm.name)
+        except Exception as exc:  # noqa: BLE001 - returned to the caller, which records it
+            return vm.key, exc
+
+    if not vms:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(VIEW_WORKERS, len(vms)), thread_name_prefix="vmctl-view") as pool:
+        return dict(pool.map(fetch, vms))
+
+
+def complete(client: FleetClient, vms: list[Vm], needs: set[Need], pacer: Pacer) -> list[Vm]:
+    """Fill in, from instance views, what the listings left out and the command needs: the status
+    of VMs the status listing had none for, and (when asked) maintenance and update domains.
+    Only the selected VMs that lack it cost a request. A read that fails leaves the VM unknown."""
+    wanted = [vm for vm in vms if _wants_view(vm, needs)]
+    views = read_views(client, wanted, pacer)
+    out = []
+    for vm in vms:
+        got = views.get(vm.key)
+        if got is None:
+            out.append(vm)
+        elif isinstance(got, Exception):
+            if vm.power_state == "unknown":
+                out.append(replace(vm, production=True,
+                                   unreadable=vm.unreadable or f"its status could not be read: {got}"))
+            else:
+                out.append(replace(vm, maintenance_known=False))
+        else:
+            out.append(replace(
+                vm, power_state=got.power_state, hibernated=got.hibernated,
+                provisioning_state=got.provisioning_state or vm.provisioning_state,
+                update_domain=got.update_domain if got.update_domain is not None else vm.update_domain,
+                fault_domain=got.fault_domain if got.fault_domain is not None else vm.fault_domain,
+                maintenance=got.maintenance, maintenance_known=True))
+    return out
+
+
+def snapshot(client: FleetClient, subscriptions: Iterable[str]) -> dict[str, VmStatus]:
+    """The current status of every VM in the subscriptions, by VM key: one status listing each."""
+    current: dict[str, VmStatus] = {}
     for sub in sorted(set(subscriptions)):
-        current.update({vm.key: vm for vm in client.list_vms(sub, "")})
+        current.update(client.list_statuses(sub))
+    return current
+
+
+def current_state(client: FleetClient, vms: Iterable[Vm], pacer: Pacer,
+                  maintenance: bool = False) -> dict[str, VmStatus]:
+    """The current status of these VMs: the status listing of their subscriptions, plus instance
+    views for those whose maintenance the listing does not carry (when `maintenance`)."""
+    vms = list(vms)
+    current = snapshot(client, (vm.subscription_id for vm in vms))
+    if maintenance:
+        lacking = [vm for vm in vms if not (current.get(vm.key) or VmStatus(read=False)).maintenance_known]
+        for key, got in read_views(client, lacking, pacer).items():
+            if isinstance(got, VmStatus):
+                current[key] = got
+            else:
+                current.pop(key, None)  # unknown: the caller treats a missing VM as not confirmed
     return current
 
 
@@ -107,11 +187,18 @@ def _check_named_targets(client: FleetClient, selector: Selector, subscriptions:
 
 def summarize(vms: Iterable[Vm]) -> dict[str, object]:
     by_state: dict[str, int] = {}
-    total = billed = prod = 0
+    total = billed = prod = unknown_maint = unreadable = 0
     for vm in vms:
         total += 1
         by_state[vm.power_state] = by_state.get(vm.power_state, 0) + 1
         billed += vm.stopped_but_billed
         prod += vm.production
-    return {"total": total, "byPowerState": dict(sorted(by_state.items())), "stoppedButBilled": billed,
-            "production": prod}
+        unknown_maint += not vm.maintenance_known
+        unreadable += bool(vm.unreadable)
+    out: dict[str, object] = {"total": total, "byPowerState": dict(sorted(by_state.items())),
+                              "stoppedButBilled": billed, "production": prod}
+    if unknown_maint:
+        out["maintenanceNotRead"] = unknown_maint
+    if unreadable:
+        out["unreadable"] = unreadable
+    return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 # Power states as vmctl names them (the part after "PowerState/").
 POWER_STATES = ("running", "starting", "stopping", "stopped", "deallocating", "deallocated", "unknown")
@@ -57,6 +56,12 @@ class Vm:
     scale_set: str | None = None
     os_type: str = ""
     production: bool = False
+    # Why vmctl could not read this VM's tags and properties ("" = it could): such a VM counts as
+    # production and no tag selector matches it, since no guard may rely on data that was absent.
+    unreadable: str = ""
+    # False when no source read so far carries maintenanceRedeployStatus (Azure's status listing
+    # may leave it out): `maintenance` None then means "not read", not "none pending".
+    maintenance_known: bool = True
 
     @property
     def key(self) -> str:
@@ -90,8 +95,14 @@ class Vm:
 
 
 @dataclass(frozen=True)
-class InstanceView:
-    """What `show` renders: the VM plus its raw instance view (a JSON-able dict)."""
+class VmStatus:
+    """What a status listing item or an instance view says about a VM's run-time state."""
 
-    vm: Vm
-    raw: dict[str, Any]
+    power_state: str = "unknown"
+    provisioning_state: str = ""
+    hibernated: bool = False
+    update_domain: int | None = None
+    fault_domain: int | None = None
+    maintenance: Maintenance | None = None
+    maintenance_known: bool = False   # the source carries maintenanceRedeployStatus where pending
+    read: bool = True                 # False: the source had no status for this VM

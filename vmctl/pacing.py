@@ -29,6 +29,9 @@ DEFAULTS = {
     "UpdateVM": Rate(1500, 500 / 60),
     "DeleteVM": Rate(1500, 500 / 60),
     "HighCostGet": Rate(900, 300 / 60),  # VM lists; Azure's number unpublished, the simulator's assumption
+    # GET VM / instance view: 4,000 per 3 minutes per subscription, as recorded responses count
+    # down (`Microsoft.Compute/LowCostGet3Min;3995`, wire contract §5)
+    "LowCostGet": Rate(4000, 4000 / 180),
 }
 ACTION_POLICY = {"deallocate": "DeleteVM"}  # every other VM action counts as UpdateVM
 _HEADER_KIND = {
@@ -124,7 +127,7 @@ class Pacer:
             for item in res.split(","):
                 name, _, value = item.strip().partition(";")
                 policy = name.rsplit("/", 1)[-1]
-                for kind in ("UpdateVM", "DeleteVM"):
+                for kind in ("UpdateVM", "DeleteVM", "LowCostGet", "HighCostGet"):
                     if policy == f"{kind}3Min" and value.isdigit():
                         b = self._bucket(sub, kind)
                         b.refill(now)

@@ -29,6 +29,8 @@ CONSEQUENCE = {
 }
 
 SKIP_TEXT = {
+    "unreadable": "vmctl could not read this VM ({why}); treated as production and not acted on: run again",
+    "state-unknown": "its power state could not be read; not acted on: run again",
     "already-in-target-state": "already {state}: nothing to do, no request sent",
     "production": "production VM: excluded (add --include-production to act on it)",
     "scale-set-member": "scale-set member: act on the scale set instead",
@@ -125,7 +127,7 @@ class Plan:
 
 
 def _skip(i: int, vm: Vm, code: str) -> Step:
-    return Step(i, vm, None, code, SKIP_TEXT[code].format(state=vm.power_state))
+    return Step(i, vm, None, code, SKIP_TEXT[code].format(state=vm.power_state, why=vm.unreadable))
 
 
 def _maintenance_step(i: int, vm: Vm, opts: Options, now: datetime) -> Step:
@@ -146,10 +148,14 @@ def _maintenance_step(i: int, vm: Vm, opts: Options, now: datetime) -> Step:
 
 def plan_step(i: int, vm: Vm, action: str, opts: Options, now: datetime | None = None) -> Step:
     """The decision for one VM. Order matters: the first reason that applies is the one shown."""
+    if vm.unreadable:
+        return _skip(i, vm, "unreadable")  # no guard may rely on data that was absent
     if vm.production and not opts.include_production:
         return _skip(i, vm, "production")
     if vm.scale_set:
         return _skip(i, vm, "scale-set-member")
+    if vm.power_state == "unknown":
+        return _skip(i, vm, "state-unknown")
     if vm.power_state in TRANSITIONAL or vm.provisioning_state.lower() in ("updating", "creating", "deleting"):
         return _skip(i, vm, "operation-in-progress")
     if vm.provisioning_state.lower() == "failed" and action != "start":
@@ -236,12 +242,15 @@ def assign_waves(steps: list[Step], wave_by: str, parallel: int) -> list[Step]:
             groups.setdefault((value is None, value or ""), []).append(s)
         waves = [groups[k] for k in sorted(groups)]
     else:
-        sets: dict[str, dict[int, list[Step]]] = {}
+        sets: dict[str, dict[tuple[int, int], list[Step]]] = {}
         loose: list[Step] = []
         for s in acting:
-            if s.vm.availability_set and s.vm.update_domain is not None:
+            if s.vm.availability_set:
                 key = f"{s.vm.subscription_id}/{s.vm.resource_group.lower()}/{s.vm.availability_set.lower()}"
-                sets.setdefault(key, {}).setdefault(s.vm.update_domain, []).append(s)
+                # a member whose update domain is unknown is a domain of its own: it never shares
+                # a wave with another member of its set (fail closed)
+                ud = (0, s.vm.update_domain) if s.vm.update_domain is not None else (1, s.index)
+                sets.setdefault(key, {}).setdefault(ud, []).append(s)
             else:
                 loose.append(s)
         cap = max(1, parallel)
@@ -307,7 +316,8 @@ def vm_from_plan_json(d: dict[str, Any]) -> Vm:
               fault_domain=d["faultDomain"], zones=tuple(d["zones"]), tags=dict(d["tags"]), maintenance=maint,
               ephemeral_os_disk="ephemeral-os" in flags, hibernation_enabled="hibernation" in flags,
               priority="Spot" if "spot" in flags else "Regular", scale_set="(scale set)" if "vmss" in flags else None,
-              production=d["production"])
+              production=d["production"], unreadable=d.get("unreadable") or "",
+              maintenance_known=d.get("maintenanceKnown", True))
 
 
 def plan_from_json(d: dict[str, Any]) -> Plan:

@@ -44,13 +44,13 @@ def build(records: list[dict[str, Any]]) -> dict[str, Any]:
     for r in iter_type(records, "accepted"):
         reached[r["index"]] = r["correlationId"]
     vms = []
-    counts = {"succeeded": 0, "failed": 0, "skipped": 0, "cancelled": 0, "in-flight": 0, "pending": 0}
+    counts = {"succeeded": 0, "failed": 0, "preempted": 0, "skipped": 0, "cancelled": 0, "in-flight": 0, "pending": 0}
     hard_failures = 0
     for s in plan.steps:
         o = outcomes.get(s.index)
         status = o["status"] if o else "pending"
         counts[status] = counts.get(status, 0) + 1
-        if status == "failed" or (status == "skipped" and o and o.get("skipCode") in FAILURE_SKIPS):
+        if status in ("failed", "preempted") or (status == "skipped" and o and o.get("skipCode") in FAILURE_SKIPS):
             hard_failures += 1
         vms.append({
             "subscriptionId": s.vm.subscription_id, "subscriptionName": s.vm.subscription_name,
@@ -84,7 +84,16 @@ def build(records: list[dict[str, Any]]) -> dict[str, Any]:
         "evidenceCollected": evidence_status is not None,
         "wavesStopped": [{"wave": r["wave"], "reason": r["reason"], "notStarted": r.get("notStarted", [])}
                          for r in stopped_waves],
+        "warnings": warnings(records),
     }
+
+
+def warnings(records: list[dict[str, Any]]) -> list[str]:
+    """What the run could not do after acting (the after-state read, the Activity Log): said, not swallowed."""
+    out = [f"the after-state of subscription {r.get('subscription')} could not be read: {r.get('error')}"
+           for r in iter_type(records, "verify-failed")]
+    out += [f"the Activity Log could not be read: {r.get('error')}" for r in iter_type(records, "evidence-failed")]
+    return out
 
 
 def _vm_evidence(outcome: dict[str, Any] | None, accepted_cid: str | None,
@@ -151,7 +160,9 @@ def output(rep: dict[str, Any]) -> Output:
         f"Command: {rep['command']}",
     ]
     footer = [
-        f"{s['succeeded']} succeeded, {s['failed']} failed, {s['skipped']} skipped, {s['cancelled']} cancelled, "
+        f"{s['succeeded']} succeeded, {s['failed']} failed, "
+        + (f"{s['preempted']} preempted (another request superseded vmctl's), " if s.get("preempted") else "")
+        + f"{s['skipped']} skipped, {s['cancelled']} cancelled, "
         f"{s['in-flight']} in flight" + (f", {s['pending']} not started" if s["pending"] else "") + f"; exit code {rep['exitCode']}.",
     ]
     if s["leftStoppedButBilled"]:
@@ -163,6 +174,8 @@ def output(rep: dict[str, Any]) -> Output:
                       f"{', '.join(str(n) for n in w['notStarted']) or 'none'}.")
     if rep["interrupted"]:
         footer.append("The run was interrupted; `vmctl resume JOURNAL` continues it.")
+    for w in rep.get("warnings") or []:
+        footer.append(f"WARNING: {w[0].upper()}{w[1:]}.")
     sections = [Section("Run", meta)]
     ev_rows = evidence_rows(rep)
     if ev_rows:
@@ -175,7 +188,7 @@ def output(rep: dict[str, Any]) -> Output:
         sections.append(Section(title, columns=EVIDENCE_COLUMNS, rows=ev_rows))
     return Output(kind="run-report", data=rep, summary=s, sections=sections, columns=columns,
                   rows=rows, footer=footer,
-                  row_styles=["failed" if v["outcome"] == "failed" else "ok" if v["outcome"] == "succeeded" else ""
+                  row_styles=["failed" if v["outcome"] in ("failed", "preempted") else "ok" if v["outcome"] == "succeeded" else ""
                               for v in rep["vms"]])
 
 

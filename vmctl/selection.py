@@ -161,6 +161,8 @@ class Selector:
             return False
         if self.power_states and vm.power_state not in self.power_states:
             return False
+        if vm.unreadable and (self.tags or self.exclude_tags):
+            return False  # its tags are unknown: neither a match nor safely outside an exclusion
         cs = self.tag_values_case_sensitive
         if not all(t.matches(vm, cs) for t in self.tags):
             return False

@@ -23,16 +23,17 @@ def power_label(vm: Vm) -> str:
 
 def placement(vm: Vm) -> str:
     if vm.availability_set:
-        ud = f" UD{vm.update_domain}/FD{vm.fault_domain}" if vm.update_domain is not None else ""
-        return f"{vm.availability_set.lower()}{ud}"
+        ud = f" UD{vm.update_domain}" if vm.update_domain is not None else ""
+        fd = f"{'/' if ud else ' '}FD{vm.fault_domain}" if vm.fault_domain is not None else ""
+        return f"{vm.availability_set.lower()}{ud}{fd}"
     if vm.zones:
         return "zone " + ",".join(vm.zones)
     return "-"
 
 
-def maintenance_summary(m: Maintenance | None, now: datetime) -> str:
+def maintenance_summary(m: Maintenance | None, now: datetime, known: bool = True) -> str:
     if m is None:
-        return "-"
+        return "-" if known else "?"
     if m.can_start_now(now):
         end = f", self-service closes {relative(m.self_service_end, now)}" if m.self_service_end else ""
         return f"can start now{end}"
@@ -67,6 +68,7 @@ def vm_json(vm: Vm, now: datetime) -> dict[str, Any]:
         "updateDomain": vm.update_domain, "faultDomain": vm.fault_domain, "zones": list(vm.zones),
         "maintenance": maintenance_json(vm.maintenance, now), "production": vm.production,
         "flags": list(vm.flags), "tags": dict(vm.tags),
+        "maintenanceKnown": vm.maintenance_known, "unreadable": vm.unreadable or None,
     }
 
 
@@ -76,7 +78,7 @@ LIST_COLUMNS = ["SUBSCRIPTION", "GROUP", "NAME", "LOCATION", "SIZE", "POWER", "P
 
 def list_row(vm: Vm, now: datetime, show_tags: list[str]) -> list[str]:
     row = [vm.subscription_name or vm.subscription_id, vm.resource_group, vm.name, vm.location, vm.size,
-           power_label(vm), vm.provisioning_state, placement(vm), maintenance_summary(vm.maintenance, now),
+           power_label(vm), vm.provisioning_state, placement(vm), maintenance_summary(vm.maintenance, now, vm.maintenance_known),
            "PROD" if vm.production else "", ",".join(vm.flags)]
     row += [vm.tag(t) or "" for t in show_tags]
     return row
@@ -87,6 +89,11 @@ def list_footer(summary: dict[str, Any]) -> list[str]:
     lines = [f"{summary['total']} VMs: {states}; {summary['production']} production (marked PROD)."]
     if summary["stoppedButBilled"]:
         lines.append(f"{summary['stoppedButBilled']} stopped but still billed for compute: deallocate them to stop paying.")
+    if summary.get("maintenanceNotRead"):
+        lines.append(f"MAINTENANCE ?: Azure's status listing did not carry it for {summary['maintenanceNotRead']} VMs; "
+                     "`vmctl maintenance status` reads it (one request per VM).")
+    if summary.get("unreadable"):
+        lines.append(f"{summary['unreadable']} VMs could not be read (tags and properties unknown): counted as production.")
     return lines
 
 

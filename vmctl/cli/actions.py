@@ -71,7 +71,7 @@ class _Progress:
             return
         with self.lock:
             self.done += 1
-            self.failed += outcome.status == "failed"
+            self.failed += outcome.status in ("failed", "preempted")
             if self.rich is not None:
                 import time as _t
                 rate = self.done / max(0.001, _t.monotonic() - self.t0)
@@ -180,7 +180,7 @@ def run_action(
 ) -> None:
     from ..cloud import make_client
     from ..errors import GuardRefusal, InputError, REFUSED
-    from ..inventory import load_inventory
+    from ..inventory import Need, load_inventory
     from ..planner import Options, build_plan, plan_json
     from ..render import emit
     from ..safety import STOP_BILLED, confirm, stop_or_deallocate
@@ -218,7 +218,9 @@ def run_action(
         hook_timeout=hook_timeout, ticket=ticket, wave_by=wave_by, pause=pause,
     )
     client = make_client(connection)
-    inv = load_inventory(client, subs, selector, cfg, parallel=cfg.parallel)      # the before snapshot
+    pacer = make_pacer(cfg)
+    needs: tuple[Need, ...] = ("maintenance", "domains") if verb == "maintenance start" else ()
+    inv = load_inventory(client, subs, selector, cfg, parallel=cfg.parallel, needs=needs, pacer=pacer)  # before
     plan = build_plan(verb, list(inv.vms), opts, totals=inv.totals, set_sizes=inv.set_sizes)
     if stop_refused:
         plan = replace(plan, refusals=plan.refusals + (STOP_BILLED.rstrip("."),))
@@ -243,7 +245,18 @@ def run_action(
         print("Nothing to do: no request sent.", file=sys.stderr)
         return
     confirm(plan, yes, is_tty, _ask)
-    _execute(client, plan, cfg, fmt, common, journal_path, report_path, evidence_wait=evidence_wait)
+    _execute(client, plan, cfg, fmt, common, journal_path, report_path, evidence_wait=evidence_wait, pacer=pacer)
+
+
+def pace_scale(cfg: Any) -> float:
+    """VMCTL_PACE_SCALE (the simulator's --env-file sets it to its --time-scale) > the config's."""
+    return float(os.environ.get("VMCTL_PACE_SCALE") or cfg.pace_scale)
+
+
+def make_pacer(cfg: Any) -> Any:
+    from ..pacing import Pacer
+
+    return Pacer(scale=pace_scale(cfg))
 
 
 def evidence_seconds(text: str, skip: bool) -> float:
@@ -254,15 +267,14 @@ def evidence_seconds(text: str, skip: bool) -> float:
 
 def _execute(client: Any, plan: Any, cfg: Any, fmt: str, common: Common, journal_path: Path | None,
              report_path: Path | None, resume_records: list[dict[str, Any]] | None = None,
-             evidence_wait: float = 600.0) -> None:
+             evidence_wait: float = 600.0, pacer: Any = None) -> None:
     from .. import journal as jr
     from ..executor import Executor, Resumed
-    from ..pacing import Pacer
     from ..planner import plan_json
     from ..report import build
 
-    scale = float(os.environ.get("VMCTL_PACE_SCALE") or cfg.pace_scale)
-    pacer = Pacer(scale=scale)
+    scale = pace_scale(cfg)
+    pacer = pacer or make_pacer(cfg)
     stop, abandon = threading.Event(), threading.Event()
     only: list[int] | None = None
     resumed: dict[int, Resumed] = {}
@@ -277,13 +289,14 @@ def _execute(client: Any, plan: Any, cfg: Any, fmt: str, common: Common, journal
     else:
         path = journal_path  # type: ignore[assignment]
         journal = jr.Journal(path, append=True)
-        only, resumed = _resume_targets(client, plan, resume_records, journal)
+        only, resumed = _resume_targets(client, plan, resume_records, journal, pacer)
         journal.write("resume", command=shlex.join(["vmctl", *sys.argv[1:]]), user=getpass.getuser(),
                       host=socket.gethostname(), steps=only)
     print(f"journal: {path}", file=sys.stderr, flush=True)
     todo = [s for s in plan.steps if s.acts and (only is None or s.index in only)]
     progress = _Progress(len(todo), plan.verb)
-    ex = Executor(client, plan, journal, pacer, poll_interval=cfg.poll_interval, stop=stop, abandon=abandon,
+    # Compute sends no Retry-After, so vmctl's own interval paces the polls (faster with the simulator's time)
+    ex = Executor(client, plan, journal, pacer, poll_interval=cfg.poll_interval / scale, stop=stop, abandon=abandon,
                   on_outcome=progress)
     restore = _signals(stop, abandon, ex.in_flight)
     try:
@@ -356,17 +369,20 @@ def _verify(client: Any, plan: Any, journal: Any) -> None:
     journal.write("verify", states=states)
 
 
-def _resume_targets(client: Any, plan: Any, records: list[dict[str, Any]], journal: Any) -> tuple[list[int], dict[int, Any]]:
+def _resume_targets(client: Any, plan: Any, records: list[dict[str, Any]], journal: Any,
+                    pacer: Any) -> tuple[list[int], dict[int, Any]]:
     """Steps a previous run did not finish; completed steps are never repeated."""
     from ..executor import Resumed
-    from ..inventory import snapshot
+    from ..inventory import current_state
     from ..journal import iter_type
     from ..planner import TARGET, TRANSITIONAL
 
-    final = {r["index"] for r in iter_type(records, "outcome") if r["status"] in ("succeeded", "failed", "skipped")}
+    final = {r["index"] for r in iter_type(records, "outcome")
+             if r["status"] in ("succeeded", "failed", "preempted", "skipped")}
     accepted = {r["index"]: r for r in iter_type(records, "accepted")}
     todo = [s for s in plan.steps if s.acts and s.index not in final]
-    current = snapshot(client, (s.vm.subscription_id for s in todo))
+    current = current_state(client, (s.vm for s in todo), pacer,
+                            maintenance=any(s.action == "performMaintenance" for s in todo))
     only, resumed = [], {}
     for s in todo:
         vm = current.get(s.vm.key)

@@ -12,7 +12,7 @@ from ._common import (
     OutputFormat, PowerStates, Query, Subscriptions, Tags, handle_errors,
 )
 from ..timefmt import parse_duration
-from .actions import _sel, action_command
+from .actions import _sel, action_command, make_pacer
 
 app = typer.Typer(help="Planned platform maintenance: see what is pending, start it in update-domain waves.",
                   no_args_is_help=True)
@@ -57,7 +57,8 @@ def status_cmd(
     common = Common(subscription, cloud, arm_endpoint, config, output, query, debug)
     cfg, fmt, selector, subs, connection = _setup(common, **_sel(resource_group, name, ids, tag, exclude_tag, location,
                                                                    power_state, include_production))
-    inv = load_inventory(make_client(connection), subs, selector, cfg, parallel=cfg.parallel)
+    inv = load_inventory(make_client(connection), subs, selector, cfg, parallel=cfg.parallel,
+                         needs=("maintenance", "domains"), pacer=make_pacer(cfg))
     now = datetime.now(timezone.utc)
     pending = sorted((vm for vm in inv.vms if vm.maintenance is not None), key=lambda v: urgency(v, now))
 
@@ -85,12 +86,16 @@ def status_cmd(
             entry["pending"] += 1
             entry["canStartNow"] += can
     startable = sum(1 for vm in pending if vm.maintenance and vm.maintenance.can_start_now(now))
+    unread = [vm for vm in inv.vms if not vm.maintenance_known]
     summary = {"pending": len(pending), "canStartNow": startable, "byAzureInItsWindow": len(pending) - startable,
-               "availabilitySets": list(per_set.values())}
+               "availabilitySets": list(per_set.values()), "notRead": [vm.id for vm in unread]}
     footer = [f"{len(pending)} VMs with pending maintenance: {startable} can be started now (vmctl maintenance start); "
               f"{len(pending) - startable} will be done by Azure in its scheduled window unless started when allowed."]
     footer += [f"  {e['resourceGroup']}/{e['availabilitySet']}: {e['pending']} pending, {e['canStartNow']} can start now"
                for e in per_set.values()]
+    if unread:
+        footer.append(f"WARNING: the maintenance status of {len(unread)} VMs could not be read "
+                      f"({', '.join(vm.name for vm in unread[:5])}{', ...' if len(unread) > 5 else ''}); run again.")
     emit(Output(kind="maintenance-status", data=data, summary=summary,
                 columns=["SUBSCRIPTION", "GROUP", "NAME", "START NOW", "SELF-SERVICE WINDOW", "SCHEDULED WINDOW (AZURE)",
                          "LAST RESULT", "PLACEMENT", "PROD"],

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..models import Vm
+from ..models import Vm, VmStatus
 
 CLOUDS: dict[str, dict[str, str]] = {
     "AzureCloud": {"arm": "https://management.azure.com", "scope": "https://management.azure.com/.default",
@@ -45,7 +45,14 @@ class Connection:
 class FleetClient(Protocol):
     def subscription_name(self, subscription_id: str) -> str: ...
 
-    def list_vms(self, subscription_id: str, subscription_name: str) -> list[Vm]: ...
+    def list_vms(self, subscription_id: str, subscription_name: str) -> list[Vm]:
+        """Every VM of the subscription: full listing joined with the status listing."""
+
+    def list_statuses(self, subscription_id: str) -> dict[str, VmStatus]:
+        """The status listing alone, by VM key (lower-case id)."""
+
+    def instance_view(self, subscription_id: str, resource_group: str, name: str) -> VmStatus:
+        """One VM's instance view: power, update/fault domain, maintenanceRedeployStatus."""
 
     def resource_group_exists(self, subscription_id: str, resource_group: str) -> bool: ...
 
@@ -89,7 +96,8 @@ class ThrottledError(Exception):
 
 
 class RetryableError(Exception):
-    """Known transient: 5xx, 409 for an operation in progress, a dropped connection."""
+    """Known transient: 5xx, 408, a dropped connection. A 409 is never transient: Azure refuses
+    an operation the VM's state does not allow (wire contract §15), and retrying it is wrong."""
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -97,7 +105,7 @@ class RetryableError(Exception):
 
 
 class ActionError(Exception):
-    """The service refused the action for this VM; not retried."""
+    """The service refused the action for this VM (e.g. 409 OperationNotAllowed); not retried."""
 
     def __init__(self, code: str, message: str, status: int = 0) -> None:
         super().__init__(f"({code}) {message}" if code else message)

@@ -13,9 +13,8 @@ import json
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
-from urllib.parse import quote
-from typing import Any, Callable, TypeVar
+from dataclasses import replace
+from typing import Any, Callable, Iterator, TypeVar
 
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -35,12 +34,12 @@ from ..errors import (
     NotFoundError,
     VmctlError,
 )
-from ..models import Maintenance, Vm
+from ..models import Vm, VmStatus
+from .arm_json import join_listings, model_fields, status_from_view, status_item, vm_from_json
 from . import Accepted, ActionError, Connection, OperationStatus, RetryableError, ThrottledError
 
 COMPUTE_API = "2026-04-01"
 MONITOR_API = "2015-04-01"
-STATUS_FETCH_WORKERS = 8
 RESOURCES_API = "2022-12-01"
 T = TypeVar("T")
 
@@ -61,58 +60,6 @@ def _float(value: str | None) -> float | None:
 
 def _ratelimit(headers: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.startswith("x-ms-ratelimit-remaining")}
-
-
-def _ts(value: Any) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-
-
-def _last(resource_id: str | None) -> str | None:
-    return resource_id.rstrip("/").rsplit("/", 1)[-1] if resource_id else None
-
-
-def vm_from_json(doc: dict[str, Any], subscription_name: str = "", view: dict[str, Any] | None = None) -> Vm:
-    """An ARM VM document (with properties.instanceView when listed with statusOnly) -> Vm."""
-    props = doc.get("properties") or {}
-    iv = view if view is not None else (props.get("instanceView") or {})
-    power, hibernated = "unknown", False
-    for s in iv.get("statuses") or []:
-        code = s.get("code") or ""
-        if code.startswith("PowerState/"):
-            power = code.split("/", 1)[1].lower()
-        elif code.lower() == "hibernationstate/hibernated":
-            hibernated = True
-    parts = doc["id"].split("/")
-    mrs = iv.get("maintenanceRedeployStatus")
-    maint = None
-    if mrs:
-        maint = Maintenance(
-            allowed=bool(mrs.get("isCustomerInitiatedMaintenanceAllowed")),
-            self_service_start=_ts(mrs.get("preMaintenanceWindowStartTime")),
-            self_service_end=_ts(mrs.get("preMaintenanceWindowEndTime")),
-            scheduled_start=_ts(mrs.get("maintenanceWindowStartTime")),
-            scheduled_end=_ts(mrs.get("maintenanceWindowEndTime")),
-            last_result=mrs.get("lastOperationResultCode"), last_message=mrs.get("lastOperationMessage"),
-        )
-    storage = props.get("storageProfile") or {}
-    os_disk = storage.get("osDisk") or {}
-    diff = os_disk.get("diffDiskSettings") or {}
-    return Vm(
-        subscription_id=parts[2].lower(), resource_group=parts[4], name=doc["name"], id=doc["id"],
-        location=doc.get("location", ""), size=(props.get("hardwareProfile") or {}).get("vmSize", ""),
-        power_state=power, provisioning_state=props.get("provisioningState", ""),
-        subscription_name=subscription_name, hibernated=hibernated,
-        availability_set=_last((props.get("availabilitySet") or {}).get("id")),
-        update_domain=iv.get("platformUpdateDomain"), fault_domain=iv.get("platformFaultDomain"),
-        zones=tuple(doc.get("zones") or ()), tags=dict(doc.get("tags") or {}), maintenance=maint,
-        ephemeral_os_disk=(diff.get("option") or "").lower() == "local",
-        hibernation_enabled=bool((props.get("additionalCapabilities") or {}).get("hibernationEnabled")),
-        priority=props.get("priority") or "Regular",
-        scale_set=_last((props.get("virtualMachineScaleSet") or {}).get("id")),
-        os_type=os_disk.get("osType", ""),
-    )
 
 
 def _error_parts(resp: Any) -> tuple[str, str]:
@@ -195,31 +142,60 @@ class AzureFleet:
                 "Check the ID (`az account list -o table`) or ask for Reader access on it.") from None
         return str(doc.get("displayName") or subscription_id)
 
-    def list_vms(self, subscription_id: str, subscription_name: str) -> list[Vm]:
-        url: str | None = (f"/subscriptions/{subscription_id}/providers/Microsoft.Compute/virtualMachines"
-                           f"?api-version={COMPUTE_API}&statusOnly=true")
-        out: list[Vm] = []
-        missing: dict[int, dict[str, Any]] = {}   # position -> the few docs without an instance view
-        while url:
-            page = self._get(subscription_id, url, f"listing VMs in subscription {subscription_id}")
-            for d in page.get("value") or []:  # converted page by page: 10,000 raw docs are never held at once
-                if not ((d.get("properties") or {}).get("instanceView") or {}).get("statuses"):
-                    missing[len(out)] = d
-                out.append(vm_from_json(d, subscription_name))
-            url = page.get("nextLink") or None
-        # A status listing item without an instance view (Azure could not read the VM's status):
-        # only those VMs cost a request each, a few at a time; the SDK honours Retry-After.
-        if missing:
-            def fetch(i: int) -> tuple[int, Vm]:
-                d = missing[i]
-                parts = d["id"].split("/")
-                view = self._get(subscription_id, f"{d['id']}/instanceView?api-version={COMPUTE_API}",
-                                 f"reading the instance view of {parts[4]}/{parts[-1]}")
-                return i, vm_from_json(d, subscription_name, view)
-            with ThreadPoolExecutor(max_workers=min(STATUS_FETCH_WORKERS, len(missing))) as pool:
-                for i, vm in pool.map(fetch, list(missing)):
-                    out[i] = vm
+    def _pages(self, subscription_id: str, url: str, context: str) -> Iterator[list[dict[str, Any]]]:
+        """Each page's items, following nextLink; one request per page."""
+        next_url: str | None = url
+        while next_url:
+            page = self._get(subscription_id, next_url, context)
+            yield page.get("value") or []
+            next_url = page.get("nextLink") or None
+
+    def _vms_url(self, subscription_id: str) -> str:
+        return f"/subscriptions/{subscription_id}/providers/Microsoft.Compute/virtualMachines?api-version={COMPUTE_API}"
+
+    def list_statuses(self, subscription_id: str) -> dict[str, VmStatus]:
+        """The status listing alone (power state, provisioning, what else it carries), by VM key."""
+        out: dict[str, VmStatus] = {}
+        for items in self._pages(subscription_id, self._vms_url(subscription_id) + "&statusOnly=true",
+                                 f"listing VM statuses in subscription {subscription_id}"):
+            for d in items:
+                key, st, _ = status_item(d)
+                out[key] = st
+        if any(st.maintenance is not None for st in out.values()):
+            out = {k: replace(st, maintenance_known=st.read) for k, st in out.items()}
         return out
+
+    def list_vms(self, subscription_id: str, subscription_name: str) -> list[Vm]:
+        """Every VM: the full listing (the model) joined by id with the status listing (power
+        state), fetched concurrently; 2 x pages requests. See `arm_json` for what each carries."""
+        def statuses() -> dict[str, tuple[VmStatus, dict[str, Any]]]:
+            out: dict[str, tuple[VmStatus, dict[str, Any]]] = {}
+            for items in self._pages(subscription_id, self._vms_url(subscription_id) + "&statusOnly=true",
+                                     f"listing VM statuses in subscription {subscription_id}"):
+                for d in items:
+                    key, st, ident = status_item(d)
+                    out[key] = (st, ident)
+            return out
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vmctl-status-list") as pool:
+            status_future = pool.submit(statuses)
+            models: list[dict[str, Any]] = []
+            try:
+                for items in self._pages(subscription_id, self._vms_url(subscription_id),
+                                         f"listing VMs in subscription {subscription_id}"):
+                    models.extend(model_fields(d) for d in items)  # page by page: raw pages are not kept
+            except BaseException:
+                status_future.cancel()
+                raise
+            status_map = status_future.result()
+        return join_listings(models, status_map, subscription_name)
+
+    def instance_view(self, subscription_id: str, resource_group: str, name: str) -> VmStatus:
+        view = self._get(subscription_id,
+                         f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/"
+                         f"Microsoft.Compute/virtualMachines/{name}/instanceView?api-version={COMPUTE_API}",
+                         f"reading the instance view of {resource_group}/{name}")
+        return status_from_view(view)
 
     def resource_group_exists(self, subscription_id: str, resource_group: str) -> bool:
         try:
@@ -297,9 +273,6 @@ class AzureFleet:
             return ThrottledError(retry_after or 5.0, f"throttled ({code}): {message}")
         if status >= 500 or status == 408:
             return RetryableError(f"HTTP {status} ({code}): {message}", retry_after)
-        if status == 409 and ("in progress" in message.lower() or code in ("Conflict", "OperationPreempted")
-                              and "not allowed" not in message.lower()):
-            return RetryableError(f"another operation is in progress ({code}): {message}", retry_after)
         if status == 401:
             return CredentialError(f"Azure refused the credential: ({code}) {message}", LOGIN_HINT)
         return ActionError(code, message, status)

@@ -1,0 +1,148 @@
+"""ARM's VM JSON -> vmctl models, and the join of the two VM listings. Pure: no SDK, no I/O.
+
+Azure's `statusOnly=true` listing is sparse (wire contract §15, a real capture): `id`, `name`,
+`type`, `location` and `properties {vmId, provisioningState, hardwareProfile: {}, instanceView
+{platformFaultDomain, statuses}}`: no tags, size, zones, storage profile, availability set or
+update domain. So a VM is built from the *full* listing (the model: tags, size, placement, disks,
+priority, scale set, capabilities) joined by id with the *status* listing (power state). Whatever
+one side lacks is marked, never guessed: a VM missing from the full listing is `unreadable`; one
+without a status gets `VmStatus(read=False)` so its instance view is read; maintenance that the
+status listing does not carry stays `maintenance_known=False`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterable
+
+from ..models import Maintenance, Vm, VmStatus
+
+NOT_IN_FULL_LISTING = ("not in the full VM listing (created or changed between the two listings, or Azure "
+                       "left it out): its tags and properties are unknown")
+
+
+def _ts(value: Any) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _last(resource_id: str | None) -> str | None:
+    return resource_id.rstrip("/").rsplit("/", 1)[-1] if resource_id else None
+
+
+def maintenance_from_json(mrs: dict[str, Any] | None) -> Maintenance | None:
+    if not mrs:
+        return None
+    return Maintenance(
+        allowed=bool(mrs.get("isCustomerInitiatedMaintenanceAllowed")),
+        self_service_start=_ts(mrs.get("preMaintenanceWindowStartTime")),
+        self_service_end=_ts(mrs.get("preMaintenanceWindowEndTime")),
+        scheduled_start=_ts(mrs.get("maintenanceWindowStartTime")),
+        scheduled_end=_ts(mrs.get("maintenanceWindowEndTime")),
+        last_result=mrs.get("lastOperationResultCode"), last_message=mrs.get("lastOperationMessage"),
+    )
+
+
+def status_from_view(view: dict[str, Any] | None, provisioning: str | None = None,
+                     maintenance_known: bool = True) -> VmStatus:
+    """An instance view (bare, or nested in a VM / a status listing item) -> VmStatus.
+
+    `maintenance_known`: whether this source would carry maintenanceRedeployStatus when pending
+    (an instance view does; a status listing item may not)."""
+    iv = view or {}
+    statuses = iv.get("statuses") or []
+    if not statuses:
+        return VmStatus(provisioning_state=provisioning or "", read=False)
+    power, hibernated, prov = "unknown", False, ""
+    for s in statuses:
+        code = s.get("code") or ""
+        low = code.lower()
+        if low.startswith("powerstate/"):
+            power = code.split("/", 1)[1].lower()
+        elif low == "hibernationstate/hibernated":
+            hibernated = True
+        elif low.startswith("provisioningstate/"):
+            prov = code.split("/")[1].capitalize()
+    mrs = iv.get("maintenanceRedeployStatus")
+    return VmStatus(
+        power_state=power, provisioning_state=provisioning or prov, hibernated=hibernated,
+        update_domain=iv.get("platformUpdateDomain"), fault_domain=iv.get("platformFaultDomain"),
+        maintenance=maintenance_from_json(mrs), maintenance_known=maintenance_known or bool(mrs),
+    )
+
+
+def model_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """The model part of a VM (full listing or GET): everything but its run-time status."""
+    props = doc.get("properties") or {}
+    storage = props.get("storageProfile") or {}
+    os_disk = storage.get("osDisk") or {}
+    diff = os_disk.get("diffDiskSettings") or {}
+    parts = doc["id"].split("/")
+    return dict(
+        subscription_id=parts[2].lower(), resource_group=parts[4], name=doc.get("name") or parts[-1], id=doc["id"],
+        location=doc.get("location", ""), size=(props.get("hardwareProfile") or {}).get("vmSize", ""),
+        provisioning_state=props.get("provisioningState", ""),
+        availability_set=_last((props.get("availabilitySet") or {}).get("id")),
+        zones=tuple(doc.get("zones") or ()), tags=dict(doc.get("tags") or {}),
+        ephemeral_os_disk=(diff.get("option") or "").lower() == "local",
+        hibernation_enabled=bool((props.get("additionalCapabilities") or {}).get("hibernationEnabled")),
+        priority=props.get("priority") or "Regular",
+        scale_set=_last((props.get("virtualMachineScaleSet") or {}).get("id")),
+        os_type=os_disk.get("osType", ""),
+    )
+
+
+def with_status(fields: dict[str, Any], st: VmStatus, subscription_name: str, unreadable: str = "") -> Vm:
+    return Vm(**{**fields, "provisioning_state": st.provisioning_state or fields.get("provisioning_state", "")},
+              power_state=st.power_state, hibernated=st.hibernated, update_domain=st.update_domain,
+              fault_domain=st.fault_domain if st.fault_domain is not None else fields.get("fault_domain"),
+              maintenance=st.maintenance, maintenance_known=st.maintenance_known,
+              subscription_name=subscription_name, unreadable=unreadable)
+
+
+def vm_from_json(doc: dict[str, Any], subscription_name: str = "", view: dict[str, Any] | None = None) -> Vm:
+    """One VM document (GET with $expand=instanceView, or a full-shape list item) -> Vm."""
+    props = doc.get("properties") or {}
+    iv = view if view is not None else props.get("instanceView")
+    return with_status(model_fields(doc), status_from_view(iv, props.get("provisioningState")), subscription_name)
+
+
+def status_item(doc: dict[str, Any]) -> tuple[str, VmStatus, dict[str, Any]]:
+    """A status listing item -> (key, its status, the little the item says about the VM itself)."""
+    props = doc.get("properties") or {}
+    st = status_from_view(props.get("instanceView"), props.get("provisioningState"), maintenance_known=False)
+    parts = doc["id"].split("/")
+    ident = dict(subscription_id=parts[2].lower(), resource_group=parts[4], name=doc.get("name") or parts[-1],
+                 id=doc["id"], location=doc.get("location", ""))
+    return doc["id"].lower(), st, ident
+
+
+def join_listings(models: Iterable[dict[str, Any]], statuses: dict[str, tuple[VmStatus, dict[str, Any]]],
+                  subscription_name: str) -> list[Vm]:
+    """Full-listing model fields joined by id with status-listing items, in full-listing order;
+    VMs only the status listing has come last, `unreadable`.
+
+    If any status item carries maintenanceRedeployStatus, the listing is one that carries it
+    where maintenance is pending, so its absence elsewhere means none pending; otherwise it stays
+    unknown (Azure does not establish that status listings carry it: wire contract §11, §15)."""
+    carries = any(st.maintenance is not None for st, _ in statuses.values())
+    out: list[Vm] = []
+    seen: set[str] = set()
+    for fields in models:
+        key = fields["id"].lower()
+        seen.add(key)
+        found = statuses.get(key)
+        st = found[0] if found is not None else VmStatus(read=False)
+        if carries and st.read:
+            st = VmStatus(st.power_state, st.provisioning_state, st.hibernated, st.update_domain, st.fault_domain,
+                          st.maintenance, True, True)
+        out.append(with_status(fields, st, subscription_name))
+    for key, (st, ident) in statuses.items():
+        if key in seen:
+            continue
+        out.append(Vm(**ident, power_state=st.power_state, provisioning_state=st.provisioning_state,
+                      hibernated=st.hibernated, update_domain=st.update_domain, fault_domain=st.fault_domain,
+                      maintenance=st.maintenance, maintenance_known=carries or st.maintenance is not None,
+                      subscription_name=subscription_name, unreadable=NOT_IN_FULL_LISTING))
+    return out
