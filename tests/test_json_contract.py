@@ -35,21 +35,29 @@ def test_vm_list_envelope_snapshot(sim: SimHandle) -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", doc["generatedAt"])
     app01, stopped = doc["data"]
     assert list(app01) == VM_KEYS
-    assert list(app01["maintenance"]) == MAINT_KEYS
-    assert {k: app01[k] for k in VM_KEYS if k not in ("maintenance",)} == {
+    assert {k: app01[k] for k in VM_KEYS} == {
         "id": f"/subscriptions/{SUB_A}/resourceGroups/rg-app/providers/Microsoft.Compute/virtualMachines/app-01",
         "name": "app-01", "resourceGroup": "rg-app", "subscriptionId": SUB_A, "subscriptionName": "test-sub-a",
         "location": "westeurope", "size": "Standard_D2s_v5", "powerState": "running", "stoppedButBilled": False,
-        "hibernated": False, "provisioningState": "Succeeded", "availabilitySet": "AS-APP", "updateDomain": 0,
-        "faultDomain": 0, "zones": [], "production": False, "flags": [], "tags": {"env": "dev", "app": "web"},
+        "hibernated": False, "provisioningState": "Succeeded", "availabilitySet": "AS-APP",
+        # Azure's status listing carries the fault domain, not the update domain nor maintenance (§15)
+        "updateDomain": None, "faultDomain": 0, "zones": [], "maintenance": None, "production": False, "flags": [],
+        "tags": {"env": "dev", "app": "web"}, "maintenanceKnown": False, "unreadable": None,
     }
-    assert app01["maintenance"]["allowed"] is True and app01["maintenance"]["canStartNow"] is True
-    assert app01["maintenance"]["lastOperationResultCode"] == "None"
-    assert set(app01["maintenance"]["selfServiceWindow"]) == {"start", "end"}
     assert stopped["stoppedButBilled"] is True and stopped["production"] is True and stopped["maintenance"] is None
     assert doc["summary"] == {
         "total": 2, "byPowerState": {"running": 1, "stopped": 1}, "stoppedButBilled": 1, "production": 1,
-        "subscriptions": [{"id": SUB_A, "name": "test-sub-a", "vmCount": 14}]}
+        "maintenanceNotRead": 2, "subscriptions": [{"id": SUB_A, "name": "test-sub-a", "vmCount": 14}]}
+
+
+def test_maintenance_keys_where_maintenance_is_read(sim: SimHandle) -> None:
+    doc = run("maintenance", "status", "-n", "app-01", "-o", "json")
+    (app01,) = doc["data"]
+    assert list(app01) == VM_KEYS and list(app01["maintenance"]) == MAINT_KEYS
+    assert app01["maintenanceKnown"] is True and app01["updateDomain"] == 0
+    assert app01["maintenance"]["allowed"] is True and app01["maintenance"]["canStartNow"] is True
+    assert app01["maintenance"]["lastOperationResultCode"] == "None"
+    assert set(app01["maintenance"]["selfServiceWindow"]) == {"start", "end"}
 
 
 def test_vm_show_envelope_snapshot(sim: SimHandle) -> None:
