@@ -132,8 +132,9 @@ def compact(e: dict[str, Any]) -> dict[str, Any]:
 _ORDER = {"started": 0, "accepted": 1, "succeeded": 2, "failed": 2, "canceled": 2}
 
 
-def summarize(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """One operation's evidence: status sequence, caller, timestamps, operation id."""
+def summarize(events: Iterable[dict[str, Any]], accepted: bool = False) -> dict[str, Any]:
+    """One operation's evidence: status sequence, caller, timestamps, operation id. `accepted`:
+    Azure accepted the request (202), so its record also holds the EndRequest `Accepted` event."""
     evs = sorted(events, key=lambda e: (str(e.get("eventTimestamp")), _ORDER.get(str(e.get("status", "")).lower(), 3)))
     if not evs:
         return {"complete": False, "statuses": []}
@@ -141,9 +142,10 @@ def summarize(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
     last = terminal[-1] if terminal else evs[-1]
     # the Activity Log ingests events out of order: the end event can be visible before the
     # operation's Started event, so the record is complete only with both
-    started = any(str(e.get("status", "")).lower() == "started" for e in evs)
+    seen = {str(e.get("status", "")).lower() for e in evs}
+    complete = bool(terminal) and "started" in seen and (not accepted or "accepted" in seen)
     return {
-        "complete": bool(terminal) and started, "operationName": last.get("operationName"),
+        "complete": complete, "operationName": last.get("operationName"),
         "statuses": [e.get("status") for e in evs], "caller": last.get("caller"),
         "operationId": last.get("operationId"),
         "eventTimestamps": {str(e.get("status")): e.get("eventTimestamp") for e in evs},
@@ -159,6 +161,10 @@ class Expected:
     subscription_id: str
     correlation_id: str
     since: datetime
+    accepted: bool = True   # False: Compute refused it at once (its record has no Accepted event)
+
+    def complete(self, events: Iterable[dict[str, Any]]) -> bool:
+        return bool(summarize(events, self.accepted)["complete"])
 
 
 def expected_operations(records: list[dict[str, Any]], plan_vm_subs: dict[int, str]) -> list[Expected]:
@@ -171,7 +177,7 @@ def expected_operations(records: list[dict[str, Any]], plan_vm_subs: dict[int, s
         cid = r.get("correlationId")
         if r["status"] == "failed" and cid and cid.lower() not in out and not r.get("reason", "").startswith("timed out"):
             ts = datetime.fromisoformat(r["ts"].replace("Z", "+00:00"))
-            out[cid.lower()] = Expected(r["index"], plan_vm_subs[r["index"]], cid, ts)
+            out[cid.lower()] = Expected(r["index"], plan_vm_subs[r["index"]], cid, ts, accepted=False)
     return list(out.values())
 
 
@@ -201,7 +207,7 @@ def collect(
     rnd = 0
     while True:
         rnd += 1
-        pending = [x for x in expected if not summarize(found.get(x.correlation_id.lower(), {}).values())["complete"]]
+        pending = [x for x in expected if not x.complete(found.get(x.correlation_id.lower(), {}).values())]
         if not pending:
             break
         by_sub: dict[str, list[Expected]] = {}
@@ -221,7 +227,7 @@ def collect(
                     if f.matches(e):
                         c = compact(e)
                         found.setdefault(str(c["correlationId"]).lower(), {})[str(c["eventDataId"])] = c
-        pending = [x for x in expected if not summarize(found.get(x.correlation_id.lower(), {}).values())["complete"]]
+        pending = [x for x in expected if not x.complete(found.get(x.correlation_id.lower(), {}).values())]
         left = deadline - clock()
         if on_round:
             on_round(len(pending), len(expected), max(0.0, left))
@@ -244,7 +250,7 @@ def record(journal: Any, expected: list[Expected], found: dict[str, list[dict[st
         evs = found.get(x.correlation_id.lower(), [])
         if evs:
             journal.write("evidence", index=x.index, correlationId=x.correlation_id, events=evs)
-        if not summarize(evs)["complete"]:
+        if not x.complete(evs):
             missing.append(x.correlation_id)
     journal.write("evidence-status", expected=len(expected), missing=missing)
     return missing

@@ -105,7 +105,7 @@ def _vm_evidence(outcome: dict[str, Any] | None, accepted_cid: str | None,
     events = evidence.get(cid.lower(), [])
     if not events:
         return {"correlationId": cid, "complete": False, "missing": True, "statuses": []}
-    return {"correlationId": cid, "missing": False, **summarize(events)}
+    return {"correlationId": cid, "missing": False, **summarize(events, accepted=accepted_cid is not None)}
 
 
 EVIDENCE_COLUMNS = ["NAME", "OPERATION", "STATUSES", "CALLER", "EVENT TIME (END)", "SUBMITTED (END)", "OPERATION ID"]
