@@ -18,7 +18,8 @@ import yaml
 
 
 def big_fleet(vms: int, subscriptions: int = 1, per_group: int = 500, throttling: bool = False,
-              page_size: int = 1000, lro: dict[str, float] | None = None, **time_cfg: Any) -> dict[str, Any]:
+              page_size: int = 1000, lro: dict[str, float] | None = None, vm_extra: dict[str, Any] | None = None,
+              platform: dict[str, Any] | None = None, **time_cfg: Any) -> dict[str, Any]:
     subs = []
     for s in range(subscriptions):
         groups = []
@@ -27,15 +28,19 @@ def big_fleet(vms: int, subscriptions: int = 1, per_group: int = 500, throttling
         while left > 0:
             n = min(per_group, left)
             groups.append({"name": f"rg-{g:03d}", "vms": [
-                {"name": f"vm-{g:03d}-{{i:04d}}", "count": n, "tags": {"env": "dev" if g % 3 else "test", "app": f"a{g}"}}]})
+                {"name": f"vm-{g:03d}-{{i:04d}}", "count": n, "tags": {"env": "dev" if g % 3 else "test", "app": f"a{g}"},
+                 **(vm_extra or {})}]})
             left -= n
             g += 1
         subs.append({"id": f"00000000-0000-0000-0000-{s + 1:012d}", "name": f"bench-{s + 1}", "resource_groups": groups})
     t: dict[str, Any] = {"activity_log_delay_seconds": 0, **time_cfg}
     if lro:
         t["lro_seconds"] = lro
-    return {"tenant_id": "72f988bf-0000-0000-0000-000000000000", "time": t,
-            "paging": {"vms": page_size}, "throttling": {"enabled": throttling}, "subscriptions": subs}
+    out = {"tenant_id": "72f988bf-0000-0000-0000-000000000000", "time": t,
+           "paging": {"vms": page_size}, "throttling": {"enabled": throttling}, "subscriptions": subs}
+    if platform:
+        out["platform"] = platform
+    return out
 
 
 class SimProcess:

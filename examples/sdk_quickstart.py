@@ -20,7 +20,9 @@ for vm in compute.virtual_machines.list_all(status_only="true"):
 
 correlation_id, started = str(uuid.uuid4()), time.monotonic()
 print(f"\npowering off {rg}/{name} (correlation id {correlation_id}) ...")
-compute.virtual_machines.begin_power_off(rg, name, headers={"x-ms-correlation-request-id": correlation_id}).result()
+# Compute sends no Retry-After, so the SDK would sleep its default 30 s between polls: choose the interval
+compute.virtual_machines.begin_power_off(rg, name, headers={"x-ms-correlation-request-id": correlation_id},
+                                         polling_interval=1).result()
 state = [s.display_status for s in compute.virtual_machines.instance_view(rg, name).statuses]
 print(f"done in {time.monotonic() - started:.1f} s: {', '.join(state)}")
 
@@ -28,7 +30,9 @@ monitor = MonitorManagementClient(cred, sub, base_url=arm)
 since = (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
 query = f"eventTimestamp ge '{since}' and correlationId eq '{correlation_id}'"
 deadline, events = time.monotonic() + 120, []
-while time.monotonic() < deadline and not any(e.status.value in ("Succeeded", "Failed") for e in events):
+# events arrive out of order: wait for the operation's start and its end
+while time.monotonic() < deadline and not ({"Started", "Succeeded"} <= {e.status.value for e in events}
+                                           or any(e.status.value == "Failed" for e in events)):
     time.sleep(1)  # the Activity Log lags the operation (ingestion delay)
     events = list(monitor.activity_logs.list(filter=query))
 print("\nActivity Log evidence:")
