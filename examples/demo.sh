@@ -29,7 +29,7 @@ set -a; . "$work/sim.env"; set +a
 DEV=00000000-0000-0000-0000-000000000001
 PROD=00000000-0000-0000-0000-000000000002
 
-step "Inventory of both subscriptions: one paged call each, production marked, stopped-but-billed called out"
+step "Inventory of both subscriptions: the full and the status listing, paged (never a request per VM); production marked, stopped-but-billed called out"
 vmctl list -s "$DEV" -s "$PROD" --show-tags app
 
 step "Only the VMs that are stopped but still billed, ready to paste into a change ticket"

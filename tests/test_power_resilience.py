@@ -141,7 +141,7 @@ def test_each_injected_fault_leaves_a_truthful_outcome(make_sim: Callable[..., S
     )
     journal, report = tmp_path / "faults.jsonl", tmp_path / "faults.json"
     r = vmctl("deallocate", "-g", "rg-t", "--yes", "--timeout", "4", "--journal", journal, "--report", report,
-              "--config", config_file(tmp_path), "-o", "json", "--evidence-wait", "3s")
+              "--config", config_file(tmp_path), "-o", "json", "--evidence-wait", "1s")
     assert r.exit_code == 3, r.output  # partial: two failed, the others succeeded
     rep = json.loads(r.stdout)["data"]
     assert rep["exitCode"] == 3
