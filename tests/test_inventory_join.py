@@ -128,7 +128,7 @@ class Views:
     def __init__(self, views: dict[str, VmStatus | Exception], listing: dict[str, VmStatus] | None = None) -> None:
         self.views, self.listing, self.asked = views, listing or {}, []  # type: list[str]
 
-    def instance_view(self, subscription_id: str, resource_group: str, name: str) -> VmStatus:
+    def instance_view(self, subscription_id: str, resource_group: str, name: str, on_headers: Any = None) -> VmStatus:
         self.asked.append(name)
         got = self.views[name]
         if isinstance(got, Exception):
@@ -199,3 +199,19 @@ def test_get_with_expand_instance_view_knows_maintenance() -> None:
     doc["properties"]["instanceView"] = sparse_item("a")["properties"]["instanceView"]
     vm = vm_from_json(doc)
     assert vm.maintenance_known and vm.maintenance is None and vm.power_state == "running"
+
+
+def test_a_throttled_instance_view_read_waits_and_is_read_again() -> None:
+    from vmctl.cloud import ThrottledError
+
+    class Throttling(Views):
+        def instance_view(self, subscription_id: str, resource_group: str, name: str, on_headers: Any = None) -> VmStatus:
+            if self.asked.count(name) < 2:
+                self.asked.append(name)
+                raise ThrottledError(0.01, "429")
+            return super().instance_view(subscription_id, resource_group, name, on_headers)
+
+    vms = list(join([full_item("a")], [sparse_item("a")]).values())
+    client = Throttling({"a": VmStatus("running", "Succeeded", maintenance_known=True)})
+    out = complete(client, vms, {"maintenance"}, Pacer())  # type: ignore[arg-type]
+    assert client.asked == ["a", "a", "a"] and out[0].maintenance_known

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Literal
 
-from .cloud import FleetClient
+from .cloud import FleetClient, ThrottledError
 from .config import Config
 from .errors import InputError, NotFoundError
 from .models import Vm, VmStatus
@@ -24,6 +24,7 @@ from .selection import Selector
 # What a command needs beyond the listings: maintenanceRedeployStatus, update domains.
 Need = Literal["maintenance", "domains"]
 VIEW_WORKERS = 16  # instance-view reads in flight; the pacer (LowCostGet, ARM reads) sets the rate
+MAX_THROTTLED = 30  # 429s one read may meet before it counts as failed (the VM's data stays unknown)
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -98,12 +99,20 @@ def _wants_view(vm: Vm, needs: set[Need]) -> bool:
 def read_views(client: FleetClient, vms: list[Vm], pacer: Pacer) -> dict[str, VmStatus | Exception]:
     """Instance views of `vms`, concurrently, paced on Compute's LowCostGet and ARM's read budget;
     a failed read is returned as its exception (the caller decides; nothing is swallowed)."""
+    kinds = ["reads", "LowCostGet"]
+
     def fetch(vm: Vm) -> tuple[str, VmStatus | Exception]:
-        pacer.acquire(vm.subscription_id, ["reads", "LowCostGet"])
-        try:
-            return vm.key, client.instance_view(vm.subscription_id, vm.resource_group, vm.name)
-        except Exception as exc:  # noqa: BLE001 - returned to the caller, which records it
-            return vm.key, exc
+        sub = vm.subscription_id
+        for _ in range(MAX_THROTTLED):
+            pacer.acquire(sub, kinds)
+            try:
+                return vm.key, client.instance_view(sub, vm.resource_group, vm.name,
+                                                    on_headers=lambda h: pacer.observe(sub, h))
+            except ThrottledError as exc:  # "not yet": every reader waits out the Retry-After
+                pacer.penalize(sub, kinds, exc.retry_after)
+            except Exception as exc:  # noqa: BLE001 - returned to the caller, which records it
+                return vm.key, exc
+        return vm.key, RuntimeError(f"still throttled after {MAX_THROTTLED} tries")
 
     if not vms:
         return {}

@@ -51,8 +51,10 @@ class FleetClient(Protocol):
     def list_statuses(self, subscription_id: str) -> dict[str, VmStatus]:
         """The status listing alone, by VM key (lower-case id)."""
 
-    def instance_view(self, subscription_id: str, resource_group: str, name: str) -> VmStatus:
-        """One VM's instance view: power, update/fault domain, maintenanceRedeployStatus."""
+    def instance_view(self, subscription_id: str, resource_group: str, name: str,
+                      on_headers: Any = None) -> VmStatus:
+        """One VM's instance view: power, update/fault domain, maintenanceRedeployStatus. Raises
+        ThrottledError on a 429 the SDK's own retries did not outlast."""
 
     def resource_group_exists(self, subscription_id: str, resource_group: str) -> bool: ...
 

@@ -115,12 +115,20 @@ class AzureFleet:
         return client
 
     # ------------------------------------------------------------------ raw ARM reads
-    def _get(self, subscription_id: str, url: str, context: str) -> Any:
+    def _get(self, subscription_id: str, url: str, context: str,
+             on_headers: Callable[[dict[str, str]], None] | None = None, throttled: bool = False) -> Any:
+        """One GET through the SDK's pipeline (which retries 429/5xx honouring Retry-After). With
+        `throttled`, a 429 that outlasts those retries is raised as ThrottledError for the caller's
+        pacer; otherwise it is an AzureError."""
         if not url.startswith("http"):
             url = self.connection.endpoint + url
         resp = self._call(lambda: self.client(subscription_id).send_request(HttpRequest("GET", url)), context)
         with self._lock:
             self._requests += 1
+        if on_headers:
+            on_headers({k.lower(): v for k, v in resp.headers.items()})
+        if resp.status_code == 429 and throttled:
+            raise ThrottledError(_float(resp.headers.get("Retry-After")) or 5.0, f"throttled while {context}")
         if resp.status_code == 404:
             code, message = _error_parts(resp)
             raise NotFoundError(self._not_found(code, message, context))
@@ -190,11 +198,12 @@ class AzureFleet:
             status_map = status_future.result()
         return join_listings(models, status_map, subscription_name)
 
-    def instance_view(self, subscription_id: str, resource_group: str, name: str) -> VmStatus:
+    def instance_view(self, subscription_id: str, resource_group: str, name: str,
+                      on_headers: Callable[[dict[str, str]], None] | None = None) -> VmStatus:
         view = self._get(subscription_id,
                          f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/"
                          f"Microsoft.Compute/virtualMachines/{name}/instanceView?api-version={COMPUTE_API}",
-                         f"reading the instance view of {resource_group}/{name}")
+                         f"reading the instance view of {resource_group}/{name}", on_headers, throttled=True)
         return status_from_view(view)
 
     def resource_group_exists(self, subscription_id: str, resource_group: str) -> bool:
