@@ -153,7 +153,7 @@ def test_an_operation_preempted_by_someone_else_is_reported_as_preempted(
         make_sim: Callable[..., SimHandle], tmp_path: Path) -> None:
     """vmctl's restart is accepted; another principal deallocates the VM while it runs: Azure ends
     vmctl's operation Canceled/OperationPreempted. Never a success; verify shows where it ended."""
-    sim = make_sim(fleet(restart=2.0))
+    sim = make_sim(fleet(restart=1.2))
     sim.faults({"vm": "web-2", "operation": "restart", "error": "OperationPreempted"})
     journal = tmp_path / "j.jsonl"
 

@@ -216,10 +216,13 @@ def test_unreachable_and_untrusted_endpoints(make_sim: Any, monkeypatch: pytest.
     second = make_sim()  # its CA is not in REQUESTS_CA_BUNDLE once we point back at the first
     for k, v in first.env.items():
         monkeypatch.setenv(k, v)
-    r = vmctl("list", "--arm-endpoint", second.url)
-    assert r.exit_code == 1 and "is not trusted" in r.stderr and "REQUESTS_CA_BUNDLE" in r.stderr
-    r = vmctl("list", "--arm-endpoint", "https://127.0.0.1:9")
-    assert r.exit_code == 1 and "Cannot reach https://127.0.0.1:9" in r.stderr
+    # both at once: each spends ~5 s in the SDK's connection retries (with backoff) before failing
+    procs = [subprocess.Popen([sys.executable, "-m", "vmctl", "list", "--arm-endpoint", url],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for url in (second.url, "https://127.0.0.1:9")]
+    (out1, err1), (out2, err2) = (p.communicate(timeout=60) for p in procs)
+    assert procs[0].returncode == 1 and "is not trusted" in err1 and "REQUESTS_CA_BUNDLE" in err1
+    assert procs[1].returncode == 1 and "Cannot reach https://127.0.0.1:9" in err2
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["list", "--help"], ["show", "--help"], ["sim", "serve", "--help"]])

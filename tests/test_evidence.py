@@ -26,8 +26,9 @@ def vmctl(*args: str) -> Any:
 
 
 def fleet(**time: Any) -> dict[str, Any]:
+    """The basic fleet with these `time` settings; no jitter unless asked (the delays are the test)."""
     data = copy.deepcopy(yaml.safe_load(BASIC.read_text()))
-    data["time"].update(time)
+    data["time"].update({"jitter": 0, **time})
     return data
 
 

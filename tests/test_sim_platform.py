@@ -409,7 +409,7 @@ def test_operation_durations_jitter_and_seed(make_sim: Any) -> None:
 @pytest.mark.assumption("Activity Log events of one operation becoming visible out of order follows from per-event "
                         "ingestion delays; no capture shows it")
 def test_activity_log_events_can_become_visible_out_of_order(make_sim: Any) -> None:
-    s = Sim(make_sim, fleet(lro={"powerOff": 0.05}, activity_log_delay_seconds=1.0, jitter=0.9, seed=3))
+    s = Sim(make_sim, fleet(lro={"powerOff": 0.05}, activity_log_delay_seconds=0.4, jitter=0.9, seed=3))
     cids = {}
     for name in ("run-1", "run-2", "web-1", "web-2"):
         cids[name] = str(uuid.uuid4())
