@@ -23,7 +23,7 @@ from .selection import Selector
 
 # What a command needs beyond the listings: maintenanceRedeployStatus, update domains.
 Need = Literal["maintenance", "domains"]
-VIEW_WORKERS = 16  # instance-view reads in flight; the pacer (LowCostGet, ARM reads) sets the rate
+VIEW_WORKERS = 10  # reads in flight (the SDK's connection pool holds 10); the pacer sets the rate
 MAX_THROTTLED = 30  # 429s one read may meet before it counts as failed (the VM's data stays unknown)
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
