@@ -6,7 +6,17 @@ Shape: submitter threads (at most `parallel` steps in flight, hooks included) se
 move on; one watcher (the calling thread) polls the operations at the interval the service asks
 for (Retry-After), else `poll_interval`. With many operations in flight in a subscription it
 reads the subscription's status listing (one request per page for all of them) and polls an
-operation only once its VM looks finished, which keeps polls inside the read budget.
+operation only once its VM looks finished, which keeps polls inside the read budget; a listing
+that fails falls back to polls, and every operation is polled at least every MAX_POLL_GAP.
+
+At most one operation per intent: a POST whose reply is lost (the connection dropped, a 5xx or
+408 after sending) is never resent blindly. vmctl reads the VM: an operation running on it (or
+the VM already at the target) means the POST landed, and vmctl watches the VM's state instead of
+sending again; only a VM that shows no sign of it gets the POST again. A 409 is never resent.
+
+Never hang: an operation about which nothing is learned for `contact_timeout` seconds (its polls
+and the listing failing) ends `unknown`: sent, result not known; `vmctl resume` re-checks it.
+One failed poll decides nothing: the outcome comes from the operation or from the VM's state.
 """
 
 from __future__ import annotations
@@ -19,26 +29,29 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .cloud import Accepted, ActionError, FleetClient, OperationStatus, RetryableError, ThrottledError
-from .errors import VmctlError
+from .errors import CredentialError, VmctlError
 from .hooks import run_hook
 from .inventory import current_state, snapshot
 from .journal import Journal
 from .pacing import Pacer
-from .planner import TRANSITIONAL, Plan, Step
+from .planner import TARGET, TRANSITIONAL, Plan, Step
 
 MAX_ATTEMPTS = 6
 MAX_THROTTLED = 30       # 429s: the service pacing us, not a failed attempt; bounded separately
 LIST_THRESHOLD = 8        # operations in flight in one subscription before the status listing is used
 MAX_POLL_GAP = 60.0       # in list mode, still poll each operation at least this often
 MIN_LIST_GAP = 0.5        # seconds between two status-listing passes of one subscription
-POLL_ERRORS_TOLERATED = 5
+LIST_FALLBACK = 30.0      # after a failed listing pass, poll the subscription's operations directly this long
+POLL_ERRORS_BEFORE_STATE = 3  # consecutive failed polls before the VM's own state is asked
+CONTACT_TIMEOUT = 120.0   # seconds with no answer about an operation before it is `unknown`
 HIBERNATE_FAILS = {"hibernation-not-enabled", "hibernation-needs-running"}
+BUSY_PROVISIONING = {"updating", "creating", "deleting"}
 
 
 @dataclass
 class Outcome:
     index: int
-    status: str               # succeeded | failed | preempted | skipped | cancelled | in-flight
+    status: str               # succeeded | failed | preempted | unknown | skipped | cancelled | in-flight
     reason: str = ""
     retries: int = 0
     correlation_id: str | None = None
@@ -61,14 +74,31 @@ class _Op:
     retries: int
     poll_errors: int = 0
     list_done: bool = False
+    last_contact: float = 0.0   # when a poll or the listing last told us something about it
+    last_poll: float = 0.0
+    last_error: str = ""
+    attached: str = ""          # watched by the VM's state (no status URL): why
+    seen_busy: bool = False     # attached: the VM was seen with an operation running
 
 
 @dataclass
 class Resumed:
-    """An operation a previous run sent and did not see finish: watch it instead of sending again."""
+    """An operation a previous run sent and did not see finish: watch it instead of sending again.
+    Without a status URL (the reply was never journaled) it is watched by the VM's state."""
     status_url: str | None
     correlation_id: str
     started: float = field(default_factory=time.monotonic)
+    attached: str = ""
+
+
+def vm_busy(power: str, provisioning: str) -> bool:
+    return power in TRANSITIONAL or provisioning.lower() in BUSY_PROVISIONING
+
+
+def at_target(action: str | None, power: str, provisioning: str) -> bool:
+    """Settled at what the action leads to. A restart's target is where it began: never proof."""
+    return action != "restart" and power == TARGET.get(action or "") and not vm_busy(power, provisioning) \
+        and provisioning.lower() != "failed"
 
 
 class Executor:
@@ -76,10 +106,13 @@ class Executor:
         self, client: FleetClient, plan: Plan, journal: Journal, pacer: Pacer, *, poll_interval: float = 5.0,
         stop: threading.Event | None = None, abandon: threading.Event | None = None,
         on_outcome: Callable[[Step, Outcome], None] | None = None, clock: Callable[[], float] = time.monotonic,
+        contact_timeout: float = CONTACT_TIMEOUT,
     ) -> None:
         self.client, self.plan, self.journal, self.pacer = client, plan, journal, pacer
         self.opts = plan.options
         self.poll_interval = poll_interval
+        self.contact_timeout = contact_timeout
+        self._list_failed: dict[str, float] = {}
         self.stop = stop or threading.Event()
         self.abandon = abandon or threading.Event()
         self.on_outcome = on_outcome
@@ -106,7 +139,7 @@ class Executor:
             step = self.plan.steps[idx]
             self._sem.acquire()
             self._held.add(idx)
-            self._watch(step, Accepted(r.status_url, None, r.correlation_id, "", {}), retries=0)
+            self._watch(step, Accepted(r.status_url, None, r.correlation_id, "", {}), retries=0, attached=r.attached)
         acting = [s for s in todo if s.acts and s.index not in (resumed or {})]
         workers = ThreadPoolExecutor(max_workers=max(1, self.opts.parallel), thread_name_prefix="vmctl-submit")
         self._posts = ThreadPoolExecutor(max_workers=max(1, min(self.opts.parallel, 8)), thread_name_prefix="vmctl-post")
@@ -212,7 +245,7 @@ class Executor:
     def _submit_one(self, step: Step) -> None:
         vm, opts = step.vm, self.opts
         if opts.pre_hook:
-            res = run_hook(opts.pre_hook, vm, step.action or "", "pre", opts.hook_timeout)
+            res = run_hook(opts.pre_hook, vm, step.action or "", "pre", opts.hook_timeout, cancel=self.abandon)
             self.journal.write("hook", index=step.index, vm=vm.id, phase="pre", ok=res.ok,
                                returncode=res.returncode, output=res.output)
             if not res.ok:
@@ -251,10 +284,25 @@ class Executor:
                 self.stop.wait(exc.retry_after)
                 continue
             except RetryableError as exc:
-                retries += 1
+                # the reply is lost or says nothing for sure: did the POST land? Never send twice.
                 last = str(exc)
+                verdict, seen = self._landed(step)
+                if verdict != "not-landed":
+                    self.journal.write("reply-lost", index=step.index, vm=vm.id, correlationId=cid, reason=last,
+                                       verdict=verdict, seen=seen)
+                    if verdict == "unknown":
+                        self._finish(step, "unknown", f"sent, result not known: {last}; the VM could not be read "
+                                     f"({seen}); not resent. `vmctl resume` re-checks it", retries=retries,
+                                     correlation_id=cid)
+                    else:
+                        self._watch(step, Accepted(None, None, cid, "", {}), retries,
+                                    attached=f"the reply to the request was lost ({last}); the VM shows it landed "
+                                             f"({seen}): watching the VM instead of sending again")
+                    return
+                retries += 1
                 wait = exc.retry_after or min(30.0, 2.0 ** attempt)
-                self.journal.write("retry", index=step.index, vm=vm.id, reason=last, wait=wait, correlationId=cid)
+                self.journal.write("retry", index=step.index, vm=vm.id, reason=last, wait=wait, correlationId=cid,
+                                   seen=seen)
                 self.stop.wait(wait)
                 continue
             except ActionError as exc:
@@ -270,13 +318,33 @@ class Executor:
             return
         self._finish(step, "failed", f"gave up after {retries} attempts: {last}", retries=retries)
 
-    def _watch(self, step: Step, acc: Accepted, retries: int) -> None:
+    def _landed(self, step: Step) -> tuple[str, str]:
+        """After a lost reply: "landed" (an operation runs on the VM), "done" (the VM is at the target),
+        "not-landed" (no sign of it: sending again is safe), or "unknown" (the VM cannot be read).
+
+        Compute registers an operation (provisioning Updating, a transitional power state) before it
+        answers 202, so a POST that landed shows on the VM by the time its reply is known lost."""
+        vm = step.vm
+        try:
+            self.pacer.acquire(vm.subscription_id, ["reads", "LowCostGet"])
+            st = self.client.instance_view(vm.subscription_id, vm.resource_group, vm.name, quick=True)
+        except Exception as exc:  # noqa: BLE001 - recorded in the outcome; nothing is resent
+            return "unknown", str(exc)
+        seen = f"power {st.power_state}, provisioning {st.provisioning_state or '?'}"
+        if vm_busy(st.power_state, st.provisioning_state):
+            return "landed", seen
+        if at_target(step.action, st.power_state, st.provisioning_state):
+            return "done", seen
+        return "not-landed", seen
+
+    def _watch(self, step: Step, acc: Accepted, retries: int, attached: str = "") -> None:
         now = self.clock()
-        if acc.status_url is None:  # finished synchronously (200)
+        if acc.status_url is None and not attached:  # finished synchronously (200)
             self._succeeded(step, acc.correlation_id, retries, 0.0)
             return
         first = min(acc.retry_after or self.poll_interval, self.poll_interval)
-        op = _Op(step, acc, now, now + self.opts.timeout, now + first, retries)
+        op = _Op(step, acc, now, now + self.opts.timeout, now + (0 if attached else first), retries,
+                 last_contact=now, last_poll=now, attached=attached)
         with self._lock:
             self._inflight[step.index] = op
 
@@ -297,7 +365,7 @@ class Executor:
             for op in ops:
                 by_sub.setdefault(op.step.vm.subscription_id, []).append(op)
             for sub, group in by_sub.items():
-                if len(group) <= LIST_THRESHOLD:
+                if not self._list_mode(sub, len(group), now):
                     continue
                 # a pass when some operation is due for a look (its Retry-After, else poll_interval),
                 # at most every MIN_LIST_GAP: one request per page answers for all of them
@@ -316,8 +384,15 @@ class Executor:
                                  f"(correlation id {op.accepted.correlation_id})",
                                  retries=op.retries, correlation_id=op.accepted.correlation_id)
                     continue
-                in_list_mode = len(by_sub[op.step.vm.subscription_id]) > LIST_THRESHOLD
-                if in_list_mode and not op.list_done and now < op.started + MAX_POLL_GAP and op.next_poll <= now:
+                if now - op.last_contact > self.contact_timeout:
+                    self._finish(op.step, "unknown",
+                                 f"sent, result not known: no answer about it for {self.contact_timeout:g} s "
+                                 f"(last error: {op.last_error or 'none'}); `vmctl resume` re-checks it",
+                                 retries=op.retries, correlation_id=op.accepted.correlation_id)
+                    continue
+                sub = op.step.vm.subscription_id
+                in_list_mode = self._list_mode(sub, len(by_sub[sub]), now)
+                if in_list_mode and not op.list_done and now < op.last_poll + MAX_POLL_GAP and op.next_poll <= now:
                     continue
                 if op.next_poll <= now:
                     due.append(op)
@@ -330,18 +405,28 @@ class Executor:
             wait = 0.05 if not pending else max(0.01, min(0.25, min(pending) - self.clock()))
             self.abandon.wait(wait)
 
+    def _list_mode(self, sub: str, in_flight: int, now: float) -> bool:
+        """Many operations in the subscription, and its listing has not failed lately."""
+        return in_flight > LIST_THRESHOLD and now - self._list_failed.get(sub, float("-inf")) > LIST_FALLBACK
+
     def _list_pass(self, sub: str, group: list[_Op]) -> None:
         if not self.pacer.acquire(sub, ["reads", "HighCostGet"]):
             return
         try:
             current = snapshot(self.client, [sub])
-        except (VmctlError, RetryableError, ThrottledError):
-            return  # fall back to polling each operation
+        except Exception as exc:  # noqa: BLE001 - the listing failing must not stop the polls
+            self._list_failed[sub] = self.clock()
+            self.journal.write("list-failed", subscription=sub, error=str(exc), fallback="polling each operation")
+            for op in group:
+                op.next_poll = min(op.next_poll, self.clock())
+            return
         now = self.clock()
         for op in group:
             vm = current.get(op.step.vm.key)
             if vm is None:
                 continue
+            if vm_busy(vm.power_state, vm.provisioning_state):
+                op.last_contact, op.seen_busy = now, True  # visibly running: still in touch
             power, prov = vm.power_state, vm.provisioning_state.lower()
             # settled (at the target or not: another request may have preempted ours), or failed:
             # the operation's own status says how it ended
@@ -349,7 +434,19 @@ class Executor:
                 op.list_done = True
                 op.next_poll = now
 
+    def _poll_failed(self, op: _Op, exc: Exception) -> None:
+        """A failed poll decides nothing: back off, refresh the credential after a 401, ask the VM."""
+        op.poll_errors += 1
+        op.last_error = str(exc)
+        op.last_poll = self.clock()
+        if isinstance(exc, CredentialError):
+            self.client.refresh_credential()
+        op.next_poll = self.clock() + min(30.0, self.poll_interval * 2 ** min(op.poll_errors - 1, 5))
+
     def _poll(self, op: _Op) -> None:
+        if op.attached or op.poll_errors >= POLL_ERRORS_BEFORE_STATE:
+            self._poll_state(op)
+            return
         sub = op.step.vm.subscription_id
         self.pacer.acquire(sub, ["reads"])
         try:
@@ -359,15 +456,11 @@ class Executor:
             self.pacer.penalize(sub, ["reads"], exc.retry_after)
             op.next_poll = self.clock() + exc.retry_after
             return
-        except (RetryableError, VmctlError) as exc:
-            op.poll_errors += 1
-            if op.poll_errors >= POLL_ERRORS_TOLERATED:
-                self._finish(op.step, "failed", f"lost track of the operation: {exc}", retries=op.retries,
-                             correlation_id=op.accepted.correlation_id)
-            else:
-                op.next_poll = self.clock() + self.poll_interval
+        except Exception as exc:  # noqa: BLE001 - one failed poll is not an outcome
+            self._poll_failed(op, exc)
             return
         op.poll_errors = 0
+        op.last_contact = op.last_poll = self.clock()
         status = st.status.lower()
         duration = self.clock() - op.started
         if status == "succeeded":
@@ -389,6 +482,54 @@ class Executor:
             op.list_done = False  # still running: back to the listing's watch
             op.next_poll = self.clock() + (st.retry_after if st.retry_after else self.poll_interval)
 
+    def _poll_state(self, op: _Op) -> None:
+        """Decide from the VM's own state: for an operation attached after a lost reply, or one whose
+        status polls keep failing (then a poll of the operation is tried again next time)."""
+        step, sub = op.step, op.step.vm.subscription_id
+        by_state_only = bool(op.attached)
+        if not by_state_only:
+            op.poll_errors = POLL_ERRORS_BEFORE_STATE - 1  # the next poll asks the operation again
+        self.pacer.acquire(sub, ["reads", "LowCostGet"])
+        try:
+            st = self.client.instance_view(sub, step.vm.resource_group, step.vm.name,
+                                           on_headers=lambda h: self.pacer.observe(sub, h), quick=True)
+        except ThrottledError as exc:
+            self.pacer.penalize(sub, ["reads", "LowCostGet"], exc.retry_after)
+            op.next_poll = self.clock() + exc.retry_after
+            return
+        except Exception as exc:  # noqa: BLE001 - one failed read is not an outcome
+            self._poll_failed(op, exc)
+            if not by_state_only:
+                op.poll_errors = POLL_ERRORS_BEFORE_STATE - 1
+            return
+        now = self.clock()
+        op.last_poll = now
+        duration = now - op.started
+        cid = op.accepted.correlation_id
+        if vm_busy(st.power_state, st.provisioning_state):
+            op.seen_busy = True
+            op.last_contact = now  # an operation visibly runs: still in touch
+            op.next_poll = now + self.poll_interval
+            return
+        if at_target(step.action, st.power_state, st.provisioning_state) or \
+                (op.seen_busy and step.action == "restart" and st.power_state == "running"
+                 and st.provisioning_state.lower() != "failed"):
+            with self._lock:
+                self._inflight.pop(step.index, None)
+            self.journal.write("confirmed-by-state", index=step.index, vm=step.vm.id, correlationId=cid,
+                               power=st.power_state, provisioning=st.provisioning_state,
+                               why=op.attached or f"the operation's status could not be read: {op.last_error}")
+            self._succeeded(step, cid, op.retries, duration)
+            return
+        if by_state_only and op.seen_busy:
+            self._finish(step, "failed", f"the operation ended with the VM {st.power_state} (provisioning "
+                         f"{st.provisioning_state or '?'}), not {TARGET.get(step.action or '', '?')}; {op.attached}",
+                         retries=op.retries, correlation_id=cid, duration=duration)
+            return
+        # settled, and the state proves nothing (off target, or a restart never seen running): this
+        # is no news about the operation, so contact_timeout still runs towards `unknown`
+        op.next_poll = now + self.poll_interval
+
     def _succeeded(self, step: Step, cid: str, retries: int, duration: float) -> None:
         if self.opts.post_hook and step.action in ("start", "restart", "performMaintenance"):
             with self._lock:
@@ -399,7 +540,8 @@ class Executor:
 
     def _post_hook(self, step: Step, cid: str, retries: int, duration: float) -> None:
         try:
-            res = run_hook(self.opts.post_hook or "", step.vm, step.action or "", "post", self.opts.hook_timeout)
+            res = run_hook(self.opts.post_hook or "", step.vm, step.action or "", "post", self.opts.hook_timeout,
+                           cancel=self.abandon)
             self.journal.write("hook", index=step.index, vm=step.vm.id, phase="post", ok=res.ok,
                                returncode=res.returncode, output=res.output)
             if res.ok:

@@ -20,7 +20,7 @@ def build(records: list[dict[str, Any]]) -> dict[str, Any]:
     outcomes: dict[int, dict[str, Any]] = {}
     for r in iter_type(records, "outcome"):
         prev = outcomes.get(r["index"])
-        if prev is None or prev["status"] in ("cancelled", "in-flight"):  # a resume may settle these
+        if prev is None or prev["status"] in ("cancelled", "in-flight", "unknown"):  # a resume may settle these
             outcomes[r["index"]] = r
     after: dict[str, str] = {}
     for r in iter_type(records, "verify"):
@@ -44,13 +44,15 @@ def build(records: list[dict[str, Any]]) -> dict[str, Any]:
     for r in iter_type(records, "accepted"):
         reached[r["index"]] = r["correlationId"]
     vms = []
-    counts = {"succeeded": 0, "failed": 0, "preempted": 0, "skipped": 0, "cancelled": 0, "in-flight": 0, "pending": 0}
+    counts = {"succeeded": 0, "failed": 0, "preempted": 0, "unknown": 0, "skipped": 0, "cancelled": 0,
+              "in-flight": 0, "pending": 0}
     hard_failures = 0
     for s in plan.steps:
         o = outcomes.get(s.index)
         status = o["status"] if o else "pending"
         counts[status] = counts.get(status, 0) + 1
-        if status in ("failed", "preempted") or (status == "skipped" and o and o.get("skipCode") in FAILURE_SKIPS):
+        if status in ("failed", "preempted", "unknown") or \
+                (status == "skipped" and o and o.get("skipCode") in FAILURE_SKIPS):
             hard_failures += 1
         vms.append({
             "subscriptionId": s.vm.subscription_id, "subscriptionName": s.vm.subscription_name,
@@ -162,6 +164,7 @@ def output(rep: dict[str, Any]) -> Output:
     footer = [
         f"{s['succeeded']} succeeded, {s['failed']} failed, "
         + (f"{s['preempted']} preempted (another request superseded vmctl's), " if s.get("preempted") else "")
+        + (f"{s['unknown']} unknown (sent, result not known: `vmctl resume` re-checks), " if s.get("unknown") else "")
         + f"{s['skipped']} skipped, {s['cancelled']} cancelled, "
         f"{s['in-flight']} in flight" + (f", {s['pending']} not started" if s["pending"] else "") + f"; exit code {rep['exitCode']}.",
     ]
@@ -188,7 +191,7 @@ def output(rep: dict[str, Any]) -> Output:
         sections.append(Section(title, columns=EVIDENCE_COLUMNS, rows=ev_rows))
     return Output(kind="run-report", data=rep, summary=s, sections=sections, columns=columns,
                   rows=rows, footer=footer,
-                  row_styles=["failed" if v["outcome"] in ("failed", "preempted") else "ok" if v["outcome"] == "succeeded" else ""
+                  row_styles=["failed" if v["outcome"] in ("failed", "preempted", "unknown") else "ok" if v["outcome"] == "succeeded" else ""
                               for v in rep["vms"]])
 
 

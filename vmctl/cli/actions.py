@@ -71,7 +71,7 @@ class _Progress:
             return
         with self.lock:
             self.done += 1
-            self.failed += outcome.status in ("failed", "preempted")
+            self.failed += outcome.status in ("failed", "preempted", "unknown")
             if self.rich is not None:
                 import time as _t
                 rate = self.done / max(0.001, _t.monotonic() - self.t0)
@@ -269,7 +269,7 @@ def _execute(client: Any, plan: Any, cfg: Any, fmt: str, common: Common, journal
              report_path: Path | None, resume_records: list[dict[str, Any]] | None = None,
              evidence_wait: float = 600.0, pacer: Any = None) -> None:
     from .. import journal as jr
-    from ..executor import Executor, Resumed
+    from ..executor import CONTACT_TIMEOUT, Executor, Resumed
     from ..planner import plan_json
     from ..report import build
 
@@ -289,7 +289,10 @@ def _execute(client: Any, plan: Any, cfg: Any, fmt: str, common: Common, journal
     else:
         path = journal_path  # type: ignore[assignment]
         journal = jr.Journal(path, append=True)
-        only, resumed = _resume_targets(client, plan, resume_records, journal, pacer)
+        from ..resume import ACTIVITY_LOG_LAG, resume_targets
+
+        targets = resume_targets(client, plan, resume_records, journal, pacer, activity_log_lag=ACTIVITY_LOG_LAG / scale)
+        only, resumed = targets.only, targets.resumed
         journal.write("resume", command=shlex.join(["vmctl", *sys.argv[1:]]), user=getpass.getuser(),
                       host=socket.gethostname(), steps=only)
     print(f"journal: {path}", file=sys.stderr, flush=True)
@@ -297,7 +300,7 @@ def _execute(client: Any, plan: Any, cfg: Any, fmt: str, common: Common, journal
     progress = _Progress(len(todo), plan.verb)
     # Compute sends no Retry-After, so vmctl's own interval paces the polls (faster with the simulator's time)
     ex = Executor(client, plan, journal, pacer, poll_interval=cfg.poll_interval / scale, stop=stop, abandon=abandon,
-                  on_outcome=progress)
+                  on_outcome=progress, contact_timeout=CONTACT_TIMEOUT / scale)
     restore = _signals(stop, abandon, ex.in_flight)
     try:
         if plan.action == "performMaintenance":
@@ -367,46 +370,6 @@ def _verify(client: Any, plan: Any, journal: Any) -> None:
         except Exception as exc:  # noqa: BLE001 - the run is done; say the snapshot is missing
             journal.write("verify-failed", subscription=sub, error=str(exc))
     journal.write("verify", states=states)
-
-
-def _resume_targets(client: Any, plan: Any, records: list[dict[str, Any]], journal: Any,
-                    pacer: Any) -> tuple[list[int], dict[int, Any]]:
-    """Steps a previous run did not finish; completed steps are never repeated."""
-    from ..executor import Resumed
-    from ..inventory import current_state
-    from ..journal import iter_type
-    from ..planner import TARGET, TRANSITIONAL
-
-    final = {r["index"] for r in iter_type(records, "outcome")
-             if r["status"] in ("succeeded", "failed", "preempted", "skipped")}
-    accepted = {r["index"]: r for r in iter_type(records, "accepted")}
-    todo = [s for s in plan.steps if s.acts and s.index not in final]
-    current = current_state(client, (s.vm for s in todo), pacer,
-                            maintenance=any(s.action == "performMaintenance" for s in todo))
-    only, resumed = [], {}
-    for s in todo:
-        vm = current.get(s.vm.key)
-        power, prov = (vm.power_state, vm.provisioning_state) if vm else ("unknown", "")
-        acc = accepted.get(s.index)
-        settled = prov.lower() != "updating" and power not in TRANSITIONAL
-        if s.action == "performMaintenance":
-            done = settled and vm is not None and vm.maintenance is not None and \
-                vm.maintenance.last_result == "MaintenanceCompleted"
-        elif s.action == "restart":
-            done = acc is not None and settled and power == "running"
-        else:
-            done = settled and power == TARGET[s.action]
-        if done:
-            journal.write("outcome", vm=s.vm.id, index=s.index, status="succeeded",
-                          reason="completed while the run was interrupted (found done on resume)",
-                          retries=0, correlationId=acc.get("correlationId") if acc else None, duration=None,
-                          path=s.path, skipCode=None)
-            continue
-        if acc and acc.get("statusUrl"):
-            # sent before: its own status says how it ended (a settled VM off target = it failed); never resend
-            resumed[s.index] = Resumed(acc["statusUrl"], acc["correlationId"])
-        only.append(s.index)
-    return only, resumed
 
 
 def _show_report(rep: dict[str, Any], fmt: str, query: str | None, report_path: Path | None,

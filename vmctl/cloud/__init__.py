@@ -52,7 +52,7 @@ class FleetClient(Protocol):
         """The status listing alone, by VM key (lower-case id)."""
 
     def instance_view(self, subscription_id: str, resource_group: str, name: str,
-                      on_headers: Any = None) -> VmStatus:
+                      on_headers: Any = None, quick: bool = False) -> VmStatus:
         """One VM's instance view: power, update/fault domain, maintenanceRedeployStatus. Raises
         ThrottledError on a 429 the SDK's own retries did not outlast."""
 
@@ -62,6 +62,9 @@ class FleetClient(Protocol):
                subscription_name: str = "") -> tuple[Vm, dict[str, Any]]: ...
 
     def request_count(self) -> int: ...
+
+    def refresh_credential(self) -> None:
+        """Drop cached tokens and clients (after a 401), so the next request signs in again."""
 
     def begin_action(self, vm: Vm, action: str, *, correlation_id: str, hibernate: bool = False,
                      skip_shutdown: bool = False, on_headers: Any = None) -> "Accepted": ...

@@ -41,6 +41,9 @@ from . import Accepted, ActionError, Connection, OperationStatus, RetryableError
 COMPUTE_API = "2026-04-01"
 MONITOR_API = "2015-04-01"
 RESOURCES_API = "2022-12-01"
+# polls and watcher reads: the executor retries on its own schedule, so no SDK retries, and a dead
+# endpoint must not hold the watcher for the SDK's default 300 s connection timeout
+QUICK: dict[str, Any] = {"retry_total": 0, "connection_timeout": 20, "read_timeout": 60}
 T = TypeVar("T")
 
 LOGIN_HINT = ("Sign in with `az login`, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET for a "
@@ -100,6 +103,14 @@ class AzureFleet:
     def request_count(self) -> int:
         return self._requests
 
+    def refresh_credential(self) -> None:
+        """After a 401: a new credential and new clients, so the next request gets a new token
+        (the SDK's policy would keep presenting the cached one)."""
+        with self._lock:
+            self.credential = DefaultAzureCredential(authority=self.connection.authority)
+            self._clients.clear()
+            self._monitors.clear()
+
     def _cached(self, cache: dict[str, Any], subscription_id: str, factory: Callable[..., Any]) -> Any:
         """One SDK client per subscription and kind, created on first use."""
         with self._lock:
@@ -116,13 +127,16 @@ class AzureFleet:
 
     # ------------------------------------------------------------------ raw ARM reads
     def _get(self, subscription_id: str, url: str, context: str,
-             on_headers: Callable[[dict[str, str]], None] | None = None, throttled: bool = False) -> Any:
+             on_headers: Callable[[dict[str, str]], None] | None = None, throttled: bool = False,
+             quick: bool = False) -> Any:
         """One GET through the SDK's pipeline (which retries 429/5xx honouring Retry-After). With
         `throttled`, a 429 that outlasts those retries is raised as ThrottledError for the caller's
-        pacer; otherwise it is an AzureError."""
+        pacer; otherwise it is an AzureError. `quick`: no SDK retries and short timeouts (the caller
+        has its own schedule: a watcher must not sit in one request's backoff)."""
         if not url.startswith("http"):
             url = self.connection.endpoint + url
-        resp = self._call(lambda: self.client(subscription_id).send_request(HttpRequest("GET", url)), context)
+        kw = QUICK if quick else {}
+        resp = self._call(lambda: self.client(subscription_id).send_request(HttpRequest("GET", url), **kw), context)
         with self._lock:
             self._requests += 1
         if on_headers:
@@ -199,11 +213,12 @@ class AzureFleet:
         return join_listings(models, status_map, subscription_name)
 
     def instance_view(self, subscription_id: str, resource_group: str, name: str,
-                      on_headers: Callable[[dict[str, str]], None] | None = None) -> VmStatus:
+                      on_headers: Callable[[dict[str, str]], None] | None = None, quick: bool = False) -> VmStatus:
         view = self._get(subscription_id,
                          f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/"
                          f"Microsoft.Compute/virtualMachines/{name}/instanceView?api-version={COMPUTE_API}",
-                         f"reading the instance view of {resource_group}/{name}", on_headers, throttled=True)
+                         f"reading the instance view of {resource_group}/{name}", on_headers, throttled=True,
+                         quick=quick)
         return status_from_view(view)
 
     def resource_group_exists(self, subscription_id: str, resource_group: str) -> bool:
@@ -288,7 +303,7 @@ class AzureFleet:
 
     def operation_status(self, subscription_id: str, url: str,
                          on_headers: Callable[[dict[str, str]], None] | None = None) -> OperationStatus:
-        resp = self._call(lambda: self.client(subscription_id).send_request(HttpRequest("GET", url)),
+        resp = self._call(lambda: self.client(subscription_id).send_request(HttpRequest("GET", url), **QUICK),
                           "polling an operation")
         with self._lock:
             self._requests += 1
@@ -301,10 +316,12 @@ class AzureFleet:
         if resp.status_code == 429:
             raise ThrottledError(retry_after or 5.0, "operation status poll throttled")
         if resp.status_code >= 400:
+            # an error answer to a poll says nothing about the operation (only its status document
+            # does): the caller retries, refreshes the credential after a 401, or asks the VM
             code, message = _error_parts(resp)
             if resp.status_code >= 500:
                 raise RetryableError(f"HTTP {resp.status_code} polling the operation: ({code}) {message}", retry_after)
-            return OperationStatus("Failed", code, message)
+            raise self._http_error(resp.status_code, code, message, context="polling an operation")
         try:
             body = resp.json() if resp.text() else {}
         except ValueError:

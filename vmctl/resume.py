@@ -1,0 +1,146 @@
+"""What `vmctl resume` does for each step an interrupted run did not finish. Never prints.
+
+At most once per intent, also across a crash: the journal records each `request` (with its
+correlation id) before the POST is sent, and its `accepted` answer after. A step with a request
+but no answer (the run was killed in between) may have landed. It is sent again only when nothing
+shows it did: the VM is not busy, not at the target, and the Activity Log has no event with its
+correlation id after the Activity Log's own lag (Microsoft: "3 to 20 minutes") has passed.
+Otherwise it is watched (by its status URL, or by the VM's state), found done, or `unknown`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from .cloud import FleetClient
+from .errors import NotFoundError
+from .evidence import Filters, compact, summarize
+from .executor import Resumed, at_target, vm_busy
+from .inventory import current_state
+from .journal import Journal, iter_type
+from .models import VmStatus
+from .pacing import Pacer
+from .planner import TRANSITIONAL, Plan, Step
+
+ACTIVITY_LOG_LAG = 20 * 60.0  # seconds: after this, an operation missing from the Activity Log never landed
+
+
+@dataclass(frozen=True)
+class ResumeTargets:
+    only: list[int]                 # steps the executor runs (sends, or watches when in `resumed`)
+    resumed: dict[int, Resumed]     # steps to watch instead of sending
+
+
+def _outcome(journal: Journal, s: Step, status: str, reason: str, cid: str | None, skip: str | None = None) -> None:
+    journal.write("outcome", vm=s.vm.id, index=s.index, status=status, reason=reason, retries=0,
+                  correlationId=cid, duration=None, path=s.path, skipCode=skip)
+
+
+def resume_targets(client: FleetClient, plan: Plan, records: list[dict[str, Any]], journal: Journal, pacer: Pacer,
+                   *, activity_log_lag: float = ACTIVITY_LOG_LAG,
+                   now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> ResumeTargets:
+    """Steps a previous run did not finish; a completed step is never repeated, and a request that
+    may have landed is never sent again without proof that it did not."""
+    final = {r["index"] for r in iter_type(records, "outcome")
+             if r["status"] in ("succeeded", "failed", "preempted", "skipped")}
+    accepted = {r["index"]: r for r in iter_type(records, "accepted")}
+    requested: dict[int, dict[str, Any]] = {}
+    for r in iter_type(records, "request"):
+        requested[r["index"]] = r  # the latest attempt
+    todo = [s for s in plan.steps if s.acts and s.index not in final]
+    current = current_state(client, (s.vm for s in todo), pacer,
+                            maintenance=any(s.action == "performMaintenance" for s in todo))
+    only: list[int] = []
+    resumed: dict[int, Resumed] = {}
+    for s in todo:
+        st = current.get(s.vm.key)
+        if st is None:
+            try:
+                st = client.instance_view(s.vm.subscription_id, s.vm.resource_group, s.vm.name)
+            except NotFoundError:
+                _outcome(journal, s, "skipped", "the VM no longer exists (not found on resume); nothing sent", None,
+                         "vm-not-found")
+                continue
+            except Exception as exc:  # noqa: BLE001 - recorded: the step stays open for the next resume
+                _outcome(journal, s, "unknown", f"its state could not be read on resume ({exc}); nothing sent", None)
+                continue
+        acc = accepted.get(s.index)
+        req = requested.get(s.index)
+        if req is not None and acc is not None and acc["correlationId"] != req["correlationId"] and \
+                acc["ts"] < req["ts"]:
+            acc = None  # the answer belongs to an earlier attempt
+        if _done(s, st, acc is not None):
+            _outcome(journal, s, "succeeded", "completed while the run was interrupted (found done on resume)",
+                     (acc or req or {}).get("correlationId"))
+            continue
+        if acc and acc.get("statusUrl"):
+            # sent and accepted: its own status says how it ended; never resend
+            resumed[s.index] = Resumed(acc["statusUrl"], acc["correlationId"])
+            only.append(s.index)
+            continue
+        if req is None:
+            only.append(s.index)  # never sent
+            continue
+        cid = req["correlationId"]
+        if vm_busy(st.power_state, st.provisioning_state):
+            resumed[s.index] = Resumed(None, cid, attached="the run was interrupted between sending the request and "
+                                       "journaling its answer; the VM is busy: watching it instead of sending again")
+            only.append(s.index)
+            continue
+        verdict = _activity_log(client, s, req, cid)
+        if isinstance(verdict, Exception):
+            _outcome(journal, s, "unknown", f"sent, result not known: the Activity Log could not be read ({verdict}); "
+                     "not resent", cid)
+        elif verdict is None:
+            sent = datetime.fromisoformat(req["ts"].replace("Z", "+00:00"))
+            waited = (now() - sent).total_seconds()
+            if waited >= activity_log_lag:
+                journal.write("resend", index=s.index, vm=s.vm.id, correlationId=cid,
+                              reason=f"no Activity Log event for {cid} {waited:.0f} s after it was sent: it never landed")
+                only.append(s.index)
+            else:
+                _outcome(journal, s, "unknown",
+                         f"sent, result not known: the Activity Log has no event for correlation id {cid} yet and "
+                         f"may lag up to {activity_log_lag / 60:g} min; not resent. Resume again after "
+                         f"{(sent + timedelta(seconds=activity_log_lag)):%H:%M:%S} UTC", cid)
+        else:
+            status, message = verdict
+            if status == "succeeded":
+                _outcome(journal, s, "succeeded", "found done on resume (the Activity Log records it)", cid)
+            elif status == "failed":
+                _outcome(journal, s, "failed", f"the Activity Log records it failed: {message}", cid)
+            else:
+                resumed[s.index] = Resumed(None, cid, attached="the Activity Log records the request; watching the VM")
+                only.append(s.index)
+    return ResumeTargets(only, resumed)
+
+
+def _done(s: Step, st: VmStatus, accepted: bool) -> bool:
+    settled = st.provisioning_state.lower() != "updating" and st.power_state not in TRANSITIONAL
+    if s.action == "performMaintenance":
+        return settled and st.maintenance is not None and st.maintenance.last_result == "MaintenanceCompleted"
+    if s.action == "restart":
+        return accepted and settled and st.power_state == "running"
+    return at_target(s.action, st.power_state, st.provisioning_state)
+
+
+def _activity_log(client: FleetClient, s: Step, req: dict[str, Any], cid: str) -> tuple[str, str] | None | Exception:
+    """("succeeded"|"failed"|"running", message) from the request's Activity Log events; None if none."""
+    sent = datetime.fromisoformat(req["ts"].replace("Z", "+00:00"))
+    f = Filters(sent - timedelta(minutes=5), datetime.now(timezone.utc) + timedelta(minutes=5), correlation_ids={cid})
+    try:
+        flt, _ = f.server_side()
+        events = [compact(e) for e in client.activity_events(s.vm.subscription_id, flt) if f.matches(e)]
+    except Exception as exc:  # noqa: BLE001 - the caller records it; nothing is resent
+        return exc
+    if not events:
+        return None
+    summary = summarize(events)
+    statuses = [str(x).lower() for x in summary["statuses"]]
+    if "succeeded" in statuses:
+        return "succeeded", ""
+    if "failed" in statuses or "canceled" in statuses:
+        return "failed", str(summary.get("statusMessage") or "")
+    return "running", ""
