@@ -269,17 +269,34 @@ def _execute(client: Any, plan: Any, cfg: Any, fmt: str, common: Common, journal
              report_path: Path | None, resume_records: list[dict[str, Any]] | None = None,
              evidence_wait: float = 600.0, pacer: Any = None) -> None:
     from .. import journal as jr
+    from ..locking import VmLocks
+
+    scale = pace_scale(cfg)
+    pacer = pacer or make_pacer(cfg)
+    path = journal_path or jr.default_path(plan.run_id)
+    # one run per VM at a time: taken before the first write (and before the journal exists), held
+    # until the run's report is written; a second run or resume of these VMs is refused (exit 4)
+    locks = VmLocks.acquire([s.vm.id for s in plan.steps if s.acts], run_id=plan.run_id,
+                            command=shlex.join(["vmctl", *sys.argv[1:]]), journal=str(path))
+    try:
+        _run_locked(client, plan, cfg, fmt, common, path, report_path, resume_records, evidence_wait, pacer, scale,
+                    locks)
+    finally:
+        locks.release()
+
+
+def _run_locked(client: Any, plan: Any, cfg: Any, fmt: str, common: Common, path: Path, report_path: Path | None,
+                resume_records: list[dict[str, Any]] | None, evidence_wait: float, pacer: Any, scale: float,
+                locks: Any) -> None:
+    from .. import journal as jr
     from ..executor import CONTACT_TIMEOUT, Executor, Resumed
     from ..planner import plan_json
     from ..report import build
 
-    scale = pace_scale(cfg)
-    pacer = pacer or make_pacer(cfg)
     stop, abandon = threading.Event(), threading.Event()
     only: list[int] | None = None
     resumed: dict[int, Resumed] = {}
     if resume_records is None:
-        path = journal_path or jr.default_path(plan.run_id)
         journal = jr.Journal(path)
         principal = client.principal()
         journal.write("run", runId=plan.run_id, command=shlex.join(["vmctl", *sys.argv[1:]]), principal=principal,
@@ -287,7 +304,6 @@ def _execute(client: Any, plan: Any, cfg: Any, fmt: str, common: Common, journal
                       pid=os.getpid())
         journal.write("plan", plan=plan_json(plan))
     else:
-        path = journal_path  # type: ignore[assignment]
         journal = jr.Journal(path, append=True)
         from ..resume import ACTIVITY_LOG_LAG, resume_targets
 
@@ -295,6 +311,8 @@ def _execute(client: Any, plan: Any, cfg: Any, fmt: str, common: Common, journal
         only, resumed = targets.only, targets.resumed
         journal.write("resume", command=shlex.join(["vmctl", *sys.argv[1:]]), user=getpass.getuser(),
                       host=socket.gethostname(), steps=only)
+    journal.write("locks", vms=len(locks.vm_ids), directory=str(locks.directory),
+                  stale=[x.as_record() for x in locks.stale])
     print(f"journal: {path}", file=sys.stderr, flush=True)
     todo = [s for s in plan.steps if s.acts and (only is None or s.index in only)]
     progress = _Progress(len(todo), plan.verb)
