@@ -7,6 +7,7 @@ Lookup order: --config PATH, $VMCTL_CONFIG, ./vmctl.toml, then $XDG_CONFIG_HOME/
 from __future__ import annotations
 
 import fnmatch
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -89,6 +90,24 @@ _SCHEMA: dict[str, set[str]] = {
     "execution": {"parallel", "poll_interval", "pace_scale"},
 }
 _RULE_KEYS = {"tags", "values", "resource_groups", "subscriptions"}
+MAX_PACE_SCALE = 100000.0  # the simulator's --time-scale bound
+
+
+def pace_scale(config: Config, environ: dict[str, str] | None = None) -> float:
+    """VMCTL_PACE_SCALE (the simulator's env file sets it to its --time-scale), else the config's.
+    A value that is not a finite number above 0 is a ConfigError (exit 2) naming the variable."""
+    env = os.environ if environ is None else environ
+    text = env.get("VMCTL_PACE_SCALE")
+    if not text:
+        return config.pace_scale
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0 < value <= MAX_PACE_SCALE:
+        raise ConfigError(f"VMCTL_PACE_SCALE '{text}' is not a number above 0 and at most {MAX_PACE_SCALE:g}.",
+                          "Fix or unset it (the simulator's env file sets it to its --time-scale).")
+    return value
 
 
 def find_config(explicit: str | None) -> Path | None:
@@ -114,10 +133,41 @@ def find_config(explicit: str | None) -> Path | None:
 
 def _strs(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
-        return (value,)
+        value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where}: expected a string or a list of strings.")
+    if any(not v.strip() for v in value):
+        raise ConfigError(f"{where}: an empty string matches nothing.", "Remove it, or give the name it should be.")
     return tuple(value)
+
+
+def _bool(value: Any, where: str) -> bool:
+    """A TOML boolean, never a string: `"no"` is truthy in Python, and reading it as true would
+    silently keep (or drop) a guard."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false (a TOML boolean, unquoted), not {value!r}.",
+                          f"Write {where.rsplit(' ', 1)[-1]} = true or false.")
+    return value
+
+
+def _str(value: Any, where: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string, not {value!r}.")
+    return value
+
+
+def _number(value: Any, where: str, *, whole: bool = False, high: float | None = None) -> float:
+    """A finite TOML number above 0 and at most `high` (TOML has nan and inf; booleans are not numbers)."""
+    kind = "whole number" if whole else "number"
+    ok = not isinstance(value, bool) and (isinstance(value, int) if whole else isinstance(value, (int, float)))
+    if ok and not math.isfinite(value):
+        ok = False
+    if ok and (value <= 0 or (high is not None and value > high)):
+        ok = False
+    if not ok:
+        most = f" of at most {high:g}" if high is not None else ""
+        raise ConfigError(f"{where} must be a positive {kind}{most}, not {value!r}.")
+    return float(value)
 
 
 def load_config(explicit: str | None = None) -> Config:
@@ -128,6 +178,9 @@ def load_config(explicit: str | None = None) -> Config:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}.") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start + 1} is not valid UTF-8).",
+                          "TOML files are UTF-8: save it as UTF-8, or give another file with --config.") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}.") from exc
     return parse_config(data, path)
@@ -146,49 +199,52 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
                               f"Known settings{' in [' + section + ']' if section else ''}: {', '.join(sorted(allowed))}.")
     prod = data.get("production", {})
     rules: list[ProductionRule] = []
-    if prod.get("default_rule", True):
+    if _bool(prod.get("default_rule", True), f"{where}: production.default_rule"):
         rules.append(DEFAULT_PRODUCTION_RULE)
-    for i, r in enumerate(prod.get("rules", [])):
+    raw_rules = prod.get("rules", [])
+    if not isinstance(raw_rules, list):
+        raise ConfigError(f"{where}: production.rules must be an array of tables ([[production.rules]]).")
+    for i, r in enumerate(raw_rules):
         w = f"{where}: production.rules[{i}]"
         if not isinstance(r, dict) or not r:
             raise ConfigError(f"{w}: expected a table with tags, values, resource_groups or subscriptions.")
         unknown = sorted(set(r) - _RULE_KEYS)
         if unknown:
             raise ConfigError(f"{w}: unknown key '{unknown[0]}'.", f"Known keys: {', '.join(sorted(_RULE_KEYS))}.")
-        if "values" in r and "tags" not in r:
-            raise ConfigError(f"{w}: 'values' needs 'tags'.")
-        rules.append(ProductionRule(
+        rule = ProductionRule(
             tags=_strs(r.get("tags", []), f"{w}.tags"), values=_strs(r.get("values", []), f"{w}.values"),
             resource_groups=_strs(r.get("resource_groups", []), f"{w}.resource_groups"),
             subscriptions=_strs(r.get("subscriptions", []), f"{w}.subscriptions"),
-        ))
+        )
+        if rule.values and not rule.tags:
+            raise ConfigError(f"{w}: 'values' needs 'tags'.")
+        if not (rule.tags or rule.resource_groups or rule.subscriptions):
+            # it would count as a rule (so default_rule = false passes) and match no VM: fail closed
+            raise ConfigError(f"{w} has no condition, so it would protect no VM.",
+                              "Give it tags, resource_groups or subscriptions, or remove it.")
+        rules.append(rule)
     if not rules:
         raise ConfigError(f"{where}: production.default_rule = false leaves no production rule.",
                           "Add at least one [[production.rules]] so production VMs stay protected.")
     safety = data.get("safety", {})
-    max_targets = safety.get("max_targets", 50)
-    if not isinstance(max_targets, int) or max_targets < 1:
-        raise ConfigError(f"{where}: safety.max_targets must be a positive whole number.")
+    max_targets = int(_number(safety.get("max_targets", 50), f"{where}: safety.max_targets", whole=True))
     max_percent = safety.get("max_percent")
-    if max_percent is not None and not (isinstance(max_percent, (int, float)) and 0 < max_percent <= 100):
-        raise ConfigError(f"{where}: safety.max_percent must be a number from 0 to 100.")
+    if max_percent is not None:
+        max_percent = _number(max_percent, f"{where}: safety.max_percent", high=100)
     execution = data.get("execution", {})
-    parallel = execution.get("parallel", 20)
-    if not isinstance(parallel, int) or parallel < 1:
-        raise ConfigError(f"{where}: execution.parallel must be a positive whole number.")
-    poll_interval = execution.get("poll_interval", 5.0)
-    pace_scale = execution.get("pace_scale", 1.0)
-    for name, value in (("poll_interval", poll_interval), ("pace_scale", pace_scale)):
-        if not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"{where}: execution.{name} must be a positive number.")
+    parallel = int(_number(execution.get("parallel", 20), f"{where}: execution.parallel", whole=True, high=1000))
+    poll_interval = _number(execution.get("poll_interval", 5.0), f"{where}: execution.poll_interval", high=3600)
+    pace_scale = _number(execution.get("pace_scale", 1.0), f"{where}: execution.pace_scale", high=MAX_PACE_SCALE)
     output = data.get("output")
     if output is not None and output not in ("table", "json", "csv", "markdown"):
         raise ConfigError(f"{where}: output must be table, json, csv or markdown.")
+    case_sensitive = _bool(data.get("selection", {}).get("tag_values_case_sensitive", True),
+                           f"{where}: selection.tag_values_case_sensitive")
     return Config(
         path=path, subscriptions=_strs(data.get("subscriptions", []), f"{where}: subscriptions"),
-        output=output, cloud=data.get("cloud"), arm_endpoint=data.get("arm_endpoint"),
-        production_rules=tuple(rules),
-        tag_values_case_sensitive=bool(data.get("selection", {}).get("tag_values_case_sensitive", True)),
+        output=output, cloud=_str(data.get("cloud"), f"{where}: cloud"),
+        arm_endpoint=_str(data.get("arm_endpoint"), f"{where}: arm_endpoint"),
+        production_rules=tuple(rules), tag_values_case_sensitive=case_sensitive,
         max_targets=max_targets, max_percent=float(max_percent) if max_percent is not None else None,
         parallel=parallel, poll_interval=float(poll_interval), pace_scale=float(pace_scale), raw=data,
     )

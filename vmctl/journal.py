@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +19,7 @@ from .errors import InputError
 
 
 def state_dir() -> Path:
+    """Where run journals go: $XDG_STATE_HOME/vmctl/runs, else ~/.local/state/vmctl/runs."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "vmctl" / "runs"
 
@@ -30,11 +32,108 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+# ------------------------------------------------------------------ private files and directories
+def _label(path: Path, flag: str | None) -> str:
+    return f"{flag} {path}" if flag else str(path)
+
+
+def private_dir(path: Path, *, flag: str | None = None, tighten: bool = False) -> Path:
+    """Make sure directory `path` exists; every directory created here (parents included) gets mode
+    0700. With `tighten`, an existing one owned by this user loses its group and other bits (for
+    vmctl's own state directory; never for a directory the user named). InputError (exit 2), naming
+    the directory, when it cannot be created or is not a directory."""
+    try:
+        missing = []
+        p = path
+        while not os.path.lexists(p) and p != p.parent:
+            missing.append(p)
+            p = p.parent
+        for d in reversed(missing):
+            try:
+                os.mkdir(d, 0o700)
+            except FileExistsError:
+                pass
+        if not path.is_dir():
+            raise InputError(f"{_label(path, flag)} is not a directory.", "Give a path inside a directory.")
+        if tighten:
+            st = path.stat()
+            if st.st_uid == os.getuid() and st.st_mode & 0o077:
+                os.chmod(path, 0o700)
+    except OSError as exc:
+        raise InputError(f"cannot create directory {path}: {exc.strerror}.",
+                         "Check the path and its permissions, or give another path.") from exc
+    return path
+
+
+def ensure_state_dir() -> Path:
+    """~/.local/state/vmctl and its runs/ with mode 0700 (journals hold who ran what, where)."""
+    runs = state_dir()
+    private_dir(runs.parent, tighten=True)
+    return private_dir(runs, tighten=True)
+
+
+def write_private(path: Path, data: str | bytes, *, flag: str | None = None, exclusive: bool = False) -> None:
+    """Write a file only its owner can read (mode 0600): reports, plans, bundle files.
+
+    `exclusive`: the file must not exist (created with O_EXCL; bundle files are never
+    overwritten). Otherwise the text goes to a private temporary file in the same directory that
+    then replaces `path` atomically: a reader never sees half a report, and an existing file's
+    looser mode is not inherited. The parent directory must exist. InputError (exit 2) naming
+    `flag` and `path` on any OSError; nothing is left behind then.
+    """
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    label = _label(path, flag)
+    tmp: str | None = None
+    try:
+        if exclusive:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        else:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if tmp is not None:
+            if path.is_dir():
+                raise IsADirectoryError(21, "Is a directory")
+            os.replace(tmp, path)
+            tmp = None
+    except FileExistsError as exc:
+        raise InputError(f"{label} already exists; it is never overwritten.", "Give a new path.") from exc
+    except OSError as exc:
+        raise InputError(f"cannot write {label}: {exc.strerror or exc}.",
+                         "Check the path and its permissions, or give another path.") from exc
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+# ------------------------------------------------------------------ the journal
 class Journal:
+    """Append-only JSONL, mode 0600. A new journal is created exclusively: an existing file is never
+    overwritten (InputError). `append=True` continues an existing one (resume, evidence)."""
+
     def __init__(self, path: Path, append: bool = False) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(path, "a" if append else "x", encoding="utf-8")  # never overwrite a journal
+        if os.path.abspath(path.parent) == os.path.abspath(state_dir()):
+            ensure_state_dir()
+        else:
+            private_dir(path.parent)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | (0 if append else os.O_EXCL)
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileExistsError as exc:
+            raise InputError(f"--journal {path} already exists; a journal is never overwritten: give a new path.",
+                             "Leave --journal out for a new file under " f"{state_dir()}.") from exc
+        except IsADirectoryError as exc:
+            raise InputError(f"journal {path} is a directory.", "Give the path of a .jsonl file.") from exc
+        except OSError as exc:
+            raise InputError(f"cannot write journal {path}: {exc.strerror}.",
+                             "Check its permissions and its directory's, or give another path.") from exc
+        self._fh = os.fdopen(fd, "a", encoding="utf-8")
         self._lock = threading.Lock()
 
     def write(self, type_: str, **fields: Any) -> None:
@@ -52,24 +151,65 @@ class Journal:
                 self._fh.close()
 
 
+FIRST_LINE_MAX = 1 << 20  # the run record is small; a longer first line is not a journal
+
+
+def _not_journal(p: Path, why: str) -> InputError:
+    return InputError(f"{p} is not a vmctl journal: {why}.", "Give the .jsonl path vmctl printed for the run.")
+
+
 def read(path: str | Path) -> list[dict[str, Any]]:
+    """Every record of a journal. InputError (exit 2) naming the file when it is missing, unreadable,
+    or not a vmctl journal (not UTF-8, not JSONL, no run record first, no usable plan record).
+
+    A line after the first that is not a JSON record (a line cut short by a crash, the only kind
+    expected) becomes {"type": "corrupt", "line": n}; everything after it is kept."""
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"journal {p} is a directory.", "Give the .jsonl file vmctl printed for the run.")
     if not p.is_file():
         raise InputError(f"journal {p} does not exist.", "vmctl prints each run's journal path; runs live in "
                          f"{state_dir()}.")
-    records = []
-    with open(p, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
+    records: list[dict[str, Any]] = []
+    try:
+        with open(p, "rb") as fh:
+            first = fh.readline(FIRST_LINE_MAX)
+            if not first.strip():
+                raise _not_journal(p, "it is empty" if not first else "its first line is empty")
+            if not first.endswith(b"\n") and fh.peek(1):
+                raise _not_journal(p, "its first line is not a run record")
             try:
-                records.append(json.loads(line))
+                head = json.loads(first.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise _not_journal(p, "it is not UTF-8 text") from None
             except ValueError:
-                # a line cut short by a crash is the only kind we expect; anything after it is kept
-                records.append({"type": "corrupt", "line": n})
-    if not records or records[0].get("type") != "run":
-        raise InputError(f"{p} is not a vmctl run journal.", "Give the .jsonl path vmctl printed for the run.")
+                raise _not_journal(p, "line 1 is not JSON (a journal is JSON Lines)") from None
+            if not isinstance(head, dict) or head.get("type") != "run" or not isinstance(head.get("runId"), str):
+                raise _not_journal(p, "it does not start with a run record")
+            records.append(head)
+            for n, raw in enumerate(fh, 2):
+                if not raw.strip():
+                    continue
+                try:
+                    rec = json.loads(raw.decode("utf-8"))
+                except ValueError:  # UnicodeDecodeError included
+                    rec = None
+                if isinstance(rec, dict) and isinstance(rec.get("type"), str):
+                    records.append(rec)
+                else:
+                    # a line cut short by a crash is the only kind we expect; anything after it is kept
+                    records.append({"type": "corrupt", "line": n})
+    except OSError as exc:
+        raise InputError(f"cannot read journal {p}: {exc.strerror}.", "Check its permissions.") from exc
+    plan = next((r for r in records if r["type"] == "plan"), None)
+    if plan is None:
+        raise _not_journal(p, "no plan record (the run stopped before its plan was written)")
+    from .planner import plan_from_json
+
+    try:
+        plan_from_json(plan["plan"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _not_journal(p, f"its plan record is damaged ({type(exc).__name__}: {exc})") from None
     return records
 
 

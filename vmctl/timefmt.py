@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timezone
 
@@ -35,9 +36,57 @@ def iso(when: datetime | None) -> str | None:
     return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if when else None
 
 
-def parse_duration(text: str, flag: str) -> float:
-    """Seconds from a flag value such as 30s, 5m, 1h or 0; an InputError naming `flag` otherwise."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+# Upper bounds for flags that make vmctl wait. Beyond them a value is a typo, not an intent, and an
+# absurd one (1e400 seconds) would overflow the timers that use it.
+MAX_WAIT = 7 * 86400.0          # --pause, --evidence-wait, --wait: a week
+MAX_TIMEOUT = 7 * 86400.0       # --timeout: a week (ARM's own operations give up long before)
+MAX_HOOK_TIMEOUT = 86400.0      # --hook-timeout: a day (Azure's graceful-shutdown window is 5 min)
+
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _span(seconds: float) -> str:
+    """7 days, 1 day, 12 hours, 90 s: for the bound in a message."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds:g} s"
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def parse_duration(text: str, flag: str, *, maximum: float = MAX_WAIT) -> float:
+    """Seconds from a flag value such as 30s, 5m, 1h, 2d or 0; finite and at most `maximum`.
+
+    Raises InputError naming `flag` (exit 2) for anything else: not a duration, or too long.
+    """
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
     if not m:
-        raise InputError(f"{flag} '{text}' is not a duration.", "Examples: 30s, 5m, 1h, 0.")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+        raise InputError(f"{flag} '{_short(text)}' is not a duration.", "Examples: 30s, 5m, 1h, 0.")
+    seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if not math.isfinite(seconds) or seconds > maximum:
+        raise InputError(f"{flag} '{_short(text.strip())}' is longer than {_span(maximum)}, the most vmctl waits.",
+                         f"Give at most {_span(maximum)}, e.g. 30s, 5m, 1h.")
+    return seconds
+
+
+def parse_seconds(value: float, flag: str, *, minimum_exclusive: float = 0.0, maximum: float = MAX_TIMEOUT) -> float:
+    """Check a float flag (Typer has already parsed it, so `nan` arrives as float('nan')): finite,
+    greater than `minimum_exclusive` and at most `maximum`. Returns it; InputError (exit 2) otherwise.
+
+    --timeout: maximum=MAX_TIMEOUT (7 days); --hook-timeout: maximum=MAX_HOOK_TIMEOUT (1 day).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(f"{flag} '{value}' is not a number of seconds.",
+                         f"Give a number above {minimum_exclusive:g} and at most {maximum:g} ({_span(maximum)}), "
+                         f"e.g. {flag} 300.")
+    if value <= minimum_exclusive:
+        raise InputError(f"{flag} must be more than {minimum_exclusive:g} seconds, not {value:g}.",
+                         f"Give a number of seconds, e.g. {flag} 300.")
+    if value > maximum:
+        raise InputError(f"{flag} {value:g} is more than {maximum:g} seconds ({_span(maximum)}), the most vmctl allows.",
+                         f"Give at most {maximum:g}.")
+    return float(value)

@@ -48,19 +48,35 @@ IncludeProduction = Annotated[bool, typer.Option(
 
 
 def read_ids(values: list[str]) -> list[str]:
-    """Expand --ids values: literal IDs, @FILE, or - (stdin), as `az ... -o tsv` prints them."""
+    """Expand --ids values: literal IDs, @FILE, or - (stdin), as `az ... -o tsv` prints them.
+    An unreadable file, a directory or text that is not UTF-8 is an InputError naming it."""
     from ..selection import split_ids
 
     out: list[str] = []
     for v in values:
         if v == "-":
-            out.extend(split_ids(sys.stdin.read().splitlines()))
-        elif v.startswith("@"):
             try:
-                with open(v[1:], encoding="utf-8") as fh:
-                    out.extend(split_ids(fh.read().splitlines()))
+                text = sys.stdin.read()
+            except UnicodeDecodeError:
+                raise InputError("--ids -: standard input is not UTF-8 text.",
+                                 "Pipe resource IDs in, one per line (az ... --query [].id -o tsv).") from None
+            out.extend(split_ids(text.splitlines()))
+        elif v.startswith("@"):
+            name = v[1:]
+            if not name:
+                raise InputError("--ids @ needs a file name after the @.", "Example: --ids @vms.txt, or --ids - for stdin.")
+            if os.path.isdir(name):
+                raise InputError(f"--ids {v}: {name} is a directory.", "Give a file with one resource ID per line.")
+            try:
+                with open(name, encoding="utf-8") as fh:
+                    text = fh.read()
             except OSError as exc:
-                raise InputError(f"--ids {v}: cannot read {v[1:]}: {exc.strerror}.") from exc
+                raise InputError(f"--ids {v}: cannot read {name}: {exc.strerror}.",
+                                 "Give a file with one resource ID per line.") from exc
+            except UnicodeDecodeError:
+                raise InputError(f"--ids {v}: {name} is not UTF-8 text.",
+                                 "Give a text file with one resource ID per line.") from None
+            out.extend(split_ids(text.splitlines()))
         else:
             out.extend(split_ids([v]))
     if values and not out:
@@ -82,7 +98,9 @@ class Common:
 def resolve_output(flag: str | None, config_output: str | None) -> str:
     from ..render import FORMATS
 
-    fmt = (flag or config_output or "table").lower()
+    if flag is not None and not flag.strip():
+        raise InputError("--output is empty.", f"Use one of: {', '.join(FORMATS)}, or leave it out.")
+    fmt = (flag or config_output or "table").strip().lower()
     if fmt not in FORMATS:
         raise InputError(f"--output '{fmt}' is not a format.", f"Use one of: {', '.join(FORMATS)}.")
     return fmt

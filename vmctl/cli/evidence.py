@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +17,7 @@ from ._common import (
 )
 
 log = logging.getLogger("vmctl.evidence")
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 COLUMNS = ["EVENT TIME", "STATUS", "OPERATION", "RESOURCE GROUP", "RESOURCE", "CALLER", "CORRELATION ID", "OPERATION ID",
            "SUBMITTED"]
 
@@ -67,13 +68,23 @@ def evidence_cmd(
     from .inventory import _setup
     from ..timefmt import parse_duration
 
+    from ..preflight import check_query
+
     common = Common(subscription, cloud, arm_endpoint, config, output, query, debug)
     if journal is not None:
         if correlation_id or resource_group or name or ids or tag or exclude_tag or location or power_state:
             raise InputError("--journal takes the run's own VMs and operations; drop the selection flags.")
         cfg = load_config(config)
-        _journal_evidence(journal, common, cfg, resolve_output(output, cfg.output), parse_duration(wait, "--wait"))
+        fmt = resolve_output(output, cfg.output)
+        check_query(query)
+        _journal_evidence(journal, common, cfg, fmt, parse_duration(wait, "--wait"))
         return
+    for cid in correlation_id:
+        # pasted into the Activity Log's OData $filter: only a GUID may go there
+        if not _GUID.fullmatch(cid.strip()):
+            raise InputError(f"--correlation-id '{cid}' is not a correlation id (a GUID).",
+                             "Copy it from the report or the journal, e.g. 5f0d2c1e-8a4b-4c3d-9e2f-1a2b3c4d5e6f.")
+    correlation_id = [cid.strip() for cid in correlation_id]
     now = datetime.now(timezone.utc)
     if since and from_:
         raise InputError("--since and --from both give the window's start.", "Use one of them.")
@@ -136,11 +147,16 @@ def _journal_evidence(path: Path, common: Common, cfg: Any, fmt: str, wait: floa
     from ..report import EVIDENCE_COLUMNS, build, evidence_rows
     from ._common import connection_for
 
+    from ..preflight import check_writable
+
     records = jr.read(path)
+    check_writable(path, "--journal")  # the evidence is appended to it: refuse now, not after the reads
     plan = plan_from_json(next(iter_type(records, "plan"))["plan"])
     expected = expected_operations(records, {s.index: s.vm.subscription_id for s in plan.steps})
     client = make_client(connection_for(common, cfg))
-    scale = float(os.environ.get("VMCTL_PACE_SCALE") or cfg.pace_scale)
+    from ..config import pace_scale
+
+    scale = pace_scale(cfg)
     found = collect(client, expected, wait=wait, have=collected(records),
                     first_pause=max(0.2, 1.0 / scale), max_pause=max(1.0, 15.0 / scale))
     j = jr.Journal(path, append=True)

@@ -22,10 +22,12 @@ def _setup(common: Common, *, groups: list[str], names: list[str], ids: list[str
     """Everything that can be refused without a request: config, output, selection, subscriptions."""
     from ..config import load_config
     from ..inventory import resolve_subscriptions
+    from ..preflight import check_query
     from ..selection import build_selector
 
     config = load_config(common.config_path)
     fmt = resolve_output(common.output, config.output)
+    check_query(common.query)
     selector = build_selector(
         resource_groups=groups, names=names, ids=read_ids(list(ids)), tags=tags, exclude_tags=exclude_tags,
         locations=locations, power_states=power_states, include_production=include_production,
@@ -102,9 +104,12 @@ def show_cmd(
     from ..selection import VmRef, parse_resource_id
     from ..views import show_sections, vm_json
 
+    from ..preflight import check_query
+
     common = Common(subscription, cloud, arm_endpoint, config, output, query, debug)
     cfg = load_config(common.config_path)
     fmt = resolve_output(common.output, cfg.output)
+    check_query(query)
     refs: list[VmRef] = []
     by_name = [v for v in vms if not v.startswith("/")]
     if by_name and not resource_group:

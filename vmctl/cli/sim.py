@@ -27,12 +27,35 @@ def serve(
         vmctl sim serve --fleet examples/fleet.yaml --env-file sim.env --time-scale 10
         set -a; . ./sim.env; set +a
     """
+    import math
+
+    from ..simulator.backend import MAX_TIME_SCALE
     from ..simulator.fleet import FleetError
     from ..simulator.server import serve as run
 
-    if time_scale <= 0:
-        typer.echo("error: --time-scale must be a positive number, e.g. 10 for ten times faster", err=True)
+    def refuse(message: str) -> None:
+        typer.echo(f"error: {message}", err=True)
         raise typer.Exit(2)
+
+    if not math.isfinite(time_scale) or not 0 < time_scale <= MAX_TIME_SCALE:
+        refuse(f"--time-scale {time_scale:g} is not a number above 0 and at most {MAX_TIME_SCALE:g}; "
+               "e.g. --time-scale 10 runs ten times faster")
+    if not 0 <= port <= 65535:
+        refuse(f"--port {port} is not a port number: give 0 to 65535 (0 picks a free port)")
+    if not host.strip():
+        refuse("--host is empty: give an address such as 127.0.0.1")
+    if fleet.is_dir():
+        refuse(f"--fleet {fleet} is a directory: give a fleet file (YAML), e.g. examples/fleet.yaml")
+    if not fleet.is_file():
+        refuse(f"--fleet {fleet} does not exist: give a fleet file (YAML), e.g. examples/fleet.yaml")
+    if env_file is not None:
+        from ..errors import InputError
+        from ..preflight import check_writable
+
+        try:
+            check_writable(env_file, "--env-file", create_parents=True)
+        except InputError as exc:
+            refuse(exc.message)
     try:
         code = run(str(fleet), host=host, port=port, time_scale=time_scale,
                    env_file=str(env_file) if env_file else None, allow_remote=allow_remote)

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -96,24 +97,54 @@ def emit_query(out: Output, fmt: str, query: str, stream: TextIO) -> None:
         stream.write(json.dumps(result, indent=2, default=str) + "\n")
 
 
+# CSV injection (OWASP "CSV Injection"): a spreadsheet runs a cell that starts with = + - @ (or a
+# tab or CR before one) as a formula. Such cells get a leading ' so they stay text. Two shapes are
+# left alone because no spreadsheet reads them as a formula: a plain negative number (-3, -0.5)
+# and the lone "-" vmctl prints for "none".
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NEGATIVE = re.compile(r"-(\d+(\.\d+)?)?")
+
+
+def csv_cell(value: object) -> str:
+    text = str(value)
+    if text.startswith(_FORMULA_START) and not _PLAIN_NEGATIVE.fullmatch(text):
+        return "'" + text
+    return text
+
+
 def _csv(out: Output, stream: TextIO) -> None:
     w = csv.writer(stream, lineterminator="\n")
+
+    def row(cells: list[Any]) -> None:
+        w.writerow([csv_cell(c) for c in cells])
+
     if out.columns:
-        w.writerow(out.columns)
-        w.writerows(out.rows)
+        row(out.columns)
+        for r in out.rows:
+            row(r)
     for s in out.sections:
         if s.columns:
             w.writerow([])
-            w.writerow([s.title])
-            w.writerow(s.columns)
-            w.writerows(s.rows)
+            row([s.title])
+            row(s.columns)
+            for r in s.rows:
+                row(r)
         else:
             for line in s.lines:
-                w.writerow([s.title, line])
+                row([s.title, line])
+
+
+def md_escape(text: object) -> str:
+    """Text from outside vmctl (a --ticket, a tag value, a VM name) made safe for one line of
+    Markdown: line breaks become spaces (no new heading, list or table row can start), `|` is
+    escaped (no new table cell), and a leading `#` is escaped (no heading). Use it for the
+    report's title and meta lines."""
+    flat = re.sub(r"\r\n|[\r\n\u2028\u2029\x0b\x0c]", " ", str(text)).replace("|", "\\|")
+    return re.sub(r"^(\s*)#", r"\1\\#", flat)
 
 
 def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ") or " "
+    return md_escape(text) or " "
 
 
 def _md_table(columns: list[str], rows: list[list[str]]) -> str:
@@ -134,7 +165,8 @@ def markdown(out: Output) -> str:
         if s.columns:
             parts.append(_md_table(s.columns, s.rows))
         for line in s.lines:
-            parts.append(f"- {line}\n")
+            parts.append(f"- {md_escape(line)}\n")
     if out.footer:
-        parts.append("\n" + "\n".join(f"**{line}**" if i == 0 else line for i, line in enumerate(out.footer)) + "\n")
+        parts.append("\n" + "\n".join(f"**{md_escape(line)}**" if i == 0 else md_escape(line)
+                                       for i, line in enumerate(out.footer)) + "\n")
     return "\n".join(p.rstrip("\n") + "\n" for p in parts)

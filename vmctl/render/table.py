@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import TextIO
 
@@ -11,6 +12,15 @@ from rich.table import Table
 from rich.text import Text
 
 from . import Output, wants_color
+
+# Terminal control characters in data (a tag value holding ESC [2J, an OSC title sequence) would
+# be obeyed by the terminal; they are shown as \xNN instead. Newlines and tabs stay.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def safe(text: object) -> Text:
+    return Text(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text)))
+
 
 STYLE = {"stopped": "bold yellow", "prod": "bold red", "dim": "dim", "failed": "red", "ok": "green"}
 
@@ -40,19 +50,21 @@ def table(out: Output, stream: TextIO) -> None:
             t.add_column(c, no_wrap=plain, overflow="fold")
         for i, r in enumerate(out.rows):
             style = out.row_styles[i] if i < len(out.row_styles) else ""
-            t.add_row(*[Text(str(c)) for c in r], style=STYLE.get(style, style) or None)
+            t.add_row(*[safe(c) for c in r], style=STYLE.get(style, style) or None)
         con.print(t)
     for s in out.sections:
-        con.print(Text(s.title, style="bold"))
+        title = safe(s.title)
+        title.stylize("bold")
+        con.print(title)
         for line in s.lines:
-            con.print(Text("  " + line))
+            con.print(safe("  " + line))
         if s.columns:
             t = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
             for c in s.columns:
                 t.add_column(c, no_wrap=plain)
             for r in s.rows:
-                t.add_row(*[Text(str(c)) for c in r])
+                t.add_row(*[safe(c) for c in r])
             con.print(t)
         con.print()
     for line in out.footer:
-        con.print(Text(line))
+        con.print(safe(line))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 import json
 import itertools
+import math
 import random
 import threading
 import time
@@ -29,6 +30,7 @@ from typing import Any, Callable
 from .activity import ActivityLog
 from .fleet import AvailabilitySetSpec, Fleet, SubscriptionSpec, VmSpec, load_fleet
 
+MAX_TIME_SCALE = 100000.0  # beyond this simulated durations round to nothing: a typo, not a wish
 PREEMPTED = ("OperationPreempted", "The operation has been preempted by a more recent operation.")
 RESTART_REFUSED = "The operation requires the VM to be running (or set to run)."
 
@@ -124,8 +126,9 @@ class Backend:
         self, source: str | Path | dict[str, Any] | Fleet, time_scale: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if time_scale <= 0:
-            raise ValueError("time scale must be positive")
+        if isinstance(time_scale, bool) or not isinstance(time_scale, (int, float)) \
+                or not math.isfinite(time_scale) or not 0 < time_scale <= MAX_TIME_SCALE:
+            raise ValueError(f"time scale must be a number above 0 and at most {MAX_TIME_SCALE:g}, not {time_scale!r}")
         self.source = source
         self.time_scale = time_scale
         self.clock = clock

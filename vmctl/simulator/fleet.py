@@ -10,6 +10,7 @@ case is an option under `platform:` (docs/simulator.md, "What is modelled, and o
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -156,6 +157,12 @@ class Fleet:
     platform: PlatformSpec = field(default_factory=PlatformSpec)
 
 
+MAX_COUNT = 100_000            # VMs one generator entry may expand to
+MAX_PAGE_SIZE = 100_000        # paging.*: items per page
+MAX_SPAN_SECONDS = 3650 * 86400.0   # any duration or relative time: 10 years
+MAX_OPERATION_SECONDS = 7 * 86400.0  # an LRO, an Activity Log delay, a fault's delay: a week
+MAX_TOKEN_SECONDS = 86400.0    # Azure's managed-identity tokens live up to 24 h
+
 _DURATION = re.compile(r"^\s*([+-]?)\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -165,12 +172,31 @@ def parse_duration(text: Any, where: str) -> float:
     if isinstance(text, bool):
         raise FleetError(f"{where}: expected a duration like 30s, 5m, 2h or -1d, got {text!r}")
     if isinstance(text, (int, float)):
-        return float(text)
-    m = _DURATION.match(str(text))
-    if not m:
-        raise FleetError(f"{where}: expected a duration like 30s, 5m, 2h or -1d, got {text!r}")
-    sign = -1.0 if m.group(1) == "-" else 1.0
-    return sign * float(m.group(2)) * _UNIT_SECONDS[m.group(3)]
+        value = float(text)
+    else:
+        m = _DURATION.match(str(text))
+        if not m:
+            raise FleetError(f"{where}: expected a duration like 30s, 5m, 2h or -1d, got {text!r}")
+        sign = -1.0 if m.group(1) == "-" else 1.0
+        value = sign * float(m.group(2)) * _UNIT_SECONDS[m.group(3)]
+    if not math.isfinite(value) or abs(value) > MAX_SPAN_SECONDS:
+        raise FleetError(f"{where}: expected a finite duration of at most 10 years (3650d), got {text!r}")
+    return value
+
+
+def _seconds(text: Any, where: str, *, maximum: float = MAX_OPERATION_SECONDS, positive: bool = False) -> float:
+    """A duration that cannot be negative (an LRO, a delay), or zero with `positive`."""
+    value = parse_duration(text, where)
+    if value < 0 or (positive and value == 0) or value > maximum:
+        low = "above 0" if positive else "from 0"
+        raise FleetError(f"{where}: expected a duration {low} up to {maximum:g} s, got {text!r}")
+    return value
+
+
+def _whole(value: Any, where: str, *, low: int = 1, high: int = MAX_COUNT) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise FleetError(f"{where}: expected a whole number from {low} to {high}, got {value!r}")
+    return value
 
 
 def _when(value: Any, now: datetime, where: str) -> datetime:
@@ -224,9 +250,9 @@ def _vm_entries(
     if "name" not in raw:
         raise FleetError(f"{where}: every VM needs a name")
     count = raw.get("count")
-    if count is not None and (not isinstance(count, int) or count < 1):
-        raise FleetError(f"{where}.count: expected a positive whole number, got {count!r}")
-    first = int(raw.get("start", 1))
+    if count is not None:
+        count = _whole(count, f"{where}.count", high=MAX_COUNT)
+    first = _whole(raw.get("start", 1), f"{where}.start", low=0, high=10**9)
     names: list[str]
     template = str(raw["name"])
     if count is None:
@@ -321,8 +347,9 @@ def _fault(raw: Any, where: str) -> FaultSpec:
     return FaultSpec(
         operation=str(f.get("operation", "*")), vm=f.get("vm"), error=str(f.get("error", "500")),
         times=times, message=f.get("message"),
-        delay_seconds=parse_duration(f.get("delay_seconds", 0), f"{where}.delay_seconds"),
-        retry_after=f.get("retry_after"),
+        delay_seconds=_seconds(f.get("delay_seconds", 0), f"{where}.delay_seconds"),
+        retry_after=None if f.get("retry_after") is None else _whole(
+            f.get("retry_after"), f"{where}.retry_after", low=0, high=86400),
     )
 
 
@@ -386,7 +413,7 @@ def parse_platform(raw: Any, where: str = "platform") -> PlatformSpec:
 def _number(value: Any, where: str, *, low: float = 0.0, high: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise FleetError(f"{where}: expected a number, got {value!r}")
-    if value < low or (high is not None and value >= high):
+    if not math.isfinite(value) or value < low or (high is not None and value >= high):
         rng = f"from {low:g} up to (not including) {high:g}" if high is not None else f"of at least {low:g}"
         raise FleetError(f"{where}: expected a number {rng}, got {value!r}")
     return float(value)
@@ -405,6 +432,8 @@ def load_fleet(source: str | Path | dict[str, Any], now: datetime | None = None)
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise FleetError(f"cannot read fleet file {origin}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise FleetError(f"fleet file {origin} is not UTF-8 text (byte {exc.start + 1}); save it as UTF-8") from exc
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -417,10 +446,13 @@ def load_fleet(source: str | Path | dict[str, Any], now: datetime | None = None)
         "time",
     )
     lro = dict(DEFAULT_LRO_SECONDS)
-    for op, secs in (time_cfg.get("lro_seconds") or {}).items():
+    lro_cfg = time_cfg.get("lro_seconds") or {}
+    if not isinstance(lro_cfg, dict):
+        raise FleetError(f"time.lro_seconds: expected a mapping of operation to seconds, got {lro_cfg!r}")
+    for op, secs in lro_cfg.items():
         if op not in LRO_OPERATIONS:
             raise FleetError(f"time.lro_seconds: unknown operation {op!r}; known: {', '.join(LRO_OPERATIONS)}")
-        lro[op] = parse_duration(secs, f"time.lro_seconds.{op}")
+        lro[op] = _seconds(secs, f"time.lro_seconds.{op}")
     retry_after = time_cfg.get("lro_retry_after")
     if retry_after is not None:
         retry_after = _number(retry_after, "time.lro_retry_after")
@@ -432,6 +464,7 @@ def load_fleet(source: str | Path | dict[str, Any], now: datetime | None = None)
         raise FleetError(f"time.seed: expected a whole number, got {seed!r}")
     platform = parse_platform(data.get("platform"))
     paging = _check_keys(data.get("paging") or {}, {"vms", "activity_log", "resources"}, "paging")
+    page_sizes = {k: _whole(v, f"paging.{k}", high=MAX_PAGE_SIZE) for k, v in paging.items()}
     identity = _check_keys(
         data.get("identity") or {}, {"upn", "name", "object_id", "app_id"}, "identity"
     )
@@ -468,9 +501,12 @@ def load_fleet(source: str | Path | dict[str, Any], now: datetime | None = None)
             for ai, a in enumerate(rg.get("availability_sets") or []):
                 aw = f"{gw}.availability_sets[{ai}]"
                 _check_keys(a, {"name", "update_domains", "fault_domains"}, aw)
+                if "name" not in a:
+                    raise FleetError(f"{aw}: every availability set needs a name")
                 spec = AvailabilitySetSpec(
                     sid, rg_name, str(a["name"]), location,
-                    int(a.get("update_domains", 5)), int(a.get("fault_domains", 2)),
+                    _whole(a.get("update_domains", 5), f"{aw}.update_domains", high=20),
+                    _whole(a.get("fault_domains", 2), f"{aw}.fault_domains", high=3),
                 )
                 if not (1 <= spec.update_domains <= 20 and 1 <= spec.fault_domains <= 3):
                     raise FleetError(f"{aw}: update_domains must be 1-20 and fault_domains 1-3")
@@ -491,15 +527,16 @@ def load_fleet(source: str | Path | dict[str, Any], now: datetime | None = None)
     return Fleet(
         tenant_id=str(data.get("tenant_id", "72f988bf-0000-0000-0000-000000000000")),
         subscriptions=subs, vms=vms, availability_sets=avsets, lro_seconds=lro,
-        activity_log_delay_seconds=parse_duration(
+        activity_log_delay_seconds=_seconds(
             time_cfg.get("activity_log_delay_seconds", DEFAULT_ACTIVITY_LOG_DELAY_SECONDS), "time.activity_log_delay_seconds"),
         lro_retry_after=retry_after,
-        token_lifetime_seconds=parse_duration(time_cfg.get("token_lifetime_seconds", 3600), "time.token_lifetime_seconds"),
-        vm_page_size=int(paging.get("vms", 200)),
-        activity_page_size=int(paging.get("activity_log", 200)),
+        token_lifetime_seconds=_seconds(time_cfg.get("token_lifetime_seconds", 3600), "time.token_lifetime_seconds",
+                                        maximum=MAX_TOKEN_SECONDS, positive=True),
+        vm_page_size=page_sizes.get("vms", 200),
+        activity_page_size=page_sizes.get("activity_log", 200),
         identity={str(k): str(v) for k, v in identity.items()},
         faults=parse_faults(data.get("faults")),
         throttling=ThrottleSpec(enabled=bool(thr.get("enabled", True)), overrides={k: v for k, v in thr.items() if k != "enabled"}),
         loaded_at=now,
-        jitter=jitter, seed=seed, resource_page_size=int(paging.get("resources", 1000)), platform=platform,
+        jitter=jitter, seed=seed, resource_page_size=page_sizes.get("resources", 1000), platform=platform,
     )

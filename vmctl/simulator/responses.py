@@ -352,8 +352,13 @@ class Handler:
         self.stats.by_operation["identity.token"] += 1
         ident = self.identity
         if imds:
+            # IMDS: "Requests must contain the header Metadata: true" and "must also not contain an
+            # X-Forwarded-For header" (the SSRF guards; the second refusal's body is an assumption)
             if request.headers.get("Metadata", "").lower() != "true":
                 return _json(400, {"error": "invalid_request", "error_description": "Required metadata header not specified"})
+            if "X-Forwarded-For" in request.headers:
+                return _json(400, {"error": "invalid_request",
+                                   "error_description": "Requests with an X-Forwarded-For header are not accepted"})
         else:
             secret = request.headers.get("X-IDENTITY-HEADER") or request.headers.get("secret")
             if secret != ident.header_secret:
