@@ -93,9 +93,9 @@ def test_production_guard_tag_selection_and_ephemeral_skip_hold_on_azures_status
     assert r.exit_code == 0 and json.loads(r.stdout) == ["web-1", "web-2"], r.output
     r = vmctl("list", "--tag", "env=prod", "-o", "json", "--query", "[?production].name")
     assert json.loads(r.stdout) == ["shop-1", "shop-2", "shop-3"]
-    # a whole production group with --yes: nothing to do, nothing sent
+    # a whole production group with --yes: refused by the production guard (exit 4), nothing sent
     r = vmctl("deallocate", "-g", "rg-shop-prod", "--yes", "--config", config(tmp_path))
-    assert r.exit_code == 0 and "Nothing to do" in r.stderr, r.output
+    assert r.exit_code == 4 and "every VM the plan could act on is production (3" in r.stderr, r.output
     assert r.stdout.count("skip: production") == 3
     assert writes(sim) == {}
     # both groups with --yes: dev is deallocated, production and the ephemeral-OS VM are not touched
@@ -122,7 +122,7 @@ def test_a_vm_that_changed_state_since_the_plan_gets_azures_refusal_at_once(
     pre = hook(tmp_path, "/_sim/act", {"vm": "VM", "resource_group": "rg-dev", "action": "deallocate"})
     sim.reset("stats")
     journal = tmp_path / "j.jsonl"
-    r = vmctl("restart", "-g", "rg-dev", "-n", "web-1", "--yes", "--pre-hook", pre, "--journal", journal,
+    r = vmctl("restart", "-g", "rg-dev", "-n", "web-1", "--yes", "--pre-hook", pre, "--hook-env", "REQUESTS_CA_BUNDLE", "--hook-env", "VMCTL_ARM_ENDPOINT", "--journal", journal,
               "--no-evidence-wait", "-o", "json", "--config", config(tmp_path))
     assert r.exit_code == 1, r.output
     (v,) = json.loads(r.stdout)["data"]["vms"]
@@ -138,7 +138,7 @@ def test_stop_of_a_vm_being_deallocated_is_refused_not_turned_into_a_billed_stop
         make_sim: Callable[..., SimHandle], tmp_path: Path) -> None:
     sim = make_sim(fleet(lro=0.5))
     pre = hook(tmp_path, "/_sim/act", {"vm": "VM", "resource_group": "rg-dev", "action": "deallocate"})
-    r = vmctl("stop", "--keep-allocation", "-g", "rg-dev", "-n", "job-1", "--yes", "--pre-hook", pre,
+    r = vmctl("stop", "--keep-allocation", "-g", "rg-dev", "-n", "job-1", "--yes", "--pre-hook", pre, "--hook-env", "REQUESTS_CA_BUNDLE", "--hook-env", "VMCTL_ARM_ENDPOINT",
               "--no-evidence-wait", "-o", "json", "--config", config(tmp_path))
     assert r.exit_code == 1, r.output
     (v,) = json.loads(r.stdout)["data"]["vms"]
@@ -191,7 +191,7 @@ def test_verify_and_evidence_failures_appear_in_the_report(make_sim: Callable[..
               {"operation": "activityLogs.list", "error": "400", "times": "always"}]
     pre = hook(tmp_path, "/_sim/faults", faults)  # type: ignore[arg-type]
     journal, report = tmp_path / "j.jsonl", tmp_path / "r.md"
-    r = vmctl("restart", "-g", "rg-dev", "-n", "web-1", "--yes", "--pre-hook", pre, "--journal", journal,
+    r = vmctl("restart", "-g", "rg-dev", "-n", "web-1", "--yes", "--pre-hook", pre, "--hook-env", "REQUESTS_CA_BUNDLE", "--hook-env", "VMCTL_ARM_ENDPOINT", "--journal", journal,
               "--report", report, "--evidence-wait", "5s", "-o", "json", "--config", config(tmp_path))
     sim.control("DELETE", "/_sim/faults")
     recs = [json.loads(line) for line in journal.read_text().splitlines()]

@@ -310,6 +310,17 @@ def test_no_terminal_and_no_yes_exits_2_naming_yes(sim: SimHandle) -> None:
     assert writes(sim) == 0
 
 
+def test_a_selection_of_production_vms_only_is_refused_with_exit_4(sim: SimHandle) -> None:
+    """As docs/exit-codes.md says: naming production VMs without --include-production is a guard's refusal."""
+    sim.reset("stats")
+    for args in (["deallocate", "-n", "dealloc-01", "-n", "stopped-01", "--yes"],
+                 ["deallocate", "-n", "stopped-01", "--dry-run"]):
+        r = vmctl(*args)
+        assert r.exit_code == 4, r.output
+        assert "production" in (r.stderr + r.stdout) and "--include-production" in (r.stderr + r.stdout)
+    assert writes(sim) == 0
+
+
 def test_nothing_to_do_exits_0_without_a_write(sim: SimHandle) -> None:
     sim.reset("stats")
     r = vmctl("start", "-g", "rg-app", "--yes")

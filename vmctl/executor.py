@@ -245,7 +245,8 @@ class Executor:
     def _submit_one(self, step: Step) -> None:
         vm, opts = step.vm, self.opts
         if opts.pre_hook:
-            res = run_hook(opts.pre_hook, vm, step.action or "", "pre", opts.hook_timeout, cancel=self.abandon)
+            res = run_hook(opts.pre_hook, vm, step.action or "", "pre", opts.hook_timeout, cancel=self.abandon,
+                           extra_env=opts.hook_env)
             self.journal.write("hook", index=step.index, vm=vm.id, phase="pre", ok=res.ok,
                                returncode=res.returncode, output=res.output)
             if not res.ok:
@@ -541,7 +542,7 @@ class Executor:
     def _post_hook(self, step: Step, cid: str, retries: int, duration: float) -> None:
         try:
             res = run_hook(self.opts.post_hook or "", step.vm, step.action or "", "post", self.opts.hook_timeout,
-                           cancel=self.abandon)
+                           cancel=self.abandon, extra_env=self.opts.hook_env)
             self.journal.write("hook", index=step.index, vm=step.vm.id, phase="post", ok=res.ok,
                                returncode=res.returncode, output=res.output)
             if res.ok:

@@ -62,6 +62,7 @@ class Options:
     pre_hook: str | None = None
     post_hook: str | None = None
     hook_timeout: float = 300.0
+    hook_env: tuple[str, ...] = ()   # variables passed to hooks on top of the allow-list
     ticket: str | None = None
     wave_by: str = "update-domain"   # maintenance: update-domain | tag:KEY | none
     pause: float = 300.0             # maintenance: seconds between waves
@@ -192,6 +193,11 @@ def guard_refusals(steps: list[Step], opts: Options, totals: dict[str, int]) -> 
     """Blast-radius guards; each refusal is one sentence with the way past it."""
     out = []
     acting = [s for s in steps if s.acts]
+    prod = [s for s in steps if s.skip == "production"]
+    if prod and not acting:
+        out.append(f"every VM the plan could act on is production ({len(prod)}: "
+                   f"{', '.join(s.vm.name for s in prod[:3])}{', ...' if len(prod) > 3 else ''}) and production is "
+                   "excluded; add --include-production (and confirm) if that is what you mean")
     if len(acting) > opts.max_targets:
         out.append(f"the plan acts on {len(acting)} VMs, more than --max-targets {opts.max_targets}; "
                    "narrow the selection or raise --max-targets explicitly")
@@ -323,6 +329,8 @@ def vm_from_plan_json(d: dict[str, Any]) -> Vm:
 def plan_from_json(d: dict[str, Any]) -> Plan:
     steps = tuple(Step(s["index"], vm_from_plan_json(s["vm"]), s["action"], s["skip"], s["detail"], s["hibernate"],
                        s["path"], s.get("wave")) for s in d["steps"])
-    return Plan(run_id=d["runId"], verb=d["verb"], action=d["action"], steps=steps, options=Options(**d["options"]),
+    opts = dict(d["options"])
+    opts["hook_env"] = tuple(opts.get("hook_env") or ())
+    return Plan(run_id=d["runId"], verb=d["verb"], action=d["action"], steps=steps, options=Options(**opts),
                 created_at=d["createdAt"], refusals=tuple(d["refusals"]), totals=dict(d.get("totals") or {}),
                 set_sizes=dict(d.get("setSizes") or {}))

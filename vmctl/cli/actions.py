@@ -38,6 +38,7 @@ PostHook = Annotated[Optional[str], typer.Option("--post-hook", metavar="CMD", h
 EvidenceWait = Annotated[str, typer.Option("--evidence-wait", metavar="DURATION", help="How long to wait for the Activity Log's record of each operation (it lags by minutes).")]
 NoEvidenceWait = Annotated[bool, typer.Option("--no-evidence-wait", help="Do not wait for Activity Log evidence (fetch it later: vmctl evidence --journal).")]
 HookTimeout = Annotated[float, typer.Option("--hook-timeout", metavar="SECONDS", help="Seconds a hook may run (default 300: Azure's graceful-shutdown window).")]
+HookEnv = Annotated[list[str], typer.Option("--hook-env", metavar="NAME", help="Pass this environment variable to hooks (repeatable); hooks otherwise get only PATH, HOME, locale and the VMCTL_* variables.")]
 
 
 def interactive() -> bool:
@@ -174,7 +175,8 @@ def run_action(
     verb: str, common: Common, sel: dict[str, Any], *, dry_run: bool, yes: bool, plan_out: Path | None,
     journal_path: Path | None, report_path: Path | None, ticket: str | None, max_targets: int | None,
     max_percent: float | None, parallel: int | None, timeout: float, pre_hook: str | None, post_hook: str | None,
-    hook_timeout: float, keep_allocation: bool = False, skip_shutdown: bool = False, hibernate: bool = False,
+    hook_timeout: float, hook_env: tuple[str, ...] = (), keep_allocation: bool = False, skip_shutdown: bool = False,
+    hibernate: bool = False,
     hibernate_fallback: str = "fail", wave_by: str = "update-domain", pause: float = 300.0,
     evidence_wait: float = 600.0,
 ) -> None:
@@ -215,7 +217,7 @@ def run_action(
         max_targets=max_targets if max_targets is not None else cfg.max_targets, max_targets_explicit=max_targets is not None,
         max_percent=max_percent if max_percent is not None else cfg.max_percent,
         parallel=parallel or cfg.parallel, timeout=timeout, pre_hook=pre_hook, post_hook=post_hook,
-        hook_timeout=hook_timeout, ticket=ticket, wave_by=wave_by, pause=pause,
+        hook_timeout=hook_timeout, hook_env=hook_env, ticket=ticket, wave_by=wave_by, pause=pause,
     )
     client = make_client(connection)
     pacer = make_pacer(cfg)
@@ -422,7 +424,8 @@ def _action_options(
     dry_run: DryRun = False, yes: Yes = False, plan_out: PlanOut = None, journal: JournalPath = None,
     report: ReportPath = None, ticket: Ticket = None, max_targets: MaxTargets = None, max_percent: MaxPercent = None,
     parallel: Parallel = None, timeout: Timeout = 3600.0, pre_hook: PreHook = None, post_hook: PostHook = None,
-    hook_timeout: HookTimeout = 300.0, evidence_wait: EvidenceWait = "10m", no_evidence_wait: NoEvidenceWait = False,
+    hook_timeout: HookTimeout = 300.0, hook_env: HookEnv = [], evidence_wait: EvidenceWait = "10m",
+    no_evidence_wait: NoEvidenceWait = False,
     subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
     output: OutputFormat = None, query: Query = None, debug: Debug = False,
 ) -> None:
@@ -446,7 +449,7 @@ def action_command(verb: str, doc: str, extras: Callable[..., dict[str, Any]] | 
             dry_run=kw["dry_run"], yes=kw["yes"], plan_out=kw["plan_out"], journal_path=kw["journal"],
             report_path=kw["report"], ticket=kw["ticket"], max_targets=kw["max_targets"],
             max_percent=kw["max_percent"], parallel=kw["parallel"], timeout=kw["timeout"], pre_hook=kw["pre_hook"],
-            post_hook=kw["post_hook"], hook_timeout=kw["hook_timeout"],
+            post_hook=kw["post_hook"], hook_timeout=kw["hook_timeout"], hook_env=tuple(kw["hook_env"]),
             evidence_wait=evidence_seconds(kw["evidence_wait"], kw["no_evidence_wait"]), **more)
 
     cmd.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
