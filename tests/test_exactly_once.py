@@ -210,3 +210,50 @@ def test_the_endpoint_going_away_ends_the_run_with_unknown_outcomes_in_bounded_t
     assert all("vmctl resume" in v["reason"] for v in rep["vms"])
     assert took < 60, took  # contact timeout 120 s / time scale 20, plus the after-state read giving up
     assert any("after-state" in w for w in rep["warnings"])
+
+
+# ---------------------------------------------------------------------------- signals
+def test_a_second_ctrl_c_stops_a_running_hook_and_keeps_what_it_printed(
+        make_sim: Callable[..., SimHandle], tmp_path: Path) -> None:
+    sim = make_sim(fleet(1))
+    mark, journal = tmp_path / "draining", tmp_path / "j.jsonl"
+    hook = f"echo draining connections; touch {mark}; sleep 60"
+    proc = subprocess.Popen([sys.executable, "-m", "vmctl", "restart", "-g", "rg-t", "--yes", "--journal", str(journal),
+                             "--no-evidence-wait", "--pre-hook", hook, "--config", str(config(tmp_path))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        poll_until(mark.exists, timeout=30)
+        proc.send_signal(signal.SIGINT)
+        poll_until(lambda: "stopping: no new operations" in (proc.stderr.readline() if proc.stderr else ""), timeout=10)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+        took = time.monotonic() - t0
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert took < 10, took  # not the hook's 60 s
+    (h,) = [x for x in records(journal) if x["type"] == "hook"]
+    assert h["ok"] is False and "draining connections" in h["output"]
+    assert started(sim) == 0  # the VM was never restarted
+
+
+# ---------------------------------------------------------------------------- resume and vanished VMs
+def test_resume_skips_a_vm_that_no_longer_exists_with_a_truthful_outcome(
+        make_sim: Callable[..., SimHandle], tmp_path: Path) -> None:
+    """An interrupted run's plan names a VM deleted since: resume sends it nothing and says so."""
+    sim = make_sim(fleet(2))
+    journal, cfg = tmp_path / "j.jsonl", config(tmp_path)
+    r = vmctl("deallocate", "-g", "rg-t", "--dry-run", "--plan-out", tmp_path / "plan.json", "--config", cfg)
+    assert r.exit_code == 0, r.output
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    gone = plan["steps"][1]["vm"]
+    gone["id"], gone["name"] = gone["id"].replace("vm-01", "vm-99"), "vm-99"  # deleted since the plan was made
+    journal.write_text(json.dumps({"ts": "2026-11-23T00:00:00Z", "type": "run", "runId": plan["runId"]}) + "\n"
+                       + json.dumps({"ts": "2026-11-23T00:00:00Z", "type": "plan", "plan": plan}) + "\n",
+                       encoding="utf-8")
+    r = vmctl("resume", journal, "--no-evidence-wait", "-o", "json", "--config", cfg)
+    vms = {v["name"]: v for v in json.loads(r.stdout)["data"]["vms"]}
+    assert vms["vm-00"]["outcome"] == "succeeded"
+    assert vms["vm-99"]["outcome"] == "skipped" and "no longer exists" in vms["vm-99"]["reason"]
+    assert sim.stats()["by_operation"]["virtualMachines.deallocate"] == 1

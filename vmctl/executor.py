@@ -24,6 +24,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
@@ -45,6 +46,7 @@ LIST_FALLBACK = 30.0      # after a failed listing pass, poll the subscription's
 POLL_ERRORS_BEFORE_STATE = 3  # consecutive failed polls before the VM's own state is asked
 CONTACT_TIMEOUT = 120.0   # seconds with no answer about an operation before it is `unknown`
 HIBERNATE_FAILS = {"hibernation-not-enabled", "hibernation-needs-running"}
+ABANDON_GRACE = 5.0       # after a second Ctrl-C: seconds for stopped hooks to be journaled
 BUSY_PROVISIONING = {"updating", "creating", "deleting"}
 
 
@@ -123,6 +125,7 @@ class Executor:
         self._sem = threading.BoundedSemaphore(max(1, self.opts.parallel))
         self._held: set[int] = set()
         self._pending = 0          # submit or post-hook tasks not yet finished
+        self._futures: list[futures.Future[None]] = []
         self._submitting = True
 
     # ------------------------------------------------------------------ public
@@ -150,6 +153,10 @@ class Executor:
         finally:
             workers.shutdown(wait=not self.abandon.is_set(), cancel_futures=True)
             self._posts.shutdown(wait=not self.abandon.is_set(), cancel_futures=True)
+            if self.abandon.is_set():
+                # hooks stop on abandon (SIGTERM, then SIGKILL): let their threads journal what the
+                # hooks printed, but never wait on a request for long
+                futures.wait(self._futures, timeout=ABANDON_GRACE)
         if self.abandon.is_set():
             self._abandon_rest(acting)
         return self.outcomes
@@ -229,7 +236,7 @@ class Executor:
                 with self._lock:
                     self._held.add(step.index)
                     self._pending += 1
-                workers.submit(self._submit, step)
+                self._futures.append(workers.submit(self._submit, step))
         finally:
             self._submitting = False
 
@@ -535,7 +542,7 @@ class Executor:
         if self.opts.post_hook and step.action in ("start", "restart", "performMaintenance"):
             with self._lock:
                 self._pending += 1
-            self._posts.submit(self._post_hook, step, cid, retries, duration)
+            self._futures.append(self._posts.submit(self._post_hook, step, cid, retries, duration))
             return
         self._finish(step, "succeeded", "", retries=retries, correlation_id=cid, duration=duration)
 
