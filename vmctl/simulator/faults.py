@@ -1,6 +1,9 @@
 """Fault injection per VM and/or per operation: once, N times or always.
 
 `error` is an HTTP status (429, 500, 503, 409), `drop` (the connection is closed with no answer),
+`drop-after-accept` / `504-after-accept` (the request is carried out, then the connection is reset
+or a 504 GatewayTimeout comes back: a lost reply; LRO-only), `hold-reply` (carried out, the answer
+sent `delay_seconds` late: time for a client to be killed between its request and the answer),
 `slow` (the LRO takes `delay_seconds` longer), `OperationPreempted` or `canceled` (the LRO ends
 `Canceled` with error OperationPreempted, as when a newer operation preempts it), or any other word,
 which is taken as the error code of an LRO that ends `Failed` (e.g. AllocationFailed on start).
@@ -16,7 +19,7 @@ from .fleet import FaultSpec
 
 HTTP_FAULTS = {"429", "500", "502", "503", "504", "409", "400", "401", "403"}
 CANCEL_FAULTS = {"operationpreempted", "canceled", "cancelled"}
-LRO_KINDS = ("lro", "slow", "cancel")
+LRO_KINDS = ("lro", "slow", "cancel", "lost-reply", "hold")
 
 
 @dataclass
@@ -32,6 +35,10 @@ class Fault:
             return "http"
         if e.lower() in ("drop", "reset"):
             return "drop"
+        if e.lower() in ("drop-after-accept", "504-after-accept"):
+            return "lost-reply"
+        if e.lower() == "hold-reply":
+            return "hold"
         if e.lower() == "slow":
             return "slow"
         if e.lower() in CANCEL_FAULTS:

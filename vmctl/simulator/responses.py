@@ -12,6 +12,7 @@ the fleet sets `time.lro_retry_after`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -30,6 +31,7 @@ from .identity import Identity
 from .throttle import Throttle, retry_after_seconds
 
 JSON = "application/json; charset=utf-8"
+HELD: dict[int, float] = {}  # response id -> seconds its reply is held back (`hold-reply` faults)
 _GUID = re.compile(r"^[0-9a-fA-F-]{32,36}$")
 
 # (method, path template, operation name, ARM bucket, Compute policy)
@@ -202,7 +204,11 @@ class Handler:
                 self.stats.requests += 1
                 self.stats.by_operation["metadata.endpoints"] += 1
                 return _json(200, self._metadata(request, q))
-            return self._arm(request, q)
+            resp = self._arm(request, q)
+        hold = HELD.pop(id(resp), 0.0)
+        if hold:  # a `hold-reply` fault: the work is done, the answer comes late (outside the lock)
+            await asyncio.sleep(hold)
+        return resp
 
     def _count(self, name: str, arm: str | None, method: str, status: int) -> None:
         st = self.stats
@@ -263,6 +269,7 @@ class Handler:
         base_headers.update(headers)
         is_lro = method == "POST"
         fault = self.faults.take(name, vm_name, lro=is_lro)
+        after_reply, hold_reply = "", 0.0
         fail_lro: tuple[str, str] | None = None
         cancel = False
         extra = 0.0
@@ -276,7 +283,11 @@ class Handler:
                 return web.Response(status=500)  # never reaches the wire
             if kind == "http":
                 return fail(self._http_fault(fault.spec.error, fault.spec.message, fault.spec.retry_after, sub))
-            if kind == "slow":
+            if kind == "lost-reply":
+                after_reply = fault.spec.error.lower()
+            elif kind == "hold":
+                hold_reply = fault.spec.delay_seconds or 30.0
+            elif kind == "slow":
                 extra = fault.spec.delay_seconds or 60.0
             elif kind == "cancel":
                 cancel = True
@@ -292,7 +303,18 @@ class Handler:
             return fail(err)
         if head:  # ARM's existence check: 204 when the resource exists, never a body
             resp = _json(204, None, base_headers)
+        if after_reply:
+            # Compute did the work; the answer is lost on the way back (a gateway timeout, a reset)
+            if after_reply.startswith("drop"):
+                self._count(name, arm, method, 0)
+                if request.transport is not None:
+                    request.transport.abort()
+                return web.Response(status=500)  # never reaches the wire
+            return fail(SimError(504, "GatewayTimeout", "The gateway did not receive a response from "
+                                 "'Microsoft.Compute' within the specified time period."))
         self._count(name, arm, method, resp.status)
+        if hold_reply:
+            HELD[id(resp)] = hold_reply / self.backend.time_scale
         return resp
 
     # ------------------------------------------------------------ errors
