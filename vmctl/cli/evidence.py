@@ -152,11 +152,11 @@ def _journal_evidence(path: Path, common: Common, cfg: Any, fmt: str, wait: floa
     records = jr.read(path)
     check_writable(path, "--journal")  # the evidence is appended to it: refuse now, not after the reads
     plan = plan_from_json(next(iter_type(records, "plan"))["plan"])
-    expected = expected_operations(records, {s.index: s.vm.subscription_id for s in plan.steps})
-    client = make_client(connection_for(common, cfg))
     from ..config import pace_scale
 
     scale = pace_scale(cfg)
+    expected = expected_operations(records, {s.index: s.vm.subscription_id for s in plan.steps})
+    client = make_client(connection_for(common, cfg))
     found = collect(client, expected, wait=wait, have=collected(records),
                     first_pause=max(0.2, 1.0 / scale), max_pause=max(1.0, 15.0 / scale))
     j = jr.Journal(path, append=True)

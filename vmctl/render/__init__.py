@@ -134,12 +134,16 @@ def _csv(out: Output, stream: TextIO) -> None:
                 row([s.title, line])
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+
+
 def md_escape(text: object) -> str:
     """Text from outside vmctl (a --ticket, a tag value, a VM name) made safe for one line of
     Markdown: line breaks become spaces (no new heading, list or table row can start), `|` is
-    escaped (no new table cell), and a leading `#` is escaped (no heading). Use it for the
-    report's title and meta lines."""
+    escaped (no new table cell), a leading `#` is escaped (no heading), and terminal control
+    characters are shown as \\xNN. Use it for the report's title and meta lines."""
     flat = re.sub(r"\r\n|[\r\n\u2028\u2029\x0b\x0c]", " ", str(text)).replace("|", "\\|")
+    flat = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", flat)  # ESC & co: shown, never obeyed by a terminal
     return re.sub(r"^(\s*)#", r"\1\\#", flat)
 
 
