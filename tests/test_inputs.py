@@ -119,6 +119,7 @@ INPUTS = [
     pytest.param(Row("--ids -: standard input is not UTF-8 text", ["list", "--ids", "-"], stdin=b"\xff\xfe\n"),
                  id="ids-stdin-not-utf8"),
     pytest.param(Row("--output is empty", ["list", "-o", ""]), id="output-empty"),
+    pytest.param(Row("--tag 'a,\\x1b[2J': unexpected ','", ["list", "--tag", "a,\x1b[2J"]), id="tag-with-terminal-escape"),
     pytest.param(Row("--query '[?' is not a valid JMESPath expression", ["list", "--query", "[?"]),
                  id="query-invalid-list"),
     pytest.param(Row("--query is empty", ["list", "--query", " "]), id="query-empty"),
@@ -190,6 +191,10 @@ INPUTS = [
                      ["evidence", "--correlation-id", "x' or 1 eq 1 or 'y"]), id="correlation-id-injection"),
     pytest.param(Row("is not a correlation id (a GUID)", ["evidence", "--correlation-id", "5f0d"]),
                  id="correlation-id-short"),
+    pytest.param(Row("--since '99999999999999d' is out of range", ["evidence", "--since", "99999999999999d"]),
+                 id="evidence-since-overflows"),
+    pytest.param(Row("--to '9999999999999h' is out of range", ["evidence", "--from", "2h", "--to", "9999999999999h"]),
+                 id="evidence-to-overflows"),
     pytest.param(Row("VMCTL_PACE_SCALE 'fast' is not a number", ["evidence", "--journal", "{tmp}/j.jsonl"],
                      {"j.jsonl": valid_journal()}, env={"VMCTL_PACE_SCALE": "fast"}), id="pace-scale-env-not-number"),
     # --- vmctl sim serve flags (a missing fleet is the backstop: without the check it fails differently)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 import traceback
 from dataclasses import dataclass
@@ -119,6 +120,15 @@ def connection_for(common: Common, config: Any) -> Any:
     return Connection(cloud=cloud, arm_endpoint=endpoint)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """An error message echoes the user's input (a tag expression, a path, a tag value from Azure):
+    terminal control characters in it are shown as \\xNN, never obeyed."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def handle_errors(fn: F) -> F:
     """Turn VmctlError into one clear message and its exit code; no traceback unless --debug."""
 
@@ -135,9 +145,9 @@ def handle_errors(fn: F) -> F:
         except VmctlError as exc:
             if debug:
                 traceback.print_exc()
-            typer.echo(f"error: {exc.message}", err=True)
+            typer.echo(f"error: {printable(exc.message)}", err=True)
             if exc.hint:
-                typer.echo(f"  {exc.hint}", err=True)
+                typer.echo(f"  {printable(exc.hint)}", err=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)

@@ -88,8 +88,15 @@ def evidence_cmd(
     now = datetime.now(timezone.utc)
     if since and from_:
         raise InputError("--since and --from both give the window's start.", "Use one of them.")
-    start = parse_when(since or from_ or "24h", now, "--since" if since else "--from")
-    end = parse_when(to, now, "--to") if to else now
+    def when(text: str, flag: str) -> datetime:
+        try:
+            return parse_when(text, now, flag)
+        except (OverflowError, ValueError) as exc:  # 99999999999d: before the year 1
+            raise InputError(f"{flag} '{text[:40]}' is out of range.",
+                             "Give a time within the Activity Log's 90 days, e.g. 2h, 3d or 2026-11-22T10:00:00Z.") from exc
+
+    start = when(since or from_ or "24h", "--since" if since else "--from")
+    end = when(to, "--to") if to else now
     check_window(start, end, now)
     statuses = [s.capitalize() for s in status]
     for s in statuses:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 
@@ -32,9 +32,10 @@ def serve(
     from ..simulator.backend import MAX_TIME_SCALE
     from ..simulator.fleet import FleetError
     from ..simulator.server import serve as run
+    from ._common import printable
 
-    def refuse(message: str) -> None:
-        typer.echo(f"error: {message}", err=True)
+    def refuse(message: str) -> NoReturn:
+        typer.echo(f"error: {printable(message)}", err=True)
         raise typer.Exit(2)
 
     if not math.isfinite(time_scale) or not 0 < time_scale <= MAX_TIME_SCALE:
@@ -60,8 +61,7 @@ def serve(
         code = run(str(fleet), host=host, port=port, time_scale=time_scale,
                    env_file=str(env_file) if env_file else None, allow_remote=allow_remote)
     except (FleetError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
+        refuse(str(exc))
     except PermissionError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(4)
