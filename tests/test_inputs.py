@@ -469,6 +469,15 @@ def test_journal_is_never_overwritten_and_errors_name_the_path(tmp_path: Path) -
     assert old.read_text().startswith("keep\n{")
 
 
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux sysfs")
+def test_unwritable_journal_directory_is_an_input_error_even_for_root() -> None:
+    from vmctl import journal as jr
+
+    with pytest.raises(InputError) as err:                      # sysfs refuses new files, root included
+        jr.Journal(Path("/sys/kernel/vmctl-run.jsonl"))
+    assert err.value.message.startswith("cannot write journal /sys/kernel/vmctl-run.jsonl: ")
+
+
 @pytest.mark.skipif(ROOT, reason="root may write anywhere")
 def test_read_only_journal_is_an_input_error(tmp_path: Path) -> None:
     from vmctl import journal as jr
