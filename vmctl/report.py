@@ -201,5 +201,7 @@ def markdown(rep: dict[str, Any]) -> str:
     out = output(rep)
     meta = "\n".join(f"- {line}" for line in out.sections[0].lines)
     out.sections = out.sections[1:]
-    title = f"## vmctl {rep['verb']}: run {rep['runId']}" + (f" ({rep['ticket']})" if rep["ticket"] else "")
+    from .render import md_escape
+
+    title = f"## vmctl {rep['verb']}: run {rep['runId']}" + (f" ({md_escape(rep['ticket'])})" if rep["ticket"] else "")
     return f"{title}\n\n{meta}\n\n" + md(out)

@@ -183,6 +183,7 @@ def run_action(
     from ..cloud import make_client
     from ..errors import GuardRefusal, InputError, REFUSED
     from ..inventory import Need, load_inventory
+    from ..journal import write_private
     from ..planner import Options, build_plan, plan_json
     from ..render import emit
     from ..safety import STOP_BILLED, confirm, stop_or_deallocate
@@ -193,9 +194,19 @@ def run_action(
         raise InputError(f"--hibernate-fallback '{hibernate_fallback}' is not fail or deallocate.")
     if hibernate_fallback != "fail" and not hibernate:
         raise InputError("--hibernate-fallback only applies with --hibernate.")
-    for name, value in (("--timeout", timeout), ("--hook-timeout", hook_timeout)):
-        if value <= 0:
-            raise InputError(f"{name} must be a positive number of seconds.")
+    # everything that can be refused is refused here, before the first request (exit 2, zero writes)
+    from .. import preflight
+    from ..timefmt import MAX_HOOK_TIMEOUT, MAX_TIMEOUT, parse_seconds
+
+    timeout = parse_seconds(timeout, "--timeout", maximum=MAX_TIMEOUT)
+    hook_timeout = parse_seconds(hook_timeout, "--hook-timeout", maximum=MAX_HOOK_TIMEOUT)
+    preflight.check_query(common.query)
+    preflight.check_writable(journal_path, "--journal", must_not_exist=True)
+    preflight.check_writable(report_path, "--report")
+    preflight.check_writable(plan_out, "--plan-out")
+    preflight.check_hook(pre_hook, "--pre-hook")
+    preflight.check_hook(post_hook, "--post-hook")
+    hook_env = preflight.check_hook_env(hook_env)
     if parallel is not None and parallel < 1:
         raise InputError("--parallel must be at least 1.")
     if max_targets is not None and max_targets < 1:
@@ -227,7 +238,7 @@ def run_action(
     if stop_refused:
         plan = replace(plan, refusals=plan.refusals + (STOP_BILLED.rstrip("."),))
     if plan_out:
-        plan_out.write_text(json.dumps(plan_json(plan), indent=2, default=str) + "\n", encoding="utf-8")
+        write_private(plan_out, json.dumps(plan_json(plan), indent=2, default=str) + "\n", flag="--plan-out")
     shown = plan_output(plan)
     if dry_run:
         emit(shown, fmt, common.query)
@@ -394,14 +405,15 @@ def _verify(client: Any, plan: Any, journal: Any) -> None:
 
 def _show_report(rep: dict[str, Any], fmt: str, query: str | None, report_path: Path | None,
                  exit_with_run: bool = True) -> None:
+    from ..journal import write_private
     from ..render import emit, envelope
     from ..report import markdown, output
 
     if report_path:
         if report_path.suffix.lower() == ".json":
-            report_path.write_text(json.dumps(envelope(output(rep)), indent=2, default=str) + "\n", encoding="utf-8")
+            write_private(report_path, json.dumps(envelope(output(rep)), indent=2, default=str) + "\n", flag="--report")
         else:
-            report_path.write_text(markdown(rep), encoding="utf-8")
+            write_private(report_path, markdown(rep), flag="--report")
         print(f"report: {report_path}", file=sys.stderr)
     if fmt == "markdown" and not query:
         sys.stdout.write(markdown(rep))
@@ -524,8 +536,12 @@ def resume_cmd(
     from ..planner import plan_from_json
     from ._common import connection_for, resolve_output
 
+    from .. import preflight
+
     cfg = load_config(config)
     fmt = resolve_output(output, cfg.output)
+    preflight.check_query(query)
+    preflight.check_writable(report, "--report")
     records = jr.read(journal)
     plan = plan_from_json(next(iter_type(records, "plan"))["plan"])
     common = Common([], cloud, arm_endpoint, config, output, query, debug)
@@ -548,31 +564,36 @@ def report_cmd(
         vmctl report ~/.local/state/vmctl/runs/20261122T101500Z-1a2b3c.jsonl -o markdown
     """
     from .. import journal as jr
+    from .. import preflight
     from ..report import build
     from ._common import resolve_output
 
+    fmt = resolve_output(output, None)
+    preflight.check_query(query)
+    preflight.check_writable(report, "--report")
+    preflight.check_bundle_dir(bundle)
     records = jr.read(journal)
     rep = build(records)
     if bundle is not None:
         write_bundle(bundle, journal, records, rep)
     # re-rendering succeeds (exit 0) whatever the run's own exit code was; the data carries it
-    _show_report(rep, resolve_output(output, None), query, report, exit_with_run=False)
+    _show_report(rep, fmt, query, report, exit_with_run=False)
 
 
 def write_bundle(directory: Path, journal: Path, records: list[dict[str, Any]], rep: dict[str, Any]) -> None:
     """The attachment for a change ticket, verifiable later with `sha256sum -c SHA256SUMS`."""
     import hashlib
-    import shutil
 
-    from ..errors import InputError
     from ..evidence import collected
     from ..journal import iter_type
     from ..render import envelope
     from ..report import markdown, output
 
-    if directory.exists() and any(directory.iterdir()):
-        raise InputError(f"--bundle {directory} is not empty.", "Give a new or empty directory: a bundle is never overwritten.")
-    directory.mkdir(parents=True, exist_ok=True)
+    from ..journal import private_dir, write_private
+    from ..preflight import check_bundle_dir
+
+    check_bundle_dir(directory)
+    private_dir(directory, flag="--bundle")
     plan = next(iter_type(records, "plan"))["plan"]
     files = {
         "plan.json": json.dumps(plan, indent=2, default=str) + "\n",
@@ -583,10 +604,10 @@ def write_bundle(directory: Path, journal: Path, records: list[dict[str, Any]], 
                                                  if v.get("evidence") and not v["evidence"].get("complete")]},
                                     indent=2, default=str) + "\n",
     }
-    shutil.copyfile(journal, directory / "journal.jsonl")
+    write_private(directory / "journal.jsonl", journal.read_bytes(), flag="--bundle", exclusive=True)
     for name, text in files.items():
-        (directory / name).write_text(text, encoding="utf-8")
+        write_private(directory / name, text, flag="--bundle", exclusive=True)
     names = ["evidence.json", "journal.jsonl", "plan.json", "report.json", "report.md"]
     sums = "".join(f"{hashlib.sha256((directory / n).read_bytes()).hexdigest()}  {n}\n" for n in names)
-    (directory / "SHA256SUMS").write_text(sums, encoding="utf-8")
+    write_private(directory / "SHA256SUMS", sums, flag="--bundle", exclusive=True)
     print(f"bundle: {directory} ({', '.join(names)}, SHA256SUMS)", file=sys.stderr)
