@@ -3,9 +3,9 @@ traceback, no "internal error", and not a single write (issue 10, "fail closed")
 
 INPUTS is the one table of every malformed input tried. Its rows are either a command line run
 through the CLI against a simulator (writes counted: must stay 0; `upfront` rows must not send
-any ARM request at all) or a fleet the simulator must refuse. Rows marked xfail depend on
-checks that vmctl/cli/actions.py does not call yet (the preflight functions exist; see
-vmctl/preflight.py and vmctl/timefmt.py).
+any ARM request at all) or a fleet the simulator must refuse. The action-command rows rely on
+vmctl/cli/actions.py calling vmctl/preflight.py and vmctl/timefmt.parse_seconds before the
+first request.
 
 The rest of the file unit-tests the helpers the CLI calls: preflight, timefmt, journal, config.
 """
@@ -32,7 +32,6 @@ from vmctl.simulator.fleet import FleetError, load_fleet
 
 runner = CliRunner()
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
-WIRED_IN_ACTIONS = pytest.mark.xfail(strict=False, reason="wired in actions.py")
 
 
 # ----------------------------------------------------------------------------- the table
@@ -137,37 +136,37 @@ INPUTS = [
     pytest.param(Row("--wait '30000m' is longer than 7 days", ["evidence", "--journal", "{tmp}/j.jsonl", "--wait", "30000m"],
                      {"j.jsonl": valid_journal()}), id="evidence-wait-flag-too-long"),
     pytest.param(Row("--timeout 'nan' is not a number of seconds", [*DRY, "--timeout", "nan"]),
-                 id="timeout-nan", marks=WIRED_IN_ACTIONS),
+                 id="timeout-nan"),
     pytest.param(Row("--timeout 'inf' is not a number of seconds", [*DRY, "--timeout", "inf"]),
-                 id="timeout-inf", marks=WIRED_IN_ACTIONS),
+                 id="timeout-inf"),
     pytest.param(Row("--timeout 1e+12 is more than 604800 seconds", [*DRY, "--timeout", "1e12"]),
-                 id="timeout-too-long", marks=WIRED_IN_ACTIONS),
+                 id="timeout-too-long"),
     pytest.param(Row("--hook-timeout 'nan' is not a number of seconds", [*DRY, "--hook-timeout", "nan"]),
-                 id="hook-timeout-nan", marks=WIRED_IN_ACTIONS),
+                 id="hook-timeout-nan"),
     pytest.param(Row("--hook-timeout 100000 is more than 86400 seconds", [*DRY, "--hook-timeout", "100000"]),
-                 id="hook-timeout-too-long", marks=WIRED_IN_ACTIONS),
+                 id="hook-timeout-too-long"),
     # --- hooks and output paths of action commands (preflight, to be called from actions.py)
     pytest.param(Row("--pre-hook './no-such-drain.sh': ./no-such-drain.sh does not exist",
-                     [*DRY, "--pre-hook", "./no-such-drain.sh"]), id="pre-hook-missing", marks=WIRED_IN_ACTIONS),
+                     [*DRY, "--pre-hook", "./no-such-drain.sh"]), id="pre-hook-missing"),
     pytest.param(Row("is not executable (chmod +x", [*DRY, "--post-hook", "{tmp}/check.sh"],
-                     {"check.sh": b"#!/bin/sh\nexit 0\n"}), id="post-hook-not-executable", marks=WIRED_IN_ACTIONS),
+                     {"check.sh": b"#!/bin/sh\nexit 0\n"}), id="post-hook-not-executable"),
     pytest.param(Row("--hook-env 'TOKEN=...' gives a value", [*DRY, "--hook-env", "TOKEN=abc"]),
-                 id="hook-env-with-value", marks=WIRED_IN_ACTIONS),
+                 id="hook-env-with-value"),
     pytest.param(Row("does not exist", [*DRY, "--report", "{tmp}/nodir/r.md"]),
-                 id="report-dir-missing", marks=WIRED_IN_ACTIONS),
+                 id="report-dir-missing"),
     pytest.param(Row("does not exist", [*DRY, "--plan-out", "{tmp}/nodir/plan.json"]),
-                 id="plan-out-dir-missing", marks=WIRED_IN_ACTIONS),
+                 id="plan-out-dir-missing"),
     pytest.param(Row("already exists; a journal is never overwritten", [*DRY, "--journal", "{tmp}/old.jsonl"],
-                     {"old.jsonl": b"{}\n"}), id="journal-exists-dry-run", marks=WIRED_IN_ACTIONS),
+                     {"old.jsonl": b"{}\n"}), id="journal-exists-dry-run"),
     pytest.param(Row("--journal {tmp}/old.jsonl already exists; a journal is never overwritten",
                      [*REAL, "--journal", "{tmp}/old.jsonl"], {"old.jsonl": b"{}\n"}, upfront=False),
                  id="journal-exists-real-run"),
     pytest.param(Row("is a directory", ["report", "{tmp}/j.jsonl", "--report", "{tmp}/d"],
-                     {"j.jsonl": valid_journal(), "d": None}), id="report-path-is-directory", marks=WIRED_IN_ACTIONS),
+                     {"j.jsonl": valid_journal(), "d": None}), id="report-path-is-directory"),
     pytest.param(Row("--bundle {tmp}/b is not empty", ["report", "{tmp}/j.jsonl", "--bundle", "{tmp}/b"],
                      {"j.jsonl": valid_journal(), "b/x": b"x"}), id="bundle-not-empty"),
     pytest.param(Row("is not a directory", ["report", "{tmp}/j.jsonl", "--bundle", "{tmp}/f"],
-                     {"j.jsonl": valid_journal(), "f": b"x"}), id="bundle-is-a-file", marks=WIRED_IN_ACTIONS),
+                     {"j.jsonl": valid_journal(), "f": b"x"}), id="bundle-is-a-file"),
     # --- journals (vmctl/journal.py): report, resume and evidence read them
     pytest.param(Row("{tmp}/j.jsonl is not a vmctl journal: it is not UTF-8 text", ["report", "{tmp}/j.jsonl"],
                      {"j.jsonl": NOT_UTF8}), id="journal-not-utf8"),
