@@ -104,7 +104,6 @@ def _journal_with_ticket(path: Path, ticket: str) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
-@pytest.mark.xfail(strict=False, reason="wired in report.py: md_escape() on the title's and meta lines' ticket")
 def test_ticket_cannot_restructure_the_markdown_report(tmp_path: Path) -> None:
     j = tmp_path / "j.jsonl"
     _journal_with_ticket(j, "CHG-1\n# pwned | x")

@@ -255,6 +255,7 @@ class Executor:
             res = run_hook(opts.pre_hook, vm, step.action or "", "pre", opts.hook_timeout, cancel=self.abandon,
                            extra_env=opts.hook_env)
             self.journal.write("hook", index=step.index, vm=vm.id, phase="pre", ok=res.ok,
+                               outputBytes=res.output_bytes, truncated=res.truncated,
                                returncode=res.returncode, output=res.output)
             if not res.ok:
                 self._finish(step, "skipped", res.reason, skip_code="pre-hook-failed")
@@ -551,6 +552,7 @@ class Executor:
             res = run_hook(self.opts.post_hook or "", step.vm, step.action or "", "post", self.opts.hook_timeout,
                            cancel=self.abandon, extra_env=self.opts.hook_env)
             self.journal.write("hook", index=step.index, vm=step.vm.id, phase="post", ok=res.ok,
+                               outputBytes=res.output_bytes, truncated=res.truncated,
                                returncode=res.returncode, output=res.output)
             if res.ok:
                 self._finish(step, "succeeded", "", retries=retries, correlation_id=cid, duration=duration)

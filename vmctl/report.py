@@ -197,11 +197,10 @@ def output(rep: dict[str, Any]) -> Output:
 
 def markdown(rep: dict[str, Any]) -> str:
     from .render import markdown as md
-
-    out = output(rep)
-    meta = "\n".join(f"- {line}" for line in out.sections[0].lines)
-    out.sections = out.sections[1:]
     from .render import md_escape
 
+    out = output(rep)
+    meta = "\n".join(f"- {md_escape(line)}" for line in out.sections[0].lines)
+    out.sections = out.sections[1:]
     title = f"## vmctl {rep['verb']}: run {rep['runId']}" + (f" ({md_escape(rep['ticket'])})" if rep["ticket"] else "")
     return f"{title}\n\n{meta}\n\n" + md(out)

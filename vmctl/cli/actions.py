@@ -201,7 +201,10 @@ def run_action(
     timeout = parse_seconds(timeout, "--timeout", maximum=MAX_TIMEOUT)
     hook_timeout = parse_seconds(hook_timeout, "--hook-timeout", maximum=MAX_HOOK_TIMEOUT)
     preflight.check_query(common.query)
-    preflight.check_writable(journal_path, "--journal", must_not_exist=True)
+    preflight.check_writable(journal_path, "--journal", must_not_exist=True, create_parents=True)
+    if ticket is not None and (not ticket.strip() or any(ord(c) < 32 for c in ticket)):
+        raise InputError(f"--ticket {ticket!r} is empty or has a newline or control character.",
+                         "Give the change ticket's id on one line, e.g. --ticket CHG-1234.")
     preflight.check_writable(report_path, "--report")
     preflight.check_writable(plan_out, "--plan-out")
     preflight.check_hook(pre_hook, "--pre-hook")
@@ -262,8 +265,11 @@ def run_action(
 
 
 def pace_scale(cfg: Any) -> float:
-    """VMCTL_PACE_SCALE (the simulator's --env-file sets it to its --time-scale) > the config's."""
-    return float(os.environ.get("VMCTL_PACE_SCALE") or cfg.pace_scale)
+    """VMCTL_PACE_SCALE (the simulator's --env-file sets it to its --time-scale) > the config's;
+    a bad value is a ConfigError (exit 2)."""
+    from ..config import pace_scale as checked
+
+    return checked(cfg)
 
 
 def make_pacer(cfg: Any) -> Any:
