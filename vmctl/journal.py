@@ -37,22 +37,28 @@ def _label(path: Path, flag: str | None) -> str:
     return f"{flag} {path}" if flag else str(path)
 
 
+def mkdirs_private(path: Path) -> None:
+    """Create `path` and any missing parents with mode 0700 (existing ones are left as they are).
+    Raises OSError."""
+    missing = []
+    p = path
+    while not os.path.lexists(p) and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            pass
+
+
 def private_dir(path: Path, *, flag: str | None = None, tighten: bool = False) -> Path:
     """Make sure directory `path` exists; every directory created here (parents included) gets mode
     0700. With `tighten`, an existing one owned by this user loses its group and other bits (for
     vmctl's own state directory; never for a directory the user named). InputError (exit 2), naming
     the directory, when it cannot be created or is not a directory."""
     try:
-        missing = []
-        p = path
-        while not os.path.lexists(p) and p != p.parent:
-            missing.append(p)
-            p = p.parent
-        for d in reversed(missing):
-            try:
-                os.mkdir(d, 0o700)
-            except FileExistsError:
-                pass
+        mkdirs_private(path)
         if not path.is_dir():
             raise InputError(f"{_label(path, flag)} is not a directory.", "Give a path inside a directory.")
         if tighten:

@@ -53,7 +53,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .errors import GuardRefusal
-from .journal import now_iso, state_dir
+from .journal import mkdirs_private, now_iso, state_dir
 
 _TAKEOVER = ".takeover"
 _MAX_ATTEMPTS = 8           # create / find stale / take over rounds per VM before giving up (held)
@@ -397,16 +397,7 @@ def _stale_reason(holder: LockHolder, max_age: timedelta | None) -> str | None:
 def _ensure_dir(d: Path) -> None:
     """Create ``d`` and any missing parents with mode 0700 (an existing directory is left as it is:
     a shared state directory keeps the permissions its operators gave it)."""
-    missing = []
-    p = d
-    while not os.path.lexists(p) and p != p.parent:
-        missing.append(p)
-        p = p.parent
-    for m in reversed(missing):
-        try:
-            os.mkdir(m, 0o700)
-        except FileExistsError:
-            pass
+    mkdirs_private(d)
 
 
 def _encode(me: LockHolder, vm: str) -> bytes:
