@@ -117,8 +117,9 @@ def render_matrix() -> str:
     lines += [f"| {f.name} | {f.does} | `{f.outcome}` | {f.exit_code} |" for f in FAULT_MATRIX]
     lines += ["", "Run-level faults (tests in the same file):", "",
               "| fault | what vmctl does | outcome | exit code |", "|---|---|---|---|",
-              "| the ARM endpoint goes away mid-run | keeps polling each operation, then, with no answer about "
-              "it for the contact timeout (120 s), records it | `unknown` (sent, result not known; `vmctl resume` "
+              "| the ARM endpoint goes away mid-run, or restarts knowing nothing of the operations (polls "
+              "answer 404) | keeps polling each operation and reading its VM, then, with no answer about it for "
+              "the contact timeout (120 s), records it | `unknown` (sent, result not known; `vmctl resume` "
               "re-checks) | 1 |",
               "| every reply to the POSTs is lost | reads each VM, watches the ones that show the operation | "
               "`succeeded`, one operation per VM | 0 |",
@@ -176,15 +177,27 @@ def test_killed_between_request_and_answer_then_resume_sends_nothing_twice(
 
 
 # ---------------------------------------------------------------------------- never hang
-def test_the_endpoint_going_away_ends_the_run_with_unknown_outcomes_in_bounded_time(tmp_path: Path) -> None:
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("how", ["dies", "restarts"])
+def test_the_endpoint_going_away_ends_the_run_with_unknown_outcomes_in_bounded_time(tmp_path: Path, how: str) -> None:
     """10 VMs (the executor reads the status listing for them) with long operations; the simulator
-    process dies mid-run. vmctl must end, every VM `unknown`, well before --timeout."""
+    process dies mid-run, or restarts on the same port with no memory of the operations (every
+    poll then answers 404). vmctl must end, every VM `unknown`, well before --timeout."""
     import yaml
 
     fleet_file, env_file = tmp_path / "fleet.yaml", tmp_path / "sim.env"
     fleet_file.write_text(yaml.safe_dump(fleet(10, restart=120)), encoding="utf-8")
-    sim = subprocess.Popen([sys.executable, "-m", "vmctl", "sim", "serve", "--fleet", str(fleet_file), "--env-file",
-                            str(env_file), "--time-scale", "20"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    serve = [sys.executable, "-m", "vmctl", "sim", "serve", "--fleet", str(fleet_file), "--env-file", str(env_file),
+             "--time-scale", "20", "--port", str(_free_port())]
+    sim = subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    again = None
     try:
         poll_until(lambda: env_file.exists() and env_file.stat().st_size > 0, timeout=30)
         env = dict(os.environ)
@@ -201,15 +214,25 @@ def test_the_endpoint_going_away_ends_the_run_with_unknown_outcomes_in_bounded_t
     finally:
         sim.kill()
         sim.wait(timeout=10)
-    t0 = time.monotonic()
-    out, err = run.communicate(timeout=90)
-    took = time.monotonic() - t0
+    try:
+        if how == "restarts":
+            env_file.unlink()
+            again = subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            poll_until(lambda: env_file.exists() and env_file.stat().st_size > 0, timeout=30)
+        t0 = time.monotonic()
+        out, err = run.communicate(timeout=90)
+        took = time.monotonic() - t0
+    finally:
+        if again is not None:
+            again.kill()
+            again.wait(timeout=10)
     assert run.returncode == 1, err
     rep = json.loads(out)["data"]
     assert [v["outcome"] for v in rep["vms"]] == ["unknown"] * 10
     assert all("vmctl resume" in v["reason"] for v in rep["vms"])
     assert took < 60, took  # contact timeout 120 s / time scale 20, plus the after-state read giving up
-    assert any("after-state" in w for w in rep["warnings"])
+    if how == "dies":
+        assert any("after-state" in w for w in rep["warnings"])
 
 
 # ---------------------------------------------------------------------------- signals
