@@ -28,6 +28,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .activity import ActivityLog
+from .exceptions import (
+    AmbiguousVm, OperationNotAllowed, OperationNotFound, ResourceGroupNotFound, ResourceNotFound, SimError,
+    SubscriptionNotFound,
+)
 from .fleet import AvailabilitySetSpec, Fleet, SubscriptionSpec, VmSpec, load_fleet
 
 MAX_TIME_SCALE = 100000.0  # beyond this simulated durations round to nothing: a typo, not a wish
@@ -38,25 +42,6 @@ POWER_DISPLAY = {
     "running": "VM running", "starting": "VM starting", "stopping": "VM stopping",
     "stopped": "VM stopped", "deallocating": "VM deallocating", "deallocated": "VM deallocated",
 }
-
-
-class SimError(Exception):
-    """An ARM error answer: status, code and message (rendered as {"error": {...}})."""
-
-    def __init__(
-        self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
-        details: list[dict[str, str]] | None = None,
-    ) -> None:
-        super().__init__(f"({code}) {message}")
-        self.status, self.code, self.message = status, code, message
-        self.headers = headers or {}
-        self.details = details
-
-    def body(self) -> dict[str, Any]:
-        err: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details:
-            err["details"] = self.details
-        return {"error": err}
 
 
 def iso(ts: float) -> str:
@@ -202,22 +187,21 @@ class Backend:
     def subscription(self, sub: str) -> SubscriptionSpec:
         s = self.subs.get(sub.lower())
         if s is None:
-            raise SimError(404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found.")
+            raise SubscriptionNotFound(sub)
         return s
 
     def resource_group(self, sub: str, rg: str) -> tuple[str, str]:
         self.subscription(sub)
         found = self.rgs.get((sub.lower(), rg.lower()))
         if found is None:
-            raise SimError(404, "ResourceGroupNotFound", f"Resource group '{rg}' could not be found.")
+            raise ResourceGroupNotFound(rg)
         return found
 
     def vm(self, sub: str, rg: str, name: str) -> Vm:
         self.resource_group(sub, rg)
         vm = self.vms.get((sub.lower(), rg.lower(), name.lower()))
         if vm is None:
-            raise SimError(
-                404, "ResourceNotFound",
+            raise ResourceNotFound(
                 f"The Resource 'Microsoft.Compute/virtualMachines/{name}' under resource group '{rg}' "
                 "was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
             )
@@ -241,23 +225,21 @@ class Backend:
             for s in subs:
                 if (s, rg.lower()) in self.rgs:
                     return self.vm(s, rg, name)
-            raise SimError(404, "ResourceGroupNotFound", f"Resource group '{rg}' could not be found.")
+            raise ResourceGroupNotFound(rg)
         found = [v for (s, _, n), v in self.vms.items() if s in subs and n == name.lower()]
         if not found:
-            raise SimError(404, "ResourceNotFound",
-                           f"The Resource 'Microsoft.Compute/virtualMachines/{name}' was not found.")
+            raise ResourceNotFound(f"The Resource 'Microsoft.Compute/virtualMachines/{name}' was not found.")
         if len(found) > 1:
             where = ", ".join(f"{v.spec.resource_group} ({v.spec.subscription_id})" for v in found)
-            raise SimError(400, "AmbiguousVm", f"VM name '{name}' is used in several resource groups: {where}; "
-                                               "give resource_group (and subscription).")
+            raise AmbiguousVm(f"VM name '{name}' is used in several resource groups: {where}; "
+                              "give resource_group (and subscription).")
         return found[0]
 
     def availability_set(self, sub: str, rg: str, name: str) -> AvailabilitySetSpec:
         self.resource_group(sub, rg)
         a = self.avsets.get((sub.lower(), rg.lower(), name.lower()))
         if a is None:
-            raise SimError(
-                404, "ResourceNotFound",
+            raise ResourceNotFound(
                 f"The Resource 'Microsoft.Compute/availabilitySets/{name}' under resource group '{rg}' was not found.",
             )
         return a
@@ -265,18 +247,18 @@ class Backend:
     def operation(self, op_id: str) -> Operation:
         op = self.ops.get(op_id)
         if op is None:
-            raise SimError(404, "NotFound", "The entity was not found in this Azure location.")
+            raise OperationNotFound()
         return op
 
     # ----------------------------------------------------------------- operations
-    def _refuse(self, vm: Vm, kind: str, ctx: CallContext, status: int, code: str, message: str) -> SimError:
+    def _refuse(self, vm: Vm, kind: str, ctx: CallContext, err: SimError) -> SimError:
         """A synchronous refusal by Compute; like Azure, it is recorded in the Activity Log."""
         now = self.now()
         op_id = str(uuid.uuid4())
         for st in ("Started", "Failed"):
-            self._emit(vm, kind, st, ctx, op_id, now, http_status=status if st == "Failed" else None,
-                       error={"code": code, "message": message} if st == "Failed" else None)
-        return SimError(status, code, message)
+            self._emit(vm, kind, st, ctx, op_id, now, http_status=err.status if st == "Failed" else None,
+                       error={"code": err.code, "message": err.message} if st == "Failed" else None)
+        return err
 
     def begin(
         self, vm: Vm, kind: str, ctx: CallContext, *, hibernate: bool = False,
@@ -294,60 +276,60 @@ class Backend:
         running = vm.op
         state = running.target if running is not None else vm.power
         if kind == "restart" and state != "running":
-            raise self._refuse(vm, kind, ctx, 409, "OperationNotAllowed", RESTART_REFUSED)
+            raise self._refuse(vm, kind, ctx, OperationNotAllowed(RESTART_REFUSED))
         if kind == "powerOff" and state == "deallocated":
             raise self._refuse(
-                vm, kind, ctx, 409, "OperationNotAllowed",
-                f"Operation 'powerOff' is not allowed on VM '{name}' since the VM is either deallocated "
-                "or marked to be deallocated.",
+                vm, kind, ctx, OperationNotAllowed(
+                    f"Operation 'powerOff' is not allowed on VM '{name}' since the VM is either deallocated "
+                    "or marked to be deallocated."),
             )
         if kind == "deallocate" and vm.spec.ephemeral_os_disk:
             raise self._refuse(
-                vm, kind, ctx, 409, "OperationNotAllowed",
-                f"Operation 'deallocate' is not supported for VM '{name}' because it uses an ephemeral "
-                "OS disk. Use powerOff, or delete and recreate the VM.",
+                vm, kind, ctx, OperationNotAllowed(
+                    f"Operation 'deallocate' is not supported for VM '{name}' because it uses an ephemeral "
+                    "OS disk. Use powerOff, or delete and recreate the VM."),
             )
         if kind == "deallocate" and hibernate:
             if not vm.spec.hibernation_enabled:
                 raise self._refuse(
-                    vm, kind, ctx, 409, "OperationNotAllowed",
-                    f"Hibernation is not enabled on VM '{name}'. Enable "
-                    "additionalCapabilities.hibernationEnabled before deallocating with hibernate=true.",
+                    vm, kind, ctx, OperationNotAllowed(
+                        f"Hibernation is not enabled on VM '{name}'. Enable "
+                        "additionalCapabilities.hibernationEnabled before deallocating with hibernate=true."),
                 )
             shown = self._power_now(vm, now)
             if shown != "running":
                 raise self._refuse(
-                    vm, kind, ctx, 409, "OperationNotAllowed",
-                    f"VM '{name}' can be hibernated only while it is running; it is {shown}.",
+                    vm, kind, ctx, OperationNotAllowed(
+                        f"VM '{name}' can be hibernated only while it is running; it is {shown}."),
                 )
         if kind == "performMaintenance":
             m = vm.maint
             window = m["self"] if m else None
             if not m or not m["allowed"]:
                 raise self._refuse(
-                    vm, kind, ctx, 409, "OperationNotAllowed",
-                    f"Operation 'performMaintenance' is not allowed on VM '{name}' since the "
-                    "Subscription of this VM is not eligible.",
+                    vm, kind, ctx, OperationNotAllowed(
+                        f"Operation 'performMaintenance' is not allowed on VM '{name}' since the "
+                        "Subscription of this VM is not eligible."),
                 )
             if window is None or not (window[0].timestamp() <= now <= window[1].timestamp()):
                 raise self._refuse(
-                    vm, kind, ctx, 409, "OperationNotAllowed",
-                    f"Operation 'performMaintenance' is not allowed on VM '{name}' since the "
-                    "self-service maintenance window is not open.",
+                    vm, kind, ctx, OperationNotAllowed(
+                        f"Operation 'performMaintenance' is not allowed on VM '{name}' since the "
+                        "self-service maintenance window is not open."),
                 )
             if state == "deallocated":
                 raise self._refuse(
-                    vm, kind, ctx, 409, "OperationNotAllowed",
-                    f"Operation 'performMaintenance' is not allowed on VM '{name}' since it is "
-                    "deallocated; it will be placed on an updated host when it starts.",
+                    vm, kind, ctx, OperationNotAllowed(
+                        f"Operation 'performMaintenance' is not allowed on VM '{name}' since it is "
+                        "deallocated; it will be placed on an updated host when it starts."),
                 )
         shown = vm.power
         if running is not None:
             if self.fleet.platform.busy_mode(kind, running.kind) == "refuse":
                 raise self._refuse(
-                    vm, kind, ctx, 409, "OperationNotAllowed",
-                    f"Operation '{kind}' is not allowed on VM '{name}' since the VM is busy with "
-                    f"operation '{running.kind}'.",
+                    vm, kind, ctx, OperationNotAllowed(
+                        f"Operation '{kind}' is not allowed on VM '{name}' since the VM is busy with "
+                        f"operation '{running.kind}'."),
                 )
             shown = self._power_now(vm, now)  # the new operation starts from the transitional state
             self._preempt(running, now)

@@ -24,7 +24,13 @@ from urllib.parse import quote
 from aiohttp import web
 
 from .activity import FilterError, parse_filter, parse_select
-from .backend import Backend, CallContext, SimError, iso
+from .backend import Backend, CallContext, iso
+from .exceptions import (
+    AuthenticationFailed, AuthorizationFailed, BadGateway, BadRequest, ComputeThrottled, Conflict,
+    ExpiredAuthenticationToken, GatewayTimeout, InternalServerError, InvalidFilterInQueryString, InvalidParameter,
+    InvalidSkipToken, MissingApiVersion, ResourceNotFound, RouteNotFound, ServiceUnavailable, SimError,
+    SubscriptionRequestsThrottled, TooManyRequests,
+)
 from .faults import Faults
 from .fleet import FleetError, parse_faults
 from .identity import Identity
@@ -244,16 +250,12 @@ class Handler:
 
         auth = self.identity.check(request.headers.get("Authorization"))
         if not auth.ok:
-            err = SimError(401, auth.code, auth.message, headers={
-                "WWW-Authenticate": (f'Bearer authorization_uri="https://login.windows.net/{self.identity.tenant_id}", '
-                                     f'error="invalid_token", error_description="{auth.message}"')})
-            return fail(err)
+            return fail(AuthenticationFailed(auth.message, tenant_id=self.identity.tenant_id, code=auth.code))
         if routed is None:
-            return fail(SimError(404, "NotFound", f"The simulator does not implement {method} {request.path}."))
+            return fail(RouteNotFound(method, request.path))
         name, params, arm, policy = routed
         if "api-version" not in q:
-            return fail(SimError(400, "MissingApiVersionParameter",
-                                 "The api-version query parameter (?api-version=) is required for all requests."))
+            return fail(MissingApiVersion())
         backend = self.backend
         now = backend.now()
         backend.settle(now)
@@ -310,8 +312,8 @@ class Handler:
                 if request.transport is not None:
                     request.transport.abort()
                 return web.Response(status=500)  # never reaches the wire
-            return fail(SimError(504, "GatewayTimeout", "The gateway did not receive a response from "
-                                 "'Microsoft.Compute' within the specified time period."))
+            return fail(GatewayTimeout("The gateway did not receive a response from "
+                                       "'Microsoft.Compute' within the specified time period."))
         self._count(name, arm, method, resp.status)
         if hold_reply:
             HELD[id(resp)] = hold_reply / self.backend.time_scale
@@ -322,21 +324,13 @@ class Handler:
         after = retry_after_seconds(wait)
         if bucket.startswith("Subscription"):
             kind = arm or "reads"
-            return SimError(
-                429, "SubscriptionRequestsThrottled",
+            return SubscriptionRequestsThrottled(
                 f"Number of '{kind[:-1]}' requests for subscription '{sub}' exceeded. Please try again after "
                 f"'{after}' seconds after additional tokens are available. Refer to "
                 "https://aka.ms/arm-throttling for additional information.",
-                headers={"Retry-After": str(after)},
+                after,
             )
-        return SimError(
-            429, "OperationNotAllowed",
-            "The server rejected the request because too many requests have been received for this subscription.",
-            headers={"Retry-After": str(after)},
-            details=[{"code": "TooManyRequests", "target": bucket, "message": json.dumps(
-                {"operationGroup": bucket, "allowedRequestCount": int(capacity),
-                 "measuredRequestCount": int(capacity) + 1})}],
-        )
+        return ComputeThrottled(bucket, after, capacity)
 
     @staticmethod
     def _lro_fail_message(code: str) -> str:
@@ -349,24 +343,25 @@ class Handler:
         status = int(error)
         headers = {"Retry-After": str(retry_after)} if retry_after else {}
         if status == 429:
-            return SimError(429, "TooManyRequests", message or "Too many requests (injected by the simulator).",
-                            headers={"Retry-After": str(retry_after or 1)})
+            return TooManyRequests(message or "Too many requests (injected by the simulator).", retry_after or 1)
         if status == 409:
-            return SimError(409, "Conflict", message or "The request conflicts with the VM's state (injected by the simulator).",
+            return Conflict(message or "The request conflicts with the VM's state (injected by the simulator).",
                             headers=headers)
         if status == 503:
-            return SimError(503, "ServiceUnavailable", message or "The service is temporarily unavailable (injected by the simulator).",
-                            headers=headers)
+            return ServiceUnavailable(message or "The service is temporarily unavailable (injected by the simulator).",
+                                      headers=headers)
         if status == 401:
-            return SimError(401, "ExpiredAuthenticationToken", message or (
+            return ExpiredAuthenticationToken(message or (
                 "The access token expiry UTC time is earlier than current UTC time (injected by the simulator)."))
         if status == 403:
-            return SimError(403, "AuthorizationFailed", message or (
+            return AuthorizationFailed(message or (
                 f"The client does not have authorization to perform this action over scope '/subscriptions/{sub}' "
                 "or the scope is invalid. If access was recently granted, please refresh your credentials."))
-        code = {400: "BadRequest", 502: "BadGateway", 504: "GatewayTimeout"}.get(status, "InternalServerError")
-        return SimError(status, code, message or f"An internal error occurred (injected by the simulator, HTTP {status}).",
-                        headers=headers)
+        text = message or f"An internal error occurred (injected by the simulator, HTTP {status})."
+        named = {400: BadRequest, 502: BadGateway, 504: GatewayTimeout}.get(status)
+        if named is not None:
+            return named(text, headers=headers)
+        return InternalServerError(text, status=status, headers=headers)
 
     # ------------------------------------------------------------ identity & metadata
     def _token(self, request: web.Request, q: dict[str, str], imds: bool) -> web.Response:
@@ -435,7 +430,7 @@ class Handler:
         try:
             offset = int(token[1:]) if token.startswith("o") else 0
         except ValueError:
-            raise SimError(400, "InvalidSkipToken", f"The $skiptoken '{token}' is not valid.") from None
+            raise InvalidSkipToken(token) from None
         chunk = items[offset:offset + size]
         text = '{"value":[' + ",".join(render(x) for x in chunk) + "]"
         if offset + size < len(items):
@@ -490,12 +485,12 @@ class Handler:
         status_only = q.get("statusonly", "").lower() == "true"
         expand = q.get("$expand", "")
         if expand and expand.lower() != "instanceview":
-            raise SimError(400, "InvalidParameter", f"The value '{expand}' of parameter '$expand' is not valid; use instanceView.")
+            raise InvalidParameter(f"The value '{expand}' of parameter '$expand' is not valid; use instanceView.")
         flt = q.get("$filter")
         if flt:
             m = re.match(r"^\s*'?virtualMachineScaleSet/id'?\s+eq\s+'([^']+)'\s*$", flt, re.IGNORECASE)
             if not m:
-                raise SimError(400, "InvalidParameter", "Only $filter=virtualMachineScaleSet/id eq '<scale set id>' is supported.")
+                raise InvalidParameter("Only $filter=virtualMachineScaleSet/id eq '<scale set id>' is supported.")
             target = m.group(1).lower()
             vms = [v for v in vms if v.spec.scale_set and
                    target.endswith(f"/virtualmachinescalesets/{v.spec.scale_set.lower()}")]
@@ -513,8 +508,8 @@ class Handler:
         vm = self.backend.vm(params["sub"], params["rg"], params["vm"])
         expand = q.get("$expand", "")
         if expand and expand.lower() not in ("instanceview", "userdata", "resiliencyview"):
-            raise SimError(400, "InvalidParameter",
-                           f"The value '{expand}' of parameter '$expand' is not valid; use instanceView, userData or resiliencyView.")
+            raise InvalidParameter(
+                f"The value '{expand}' of parameter '$expand' is not valid; use instanceView, userData or resiliencyView.")
         doc = self.backend.vm_json(vm, now, False)
         if expand.lower() == "instanceview":
             doc["properties"]["instanceView"] = self.backend.instance_view(vm, now)
@@ -554,8 +549,7 @@ class Handler:
             try:
                 eq, tag = parse_resource_filter(flt)
             except ValueError:
-                raise SimError(400, "InvalidFilterInQueryString",
-                               f"Invalid $filter '{flt}' specified in the query string.") from None
+                raise InvalidFilterInQueryString(flt) from None
             for fld, value in eq.items():
                 key = _RES_FIELDS[fld]
                 items = [r for r in items if str(r[key]).lower() == value]
@@ -567,14 +561,14 @@ class Handler:
         expand = [e.strip() for e in q.get("$expand", "").split(",") if e.strip()]
         bad = [e for e in expand if e.lower() not in _RES_EXPAND]
         if bad:
-            raise SimError(400, "InvalidParameter", f"The value '{bad[0]}' of parameter '$expand' is not valid; "
-                                                    "use createdTime, changedTime or provisioningState.")
+            raise InvalidParameter(f"The value '{bad[0]}' of parameter '$expand' is not valid; "
+                                   "use createdTime, changedTime or provisioningState.")
         if expand:
             keep["$expand"] = q["$expand"]
         top = q.get("$top")
         if top is not None:
             if not top.isdigit() or int(top) < 1:
-                raise SimError(400, "InvalidParameter", f"The value '{top}' of parameter '$top' is not a positive integer.")
+                raise InvalidParameter(f"The value '{top}' of parameter '$top' is not a positive integer.")
             items = items[:int(top)]  # $top: "the number of results to return"
             keep["$top"] = top
         wanted = {e.lower() for e in expand}
@@ -604,13 +598,12 @@ class Handler:
         """Each VM's one NIC ({vm}-nic), private IP only: enough for `az vm list -d`."""
         nic = params["nic"]
         if not nic.lower().endswith("-nic"):
-            raise SimError(404, "ResourceNotFound", f"The Resource 'Microsoft.Network/networkInterfaces/{nic}' was not found.")
+            raise ResourceNotFound(f"The Resource 'Microsoft.Network/networkInterfaces/{nic}' was not found.")
         try:
             vm = self.backend.vm(params["sub"], params["rg"], nic[:-4])
         except SimError:
-            raise SimError(404, "ResourceNotFound",
-                           f"The Resource 'Microsoft.Network/networkInterfaces/{nic}' under resource group "
-                           f"'{params['rg']}' was not found.") from None
+            raise ResourceNotFound(f"The Resource 'Microsoft.Network/networkInterfaces/{nic}' under resource group "
+                                   f"'{params['rg']}' was not found.") from None
         index = self.backend.by_sub[vm.spec.subscription_id].index(vm)
         nic_id = f"/subscriptions/{vm.spec.subscription_id}/resourceGroups/{vm.spec.resource_group}/providers/Microsoft.Network/networkInterfaces/{nic}"
         return _json(200, {
@@ -644,7 +637,7 @@ class Handler:
             flt = parse_filter(q.get("$filter"), now)
             select = parse_select(q.get("$select"))
         except FilterError as exc:
-            raise SimError(400, "BadRequest", str(exc)) from None
+            raise BadRequest(str(exc)) from None
         token = q.get("$skiptoken", "")
         cutoff, offset = now, 0
         if token:
@@ -652,7 +645,7 @@ class Handler:
                 c, o = token.split(":")
                 cutoff, offset = float(c), int(o)
             except ValueError:
-                raise SimError(400, "BadRequest", f"The $skiptoken '{token}' is not valid.") from None
+                raise BadRequest(f"The $skiptoken '{token}' is not valid.") from None
         events = b.activity.query(params["sub"], flt, cutoff)
         size = b.fleet.activity_page_size
         chunk = events[offset:offset + size]
