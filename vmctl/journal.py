@@ -124,6 +124,7 @@ class Journal:
 
     def __init__(self, path: Path, append: bool = False) -> None:
         self.path = path
+        self.records: list[dict[str, Any]] = []  # what this object wrote, as read back would give it
         if os.path.abspath(path.parent) == os.path.abspath(state_dir()):
             ensure_state_dir()
         else:
@@ -148,6 +149,7 @@ class Journal:
         with self._lock:
             self._fh.write(line + "\n")
             self._fh.flush()
+            self.records.append(json.loads(line))
 
     def close(self) -> None:
         with self._lock:

@@ -3,13 +3,11 @@ execute -> verify -> report. One flow for every action."""
 
 from __future__ import annotations
 
-import getpass
 import inspect
 import json
 import os
 import shlex
 import signal
-import socket
 import sys
 import threading
 from dataclasses import replace
@@ -287,126 +285,40 @@ def evidence_seconds(text: str, skip: bool) -> float:
 def _execute(client: Any, plan: Any, cfg: Any, fmt: str, common: Common, journal_path: Path | None,
              report_path: Path | None, resume_records: list[dict[str, Any]] | None = None,
              evidence_wait: float = 600.0, pacer: Any = None) -> None:
+    """Parse-call-render: the run itself is `vmctl.run.execute`; here only the terminal's side
+    (progress, messages, Ctrl-C/SIGTERM) and the report."""
     from .. import journal as jr
-    from ..locking import VmLocks
+    from ..report import build
+    from ..run import RunSettings, RunUI, execute
 
     scale = pace_scale(cfg)
-    pacer = pacer or make_pacer(cfg)
-    path = journal_path or jr.default_path(plan.run_id)
-    # one run per VM at a time: taken before the first write (and before the journal exists), held
-    # until the run's report is written; a second run or resume of these VMs is refused (exit 4)
-    locks = VmLocks.acquire([s.vm.id for s in plan.steps if s.acts], run_id=plan.run_id,
-                            command=shlex.join(["vmctl", *sys.argv[1:]]), journal=str(path))
-    try:
-        _run_locked(client, plan, cfg, fmt, common, path, report_path, resume_records, evidence_wait, pacer, scale,
-                    locks)
-    finally:
-        locks.release()
-
-
-def _run_locked(client: Any, plan: Any, cfg: Any, fmt: str, common: Common, path: Path, report_path: Path | None,
-                resume_records: list[dict[str, Any]] | None, evidence_wait: float, pacer: Any, scale: float,
-                locks: Any) -> None:
-    from .. import journal as jr
-    from ..executor import CONTACT_TIMEOUT, Executor, Resumed
-    from ..planner import plan_json
-    from ..report import build
-
     stop, abandon = threading.Event(), threading.Event()
-    only: list[int] | None = None
-    resumed: dict[int, Resumed] = {}
-    if resume_records is None:
-        journal = jr.Journal(path)
-        principal = client.principal()
-        journal.write("run", runId=plan.run_id, command=shlex.join(["vmctl", *sys.argv[1:]]), principal=principal,
-                      host=socket.gethostname(), user=getpass.getuser(), endpoint=client.connection.endpoint,
-                      pid=os.getpid())
-        journal.write("plan", plan=plan_json(plan))
-    else:
-        journal = jr.Journal(path, append=True)
-        from ..resume import ACTIVITY_LOG_LAG, resume_targets
+    progress: list[_Progress] = []
+    restore: list[Callable[[], None]] = []
 
-        targets = resume_targets(client, plan, resume_records, journal, pacer, activity_log_lag=ACTIVITY_LOG_LAG / scale)
-        only, resumed = targets.only, targets.resumed
-        journal.write("resume", command=shlex.join(["vmctl", *sys.argv[1:]]), user=getpass.getuser(),
-                      host=socket.gethostname(), steps=only)
-    journal.write("locks", vms=len(locks.vm_ids), directory=str(locks.directory),
-                  stale=[x.as_record() for x in locks.stale])
-    print(f"journal: {path}", file=sys.stderr, flush=True)
-    todo = [s for s in plan.steps if s.acts and (only is None or s.index in only)]
-    progress = _Progress(len(todo), plan.verb)
-    # Compute sends no Retry-After, so vmctl's own interval paces the polls (faster with the simulator's time)
-    ex = Executor(client, plan, journal, pacer, poll_interval=cfg.poll_interval / scale, stop=stop, abandon=abandon,
-                  on_outcome=progress, contact_timeout=CONTACT_TIMEOUT / scale)
-    restore = _signals(stop, abandon, ex.in_flight)
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    def started(todo: int, in_flight: Callable[[], int]) -> None:
+        progress.append(_Progress(todo, plan.verb))
+        restore.append(_signals(stop, abandon, in_flight))
+
+    def on_outcome(step: Any, outcome: Any) -> None:
+        if progress:
+            progress[0](step, outcome)
+
+    settings = RunSettings(poll_interval=cfg.poll_interval / scale, scale=scale, evidence_wait=evidence_wait,
+                           command=shlex.join(["vmctl", *sys.argv[1:]]))
     try:
-        if plan.action == "performMaintenance":
-            ex.run_waves(only=only, resumed=resumed, say=lambda m: print(m, file=sys.stderr, flush=True))
-        else:
-            ex.run(only=only, resumed=resumed)
+        result = execute(client, plan, journal_path or jr.default_path(plan.run_id), pacer or make_pacer(cfg), settings,
+                         resume_records=resume_records, ui=RunUI(say=say, on_outcome=on_outcome, started=started),
+                         stop=stop, abandon=abandon, endpoint=client.connection.endpoint)
     finally:
-        restore()
-        progress.close()
-    if stop.is_set():
-        journal.write("interrupted", abandoned=abandon.is_set())
-    if not abandon.is_set():
-        _verify(client, plan, journal)
-        if evidence_wait > 0:
-            _evidence(client, plan, journal, jr.read(path), evidence_wait, scale, stop)
-    journal.write("end", interrupted=stop.is_set())
-    journal.close()
-    _show_report(build(jr.read(path)), fmt, common.query, report_path)
-
-
-def _evidence(client: Any, plan: Any, journal: Any, records: list[dict[str, Any]], wait: float, scale: float,
-              stop: threading.Event) -> list[str]:
-    """Wait (bounded) for each operation's terminal Activity Log event; record what came."""
-    from ..evidence import collect, collected, expected_operations, record
-    from ..journal import iter_type
-
-    expected = expected_operations(records, {s.index: s.vm.subscription_id for s in plan.steps})
-    if not expected:
-        return []
-    print(f"evidence: waiting up to {wait:g} s for the Activity Log ({len(expected)} operations; it lags the "
-          "operations by minutes)", file=sys.stderr, flush=True)
-
-    def progress(missing: int, total: int, left: float) -> None:
-        if missing:
-            print(f"evidence: {missing} of {total} operations not in the Activity Log yet ({left:.0f} s left)",
-                  file=sys.stderr, flush=True)
-
-    # operations vmctl stopped watching (timed out, abandoned) may end long after: look once, don't wait
-    unsettled = {r["index"] for r in iter_type(records, "outcome")
-                 if r["status"] == "in-flight" or str(r.get("reason", "")).startswith("timed out")}
-    waitable = [x for x in expected if x.index not in unsettled]
-    try:
-        found = collect(client, waitable, wait=wait, have=collected(records), on_round=progress, stop=stop,
-                        first_pause=max(0.2, 1.0 / scale), max_pause=max(1.0, 15.0 / scale))
-        found = collect(client, [x for x in expected if x.index in unsettled], wait=0, have=found)
-    except Exception as exc:  # noqa: BLE001 - the run is done; evidence is reported missing, not fatal
-        journal.write("evidence-failed", error=str(exc))
-        print(f"evidence: could not read the Activity Log: {exc}", file=sys.stderr)
-        return [x.correlation_id for x in expected]
-    missing = record(journal, expected, found)
-    if missing:
-        print(f"evidence: {len(missing)} operations still missing; `vmctl evidence --journal {journal.path}` "
-              "fetches them later", file=sys.stderr, flush=True)
-    return missing
-
-
-def _verify(client: Any, plan: Any, journal: Any) -> None:
-    """The after snapshot: one status listing per subscription touched."""
-    from ..inventory import snapshot
-
-    subs = sorted({s.vm.subscription_id for s in plan.steps})
-    wanted = {s.vm.key for s in plan.steps}
-    states: dict[str, str] = {}
-    for sub in subs:
-        try:
-            states.update({key: vm.power_state for key, vm in snapshot(client, [sub]).items() if key in wanted})
-        except Exception as exc:  # noqa: BLE001 - the run is done; say the snapshot is missing
-            journal.write("verify-failed", subscription=sub, error=str(exc))
-    journal.write("verify", states=states)
+        for r in restore:
+            r()
+        for p in progress:
+            p.close()
+    _show_report(build(result.records), fmt, common.query, report_path)
 
 
 def _show_report(rep: dict[str, Any], fmt: str, query: str | None, report_path: Path | None,
@@ -588,18 +500,12 @@ def report_cmd(
 
 def write_bundle(directory: Path, journal: Path, records: list[dict[str, Any]], rep: dict[str, Any]) -> None:
     """The attachment for a change ticket, verifiable later with `sha256sum -c SHA256SUMS`."""
-    import hashlib
-
     from ..evidence import collected
     from ..journal import iter_type
     from ..render import envelope
     from ..report import markdown, output
+    from ..run import write_bundle as bundle
 
-    from ..journal import private_dir, write_private
-    from ..preflight import check_bundle_dir
-
-    check_bundle_dir(directory)
-    private_dir(directory, flag="--bundle")
     plan = next(iter_type(records, "plan"))["plan"]
     files = {
         "plan.json": json.dumps(plan, indent=2, default=str) + "\n",
@@ -610,10 +516,5 @@ def write_bundle(directory: Path, journal: Path, records: list[dict[str, Any]], 
                                                  if v.get("evidence") and not v["evidence"].get("complete")]},
                                     indent=2, default=str) + "\n",
     }
-    write_private(directory / "journal.jsonl", journal.read_bytes(), flag="--bundle", exclusive=True)
-    for name, text in files.items():
-        write_private(directory / name, text, flag="--bundle", exclusive=True)
-    names = ["evidence.json", "journal.jsonl", "plan.json", "report.json", "report.md"]
-    sums = "".join(f"{hashlib.sha256((directory / n).read_bytes()).hexdigest()}  {n}\n" for n in names)
-    write_private(directory / "SHA256SUMS", sums, flag="--bundle", exclusive=True)
-    print(f"bundle: {directory} ({', '.join(names)}, SHA256SUMS)", file=sys.stderr)
+    names = bundle(directory, journal, files)
+    print(f"bundle: {directory} ({', '.join(n for n in names)}, SHA256SUMS)", file=sys.stderr)

@@ -1,0 +1,177 @@
+"""The run use case: from a confirmed plan to the journal a report is built from. Never prints.
+
+lock the VMs -> journal header (or, for `resume`, what is left to do) -> executor -> verify (the
+after-state) -> evidence (Activity Log, bounded wait) -> end. What the operator should see while it
+runs goes through `RunUI`; signals are the caller's (they set `stop` and `abandon`). The journal is
+written once; the records come back from memory, not by reading the file again.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .cloud import FleetClient
+from .evidence import collect, collected, expected_operations, record
+from .executor import CONTACT_TIMEOUT, Executor, Outcome, Resumed
+from .inventory import snapshot
+from .journal import Journal, iter_type, write_private
+from .locking import VmLocks
+from .pacing import Pacer
+from .planner import Plan, Step, plan_json
+from .resume import ACTIVITY_LOG_LAG, resume_targets
+
+
+def _quiet(message: str) -> None:
+    return None
+
+
+@dataclass
+class RunUI:
+    """How a run talks to whoever watches it: plain messages, each VM's outcome, and a hook to
+    learn how many operations are in flight (for the signal handler's message)."""
+
+    say: Callable[[str], None] = _quiet
+    on_outcome: Callable[[Step, Outcome], None] | None = None
+    started: Callable[[int, Callable[[], int]], None] = lambda todo, in_flight: None
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    poll_interval: float             # seconds between polls (already divided by the time scale)
+    scale: float = 1.0               # the simulator's time scale (VMCTL_PACE_SCALE), 1 on Azure
+    evidence_wait: float = 600.0     # seconds to wait for the Activity Log; 0: do not wait
+    command: str = ""                # the command line, for the journal and the locks
+
+
+@dataclass
+class RunResult:
+    path: Path
+    records: list[dict[str, Any]] = field(default_factory=list)  # the whole journal, in order
+    interrupted: bool = False
+
+
+def execute(client: FleetClient, plan: Plan, journal_path: Path, pacer: Pacer, settings: RunSettings, *,
+            resume_records: list[dict[str, Any]] | None = None, ui: RunUI | None = None,
+            stop: threading.Event | None = None, abandon: threading.Event | None = None,
+            endpoint: str = "") -> RunResult:
+    """Run (or resume) `plan`; the VMs it acts on are locked for the whole run (exit 4 if another
+    run holds one), before the journal is even created."""
+    ui = ui or RunUI()
+    stop, abandon = stop or threading.Event(), abandon or threading.Event()
+    locks = VmLocks.acquire([s.vm.id for s in plan.steps if s.acts], run_id=plan.run_id, command=settings.command,
+                            journal=str(journal_path))
+    try:
+        return _locked(client, plan, journal_path, pacer, settings, resume_records, ui, stop, abandon, endpoint, locks)
+    finally:
+        locks.release()
+
+
+def _locked(client: FleetClient, plan: Plan, path: Path, pacer: Pacer, settings: RunSettings,
+            resume_records: list[dict[str, Any]] | None, ui: RunUI, stop: threading.Event, abandon: threading.Event,
+            endpoint: str, locks: VmLocks) -> RunResult:
+    only: list[int] | None = None
+    resumed: dict[int, Resumed] = {}
+    earlier = list(resume_records or [])
+    if resume_records is None:
+        journal = Journal(path)
+        journal.write("run", runId=plan.run_id, command=settings.command, principal=client.principal(),
+                      host=socket.gethostname(), user=getpass.getuser(), endpoint=endpoint, pid=os.getpid())
+        journal.write("plan", plan=plan_json(plan))
+    else:
+        journal = Journal(path, append=True)
+        targets = resume_targets(client, plan, resume_records, journal, pacer,
+                                 activity_log_lag=ACTIVITY_LOG_LAG / settings.scale)
+        only, resumed = targets.only, targets.resumed
+        journal.write("resume", command=settings.command, user=getpass.getuser(), host=socket.gethostname(),
+                      steps=only)
+    journal.write("locks", vms=len(locks.vm_ids), directory=str(locks.directory),
+                  stale=[x.as_record() for x in locks.stale])
+    ui.say(f"journal: {path}")
+    todo = [s for s in plan.steps if s.acts and (only is None or s.index in only)]
+    ex = Executor(client, plan, journal, pacer, poll_interval=settings.poll_interval, stop=stop, abandon=abandon,
+                  on_outcome=ui.on_outcome, contact_timeout=CONTACT_TIMEOUT / settings.scale)
+    ui.started(len(todo), ex.in_flight)
+    if plan.action == "performMaintenance":
+        ex.run_waves(only=only, resumed=resumed, say=ui.say)
+    else:
+        ex.run(only=only, resumed=resumed)
+    if stop.is_set():
+        journal.write("interrupted", abandoned=abandon.is_set())
+    if not abandon.is_set():
+        verify(client, plan, journal)
+        if settings.evidence_wait > 0:
+            wait_for_evidence(client, plan, journal, earlier + journal.records, settings, stop, ui.say)
+    journal.write("end", interrupted=stop.is_set())
+    journal.close()
+    return RunResult(path, earlier + journal.records, stop.is_set())
+
+
+def verify(client: FleetClient, plan: Plan, journal: Journal) -> None:
+    """The after-state: one status listing per subscription touched; a failed one is journaled."""
+    wanted = {s.vm.key for s in plan.steps}
+    states: dict[str, str] = {}
+    for sub in sorted({s.vm.subscription_id for s in plan.steps}):
+        try:
+            states.update({key: vm.power_state for key, vm in snapshot(client, [sub]).items() if key in wanted})
+        except Exception as exc:  # noqa: BLE001 - the run is done; the report says the after-state is missing
+            journal.write("verify-failed", subscription=sub, error=str(exc))
+    journal.write("verify", states=states)
+
+
+def wait_for_evidence(client: FleetClient, plan: Plan, journal: Journal, records: list[dict[str, Any]],
+                      settings: RunSettings, stop: threading.Event, say: Callable[[str], None]) -> list[str]:
+    """Wait (bounded) for each operation's Activity Log record; journal what came. Returns the
+    correlation ids still missing."""
+    expected = expected_operations(records, {s.index: s.vm.subscription_id for s in plan.steps})
+    if not expected:
+        return []
+    wait, scale = settings.evidence_wait, settings.scale
+    say(f"evidence: waiting up to {wait:g} s for the Activity Log ({len(expected)} operations; it lags the "
+        "operations by minutes)")
+
+    def progress(missing: int, total: int, left: float) -> None:
+        if missing:
+            say(f"evidence: {missing} of {total} operations not in the Activity Log yet ({left:.0f} s left)")
+
+    # operations vmctl stopped watching (timed out, abandoned) may end long after: look once, don't wait
+    unsettled = {r["index"] for r in iter_type(records, "outcome")
+                 if r["status"] in ("in-flight", "unknown") or str(r.get("reason", "")).startswith("timed out")}
+    waitable = [x for x in expected if x.index not in unsettled]
+    try:
+        found = collect(client, waitable, wait=wait, have=collected(records), on_round=progress, stop=stop,
+                        first_pause=max(0.2, 1.0 / scale), max_pause=max(1.0, 15.0 / scale))
+        found = collect(client, [x for x in expected if x.index in unsettled], wait=0, have=found)
+    except Exception as exc:  # noqa: BLE001 - the run is done; evidence is reported missing, not fatal
+        journal.write("evidence-failed", error=str(exc))
+        say(f"evidence: could not read the Activity Log: {exc}")
+        return [x.correlation_id for x in expected]
+    missing = record(journal, expected, found)
+    if missing:
+        say(f"evidence: {len(missing)} operations still missing; `vmctl evidence --journal {journal.path}` "
+            "fetches them later")
+    return missing
+
+
+def write_bundle(directory: Path, journal: Path, files: dict[str, str]) -> list[str]:
+    """The attachment for a change ticket: the journal and the rendered files, each 0600 and never
+    overwritten, plus SHA256SUMS (`sha256sum -c SHA256SUMS` verifies it). Returns the file names."""
+    import hashlib
+
+    from .journal import private_dir
+    from .preflight import check_bundle_dir
+
+    check_bundle_dir(directory)
+    private_dir(directory, flag="--bundle")
+    write_private(directory / "journal.jsonl", journal.read_bytes(), flag="--bundle", exclusive=True)
+    for name, text in files.items():
+        write_private(directory / name, text, flag="--bundle", exclusive=True)
+    names = sorted(["journal.jsonl", *files])
+    sums = "".join(f"{hashlib.sha256((directory / n).read_bytes()).hexdigest()}  {n}\n" for n in names)
+    write_private(directory / "SHA256SUMS", sums, flag="--bundle", exclusive=True)
+    return names
