@@ -83,13 +83,24 @@ class Operation:
 
 
 @dataclass
+class Maintenance:
+    """A VM's maintenance state (`maintenanceRedeployStatus`): loaded from the fleet, changed by
+    performMaintenance."""
+    allowed: bool                                          # isCustomerInitiatedMaintenanceAllowed
+    self_service_window: tuple[datetime, datetime] | None  # preMaintenanceWindow{Start,End}Time
+    scheduled_window: tuple[datetime, datetime] | None     # maintenanceWindow{Start,End}Time
+    result: str                                            # lastOperationResultCode
+    message: str                                           # lastOperationMessage (when not empty)
+
+
+@dataclass
 class Vm:
     spec: VmSpec
     id: str
     power: str
     hibernated: bool
     provisioning: str
-    maint: dict[str, Any] | None
+    maint: Maintenance | None
     created: float
     prov_error: tuple[str, str] | None = None
     op: Operation | None = None
@@ -143,10 +154,7 @@ class Backend:
             maint = None
             if spec.maintenance is not None:
                 m = spec.maintenance
-                maint = {
-                    "allowed": m.allowed, "self": m.self_service_window, "scheduled": m.scheduled_window,
-                    "result": m.last_result, "message": m.last_message,
-                }
+                maint = Maintenance(m.allowed, m.self_service_window, m.scheduled_window, m.last_result, m.last_message)
             vm = Vm(spec, vm_id, spec.power_state, spec.hibernated,
                     "Failed" if spec.provisioning_state.lower() == "failed" else "Succeeded",
                     maint, created=self.vms_created, power_changed=now - 86400)
@@ -304,8 +312,8 @@ class Backend:
                 )
         if kind == "performMaintenance":
             m = vm.maint
-            window = m["self"] if m else None
-            if not m or not m["allowed"]:
+            window = m.self_service_window if m else None
+            if not m or not m.allowed:
                 raise self._refuse(
                     vm, kind, ctx, OperationNotAllowed(
                         f"Operation 'performMaintenance' is not allowed on VM '{name}' since the "
@@ -371,8 +379,8 @@ class Backend:
             vm.provisioning = "Failed"
             vm.prov_error = op.fail
             if op.kind == "performMaintenance" and vm.maint is not None:
-                vm.maint["result"] = "RetryLater" if op.fail[0] == "RetryLater" else "MaintenanceAborted"
-                vm.maint["message"] = op.fail[1]
+                vm.maint.result = "RetryLater" if op.fail[0] == "RetryLater" else "MaintenanceAborted"
+                vm.maint.message = op.fail[1]
             self._emit(vm, op.kind, "Failed", op.ctx, op.id, op.ends, http_status=500,
                        error={"code": op.fail[0], "message": op.fail[1]})
             return
@@ -385,8 +393,9 @@ class Backend:
         elif op.target == "running":
             vm.hibernated = False
         if op.kind == "performMaintenance" and vm.maint is not None:
-            vm.maint.update(allowed=False, result="MaintenanceCompleted",
-                            message="Maintenance completed successfully.")
+            vm.maint.allowed = False
+            vm.maint.result = "MaintenanceCompleted"
+            vm.maint.message = "Maintenance completed successfully."
         if vm.power != before:
             vm.power_changed = op.ends
         self._emit(vm, op.kind, "Succeeded", op.ctx, op.id, op.ends)
@@ -440,16 +449,16 @@ class Backend:
         m = vm.maint
         if m is None:
             return None
-        out: dict[str, Any] = {"isCustomerInitiatedMaintenanceAllowed": bool(m["allowed"])}
-        if m["self"]:
-            out["preMaintenanceWindowStartTime"] = m["self"][0].isoformat()
-            out["preMaintenanceWindowEndTime"] = m["self"][1].isoformat()
-        if m["scheduled"]:
-            out["maintenanceWindowStartTime"] = m["scheduled"][0].isoformat()
-            out["maintenanceWindowEndTime"] = m["scheduled"][1].isoformat()
-        out["lastOperationResultCode"] = m["result"]
-        if m["message"]:
-            out["lastOperationMessage"] = m["message"]
+        out: dict[str, Any] = {"isCustomerInitiatedMaintenanceAllowed": bool(m.allowed)}
+        if m.self_service_window:
+            out["preMaintenanceWindowStartTime"] = m.self_service_window[0].isoformat()
+            out["preMaintenanceWindowEndTime"] = m.self_service_window[1].isoformat()
+        if m.scheduled_window:
+            out["maintenanceWindowStartTime"] = m.scheduled_window[0].isoformat()
+            out["maintenanceWindowEndTime"] = m.scheduled_window[1].isoformat()
+        out["lastOperationResultCode"] = m.result
+        if m.message:
+            out["lastOperationMessage"] = m.message
         return out
 
     def instance_view(self, vm: Vm, now: float, maintenance: bool = True) -> dict[str, Any]:
