@@ -81,3 +81,19 @@ def test_exit_codes_are_documented() -> None:
     for code, name in ((0, "ok"), (1, "failed"), (2, "bad input"), (3, "partial"), (4, "refused by a guard"),
                        (130, "interrupted")):
         assert f"| {code} | {name} |" in text
+
+
+def test_errors_under_json_are_a_json_envelope_too(sim: SimHandle) -> None:
+    """stdout carries one JSON document whatever happens; stderr keeps the sentence."""
+    for args, code in ((["list", "--tag", "=x", "-o", "json"], 2),
+                       (["deallocate", "-n", "stopped-01", "--yes", "-o", "json"], 4),
+                       (["show", "-g", "rg-app", "nosuch", "-o", "json"], 2)):
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == code, r.output
+        doc = json.loads(r.stdout)
+        assert list(doc) == ["schema", "kind", "vmctlVersion", "generatedAt", "error"]
+        assert doc["schema"] == "vmctl/v1" and doc["kind"] == "error"
+        assert list(doc["error"]) == ["type", "message", "hint", "exitCode"] and doc["error"]["exitCode"] == code
+        assert "error: " in r.stderr
+    r = CliRunner().invoke(app, ["list", "--tag", "=x"])
+    assert r.exit_code == 2 and r.stdout == ""  # not under -o json: the sentence only

@@ -148,6 +148,7 @@ def handle_errors(fn: F) -> F:
             typer.echo(f"error: {printable(exc.message)}", err=True)
             if exc.hint:
                 typer.echo(f"  {printable(exc.hint)}", err=True)
+            _json_error(kwargs, type(exc).__name__, exc.message, exc.hint, exc.exit_code)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
@@ -167,6 +168,29 @@ def handle_errors(fn: F) -> F:
                 traceback.print_exc()
             typer.echo(f"error: internal error: {type(exc).__name__}: {exc}", err=True)
             typer.echo("  This is a bug in vmctl; run again with --debug for the traceback and report it.", err=True)
+            _json_error(kwargs, "InternalError", f"internal error: {type(exc).__name__}: {exc}",
+                        "This is a bug in vmctl; run again with --debug for the traceback and report it.", 1)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _json_error(kwargs: dict[str, Any], kind: str, message: str, hint: str | None, code: int) -> None:
+    """Under `-o json` (or VMCTL_OUTPUT=json) an error is also a JSON document on stdout, in the
+    same versioned envelope as every other output, so a CI job parsing stdout never gets nothing."""
+    fmt = kwargs.get("output") or os.environ.get("VMCTL_OUTPUT") or ""
+    if not isinstance(fmt, str) or fmt.strip().lower() != "json":
+        return
+    import json
+    from datetime import datetime, timezone
+
+    from .. import __version__
+    from ..render import SCHEMA
+
+    doc = {"schema": SCHEMA, "kind": "error", "vmctlVersion": __version__,
+           "generatedAt": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+           "error": {"type": kind, "message": message, "hint": hint, "exitCode": code}}
+    try:
+        typer.echo(json.dumps(doc))
+    except BrokenPipeError:  # the reader left: nothing more to say
+        pass
