@@ -8,11 +8,16 @@ import re
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional, TypeVar
 
 import typer
 
 from ..errors import INTERRUPTED, InputError, VmctlError
+
+if TYPE_CHECKING:  # for annotations only: importing the cloud or config modules here would slow every start
+    from ..cloud import Connection
+    from ..config import Config
+    from ..selection import Selector
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -94,6 +99,21 @@ class Common:
     output: str | None
     query: str | None
     debug: bool
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """What every command that reads the fleet has settled before its first request."""
+
+    config: Config
+    fmt: str
+    selector: Selector
+    subscriptions: list[str]
+    connection: Connection
+
+    def __iter__(self) -> Iterator[Any]:
+        """Unpacks as (config, fmt, selector, subscriptions, connection)."""
+        return iter((self.config, self.fmt, self.selector, self.subscriptions, self.connection))
 
 
 def resolve_output(flag: str | None, config_output: str | None) -> str:

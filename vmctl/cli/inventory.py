@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ._common import (
+    CommandContext,
     ArmEndpoint, Cloud, Common, ConfigPath, Debug, ExcludeTags, Groups, Ids, IncludeProduction, Locations,
     Names, OutputFormat, PowerStates, Query, Subscriptions, Tags, connection_for, handle_errors, read_ids,
     resolve_output,
@@ -18,7 +19,7 @@ from ._common import (
 
 def _setup(common: Common, *, groups: list[str], names: list[str], ids: list[str], tags: list[str],
            exclude_tags: list[str], locations: list[str], power_states: list[str],
-           include_production: bool) -> tuple[Any, str, Any, list[str], Any]:
+           include_production: bool) -> CommandContext:
     """Everything that can be refused without a request: config, output, selection, subscriptions."""
     from ..config import load_config
     from ..inventory import resolve_subscriptions
@@ -34,7 +35,7 @@ def _setup(common: Common, *, groups: list[str], names: list[str], ids: list[str
         tag_values_case_sensitive=config.tag_values_case_sensitive)
     subs = resolve_subscriptions(common.subscriptions, os.environ.get("AZURE_SUBSCRIPTION_ID"), config, selector)
     connection = connection_for(common, config)
-    return config, fmt, selector, subs, connection
+    return CommandContext(config, fmt, selector, subs, connection)
 
 
 @handle_errors
