@@ -18,7 +18,7 @@ import re
 import uuid
 from collections import Counter
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 from urllib.parse import quote
 
 from aiohttp import web
@@ -35,77 +35,11 @@ from .faults import Faults
 from .fleet import FleetError, parse_faults
 from .identity import Identity
 from .throttle import Throttle, retry_after_seconds
+from .urls import ACTIONS, Route, match
 
 JSON = "application/json; charset=utf-8"
 HELD: dict[int, float] = {}  # response id -> seconds its reply is held back (`hold-reply` faults)
 _GUID = re.compile(r"^[0-9a-fA-F-]{32,36}$")
-
-# (method, path template, operation name, ARM bucket, Compute policy)
-ROUTES: list[tuple[str, str, str, str | None, str | None]] = [
-    ("GET", "/subscriptions", "subscriptions.list", None, None),
-    ("GET", "/tenants", "tenants.list", None, None),
-    ("GET", "/subscriptions/{sub}", "subscriptions.get", "reads", None),
-    ("GET", "/subscriptions/{sub}/resourcegroups", "resourceGroups.list", "reads", None),
-    ("GET", "/subscriptions/{sub}/resourcegroups/{rg}", "resourceGroups.get", "reads", None),
-    ("GET", "/subscriptions/{sub}/providers/microsoft.compute/virtualmachines",
-     "virtualMachines.listAll", "reads", "HighCostGet"),
-    ("GET", "/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.compute/virtualmachines",
-     "virtualMachines.list", "reads", "HighCostGet"),
-    ("GET", "/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.compute/virtualmachines/{vm}",
-     "virtualMachines.get", "reads", "LowCostGet"),
-    ("GET", "/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.compute/virtualmachines/{vm}/instanceview",
-     "virtualMachines.instanceView", "reads", "LowCostGet"),
-    ("POST", "/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.compute/virtualmachines/{vm}/{action}",
-     "virtualMachines.{action}", "writes", None),
-    ("GET", "/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.compute/availabilitysets",
-     "availabilitySets.list", "reads", "LowCostGet"),
-    ("GET", "/subscriptions/{sub}/providers/microsoft.compute/availabilitysets",
-     "availabilitySets.listBySubscription", "reads", "LowCostGet"),
-    ("GET", "/subscriptions/{sub}/resources", "resources.list", "reads", None),
-    ("GET", "/subscriptions/{sub}/resourcegroups/{rg}/resources", "resources.listByResourceGroup", "reads", None),
-    ("GET", "/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.compute/availabilitysets/{aset}",
-     "availabilitySets.get", "reads", "LowCostGet"),
-    ("GET", "/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.network/networkinterfaces/{nic}",
-     "networkInterfaces.get", "reads", None),
-    ("GET", "/subscriptions/{sub}/providers/microsoft.compute/locations/{loc}/operations/{op}",
-     "operations.get", "reads", "GetOperation"),
-    ("GET", "/subscriptions/{sub}/providers/microsoft.insights/eventtypes/management/values",
-     "activityLogs.list", "reads", None),
-]
-ACTIONS = {"poweroff": "powerOff", "deallocate": "deallocate", "start": "start", "restart": "restart",
-           "performmaintenance": "performMaintenance", "redeploy": "redeploy"}
-_POLICY_FOR_ACTION = {"deallocate": "DeleteVM"}
-
-
-def _compile() -> list[tuple[str, list[str], str, str | None, str | None]]:
-    return [(m, t.strip("/").split("/"), n, a, p) for m, t, n, a, p in ROUTES]
-
-
-_TABLE = _compile()
-
-
-def match(method: str, path: str) -> tuple[str, dict[str, str], str | None, str | None] | None:
-    if method == "HEAD":  # every GET route answers HEAD (existence check)
-        method = "GET"
-    segs = [s for s in path.strip("/").split("/")]
-    for m, tmpl, name, arm, policy in _TABLE:
-        if m != method or len(tmpl) != len(segs):
-            continue
-        params: dict[str, str] = {}
-        for t, s in zip(tmpl, segs):
-            if t.startswith("{"):
-                params[t[1:-1]] = s
-            elif t != s.lower():
-                break
-        else:
-            if "action" in params:
-                action = ACTIONS.get(params["action"].lower())
-                if action is None:
-                    continue
-                params["action"] = action
-                return name.format(action=action), params, arm, _POLICY_FOR_ACTION.get(action, "UpdateVM")
-            return name, params, arm, policy
-    return None
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
@@ -179,18 +113,6 @@ class Handler:
         self.throttle = throttle
         self.faults = faults
         self.stats = Stats()
-        self._get_handlers: dict[str, Callable[..., web.Response]] = {
-            "subscriptions.list": self._subs_list, "tenants.list": self._tenants,
-            "subscriptions.get": self._sub_get, "resourceGroups.list": self._rg_list,
-            "resourceGroups.get": self._rg_get, "virtualMachines.listAll": self._vm_list,
-            "virtualMachines.list": self._vm_list, "virtualMachines.get": self._vm_get,
-            "virtualMachines.instanceView": self._vm_iv, "availabilitySets.list": self._as_list,
-            "availabilitySets.get": self._as_get, "operations.get": self._op_get,
-            "networkInterfaces.get": self._nic_get,
-            "activityLogs.list": self._activity,
-            "availabilitySets.listBySubscription": self._as_list_sub,
-            "resources.list": self._resources, "resources.listByResourceGroup": self._resources,
-        }
 
     # ------------------------------------------------------------ entry point
     async def __call__(self, request: web.Request) -> web.StreamResponse:
@@ -216,6 +138,11 @@ class Handler:
             await asyncio.sleep(hold)
         return resp
 
+    def _handler(self, route: Route) -> Callable[..., web.Response]:
+        """The route's handler: a method of this class by name, or the callable itself."""
+        h = route.handler
+        return getattr(self, h) if isinstance(h, str) else h
+
     def _count(self, name: str, arm: str | None, method: str, status: int) -> None:
         st = self.stats
         st.requests += 1
@@ -239,11 +166,11 @@ class Handler:
         if "x-ms-client-request-id" in request.headers:
             base_headers["x-ms-client-request-id"] = request.headers["x-ms-client-request-id"]
         routed = match(method, request.path)
-        name = routed[0] if routed else f"unrouted.{method}"
+        name = routed.name if routed else f"unrouted.{method}"
         head = method == "HEAD"
 
         def fail(err: SimError) -> web.Response:
-            self._count(name, routed[2] if routed else None, method, err.status)
+            self._count(name, routed.arm if routed else None, method, err.status)
             if head:
                 return _json(err.status, None, {**base_headers, **err.headers})
             return _json(err.status, err.body(), {**base_headers, **err.headers})
@@ -253,7 +180,8 @@ class Handler:
             return fail(AuthenticationFailed(auth.message, tenant_id=self.identity.tenant_id, code=auth.code))
         if routed is None:
             return fail(RouteNotFound(method, request.path))
-        name, params, arm, policy = routed
+        params, arm, policy = routed.params, routed.arm, routed.policy
+        handler = self._handler(routed.route)
         if "api-version" not in q:
             return fail(MissingApiVersion())
         backend = self.backend
@@ -297,10 +225,10 @@ class Handler:
                 fail_lro = (fault.spec.error, fault.spec.message or self._lro_fail_message(fault.spec.error))
         try:
             if is_lro:
-                resp = self._lro(request, q, params, correlation, auth.claims or {}, fail_lro, extra, cancel,
-                                 base_headers)
+                resp = handler(request, q, params, correlation, auth.claims or {}, fail_lro, extra, cancel,
+                               base_headers)
             else:
-                resp = self._get_handlers[name](request, q, params, now, base_headers)
+                resp = handler(request, q, params, now, base_headers)
         except SimError as err:
             return fail(err)
         if head:  # ARM's existence check: 204 when the resource exists, never a body
@@ -761,5 +689,3 @@ class Handler:
                 return _json(err.status, err.body())
         return _json(202, {"operationId": op.id, "correlationId": ctx.correlation_id})
 
-
-Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
