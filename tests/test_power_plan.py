@@ -373,7 +373,7 @@ def test_plan_json_round_trip() -> None:
         vm("b-01", sub=SUB_B, rg="rg-b"),
     ]
     opts = Options(hibernate=True, hibernate_fallback="deallocate", include_production=True, max_targets=7,
-                   max_targets_explicit=True, max_percent=80.0, parallel=3, timeout=90.0, pre_hook="./drain.sh",
+                   max_percent=80.0, parallel=3, timeout=90.0, pre_hook="./drain.sh",
                    post_hook="./check.sh", hook_timeout=30.0, ticket="CHG-42")
     plan = build_plan("deallocate", vms, opts, totals={SUB_A: 5, SUB_B: 1}, now=NOW, run_id="20261122T101500Z-abcdef")
     data = json.loads(json.dumps(plan_json(plan), default=str))  # survives JSON serialisation

@@ -10,7 +10,7 @@ import fnmatch
 import math
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,6 @@ class Config:
     parallel: int = 20
     poll_interval: float = 5.0
     pace_scale: float = 1.0
-    raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def is_production(self, vm: Vm) -> bool:
         """Fail closed: a VM whose tags or properties could not be read counts as production."""
@@ -246,5 +245,5 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         arm_endpoint=_str(data.get("arm_endpoint"), f"{where}: arm_endpoint"),
         production_rules=tuple(rules), tag_values_case_sensitive=case_sensitive,
         max_targets=max_targets, max_percent=float(max_percent) if max_percent is not None else None,
-        parallel=parallel, poll_interval=float(poll_interval), pace_scale=float(pace_scale), raw=data,
+        parallel=parallel, poll_interval=float(poll_interval), pace_scale=float(pace_scale),
     )

@@ -59,7 +59,6 @@ class Outcome:
     correlation_id: str | None = None
     duration: float | None = None
     path: str = ""
-    after: str | None = None
 
     def to_json(self) -> dict[str, object]:
         return {"index": self.index, "status": self.status, "reason": self.reason, "retries": self.retries,

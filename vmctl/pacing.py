@@ -70,7 +70,6 @@ class Pacer:
         self.clock = clock
         self._lock = threading.Lock()
         self._buckets: dict[tuple[str, str], _Bucket] = {}
-        self.waited = 0.0  # seconds spent waiting for tokens (for the report)
 
     def _bucket(self, sub: str, kind: str) -> _Bucket:
         b = self._buckets.get((sub, kind))
@@ -94,7 +93,6 @@ class Pacer:
                 wait = max(wait, b.wait(now))
                 b.tokens -= 1
         while wait > 0:
-            self.waited += wait
             if stop is not None:
                 if stop.wait(wait):
                     return False

@@ -55,7 +55,6 @@ class Options:
     hibernate_fallback: str = "fail"  # fail | deallocate
     include_production: bool = False
     max_targets: int = 50
-    max_targets_explicit: bool = False
     max_percent: float | None = None
     parallel: int = 20
     timeout: float = 3600.0

@@ -226,7 +226,7 @@ def run_action(
     opts = Options(
         skip_shutdown=skip_shutdown and verb == "stop", hibernate=hibernate, hibernate_fallback=hibernate_fallback,
         include_production=selector.include_production,
-        max_targets=max_targets if max_targets is not None else cfg.max_targets, max_targets_explicit=max_targets is not None,
+        max_targets=max_targets if max_targets is not None else cfg.max_targets,
         max_percent=max_percent if max_percent is not None else cfg.max_percent,
         parallel=parallel or cfg.parallel, timeout=timeout, pre_hook=pre_hook, post_hook=post_hook,
         hook_timeout=hook_timeout, hook_env=hook_env, ticket=ticket, wave_by=wave_by, pause=pause,

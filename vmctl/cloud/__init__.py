@@ -61,8 +61,6 @@ class FleetClient(Protocol):
     def get_vm(self, subscription_id: str, resource_group: str, name: str,
                subscription_name: str = "") -> tuple[Vm, dict[str, Any]]: ...
 
-    def request_count(self) -> int: ...
-
     def refresh_credential(self) -> None:
         """Drop cached tokens and clients (after a 401), so the next request signs in again."""
 

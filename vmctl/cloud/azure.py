@@ -39,7 +39,6 @@ from .arm_json import join_listings, model_fields, status_from_view, status_item
 from . import Accepted, ActionError, Connection, OperationStatus, RetryableError, ThrottledError
 
 COMPUTE_API = "2026-04-01"
-MONITOR_API = "2015-04-01"
 RESOURCES_API = "2022-12-01"
 # polls and watcher reads: the executor retries on its own schedule, so no SDK retries, and a dead
 # endpoint must not hold the watcher for the SDK's default 300 s connection timeout
@@ -98,10 +97,6 @@ class AzureFleet:
         self._clients: dict[str, ComputeManagementClient] = {}
         self._monitors: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._requests = 0
-
-    def request_count(self) -> int:
-        return self._requests
 
     def refresh_credential(self) -> None:
         """After a 401: a new credential and new clients, so the next request gets a new token
@@ -137,8 +132,6 @@ class AzureFleet:
             url = self.connection.endpoint + url
         kw = QUICK if quick else {}
         resp = self._call(lambda: self.client(subscription_id).send_request(HttpRequest("GET", url), **kw), context)
-        with self._lock:
-            self._requests += 1
         if on_headers:
             on_headers({k.lower(): v for k, v in resp.headers.items()})
         if resp.status_code == 429 and throttled:
@@ -279,8 +272,6 @@ class AzureFleet:
             raise self._endpoint_error(exc) from exc
         except ClientAuthenticationError as exc:
             raise CredentialError(_credential_failure(str(exc)), LOGIN_HINT) from exc
-        with self._lock:
-            self._requests += 1
         if on_headers:
             on_headers(seen)
         url = seen.get("azure-asyncoperation") or seen.get("location")
@@ -305,8 +296,6 @@ class AzureFleet:
                          on_headers: Callable[[dict[str, str]], None] | None = None) -> OperationStatus:
         resp = self._call(lambda: self.client(subscription_id).send_request(HttpRequest("GET", url), **QUICK),
                           "polling an operation")
-        with self._lock:
-            self._requests += 1
         headers = {k.lower(): v for k, v in resp.headers.items()}
         if on_headers:
             on_headers(headers)
@@ -358,8 +347,6 @@ class AzureFleet:
 
         def pages() -> None:
             for page in pager.by_page():
-                with self._lock:
-                    self._requests += 1
                 out.extend(e.serialize(keep_readonly=True) for e in page)
 
         self._call(pages, "reading the Activity Log")
