@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from fakes import Accept, FakeFleet, Lost, Refused, ServerError, Throttled, make_vm
 from vmctl.cloud import OperationStatus
 from vmctl.errors import CredentialError
 from vmctl.executor import LIST_THRESHOLD, MAX_ATTEMPTS, Executor, Outcome
@@ -19,6 +18,8 @@ from vmctl.journal import Journal
 from vmctl.models import Vm
 from vmctl.pacing import Pacer
 from vmctl.planner import Options, build_plan
+
+from fakes import Accept, FakeFleet, Lost, Refused, ServerError, Throttled, make_vm
 
 pytestmark = pytest.mark.timeout(20)
 
