@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 
 from .errors import InputError
 from .journal import iter_type
+from .timefmt import parse_iso
 
 RETENTION_DAYS = 90
 SELECT = ("eventName,operationName,status,subStatus,caller,eventTimestamp,submissionTimestamp,correlationId,"
@@ -37,11 +38,10 @@ def parse_when(text: str, now: datetime, flag: str) -> datetime:
         secs = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
         return now - timedelta(seconds=secs)
     try:
-        dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
+        return parse_iso(t)
     except ValueError:
         raise InputError(f"{flag} '{text}' is not a time.",
-                         "Give ISO-8601 (2026-11-22T10:00:00Z) or a relative time (30m, 2h, 3d).") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+                         "Give ISO-8601 (2026-11-22T10:00:00Z) or a relative time (30m, 2h, 3d, 1w).") from None
 
 
 def check_window(start: datetime, end: datetime, now: datetime) -> None:
@@ -171,12 +171,12 @@ def expected_operations(records: list[dict[str, Any]], plan_vm_subs: dict[int, s
     """Writes that reached Compute: accepted ones, and ones Compute refused (a failed outcome with an id)."""
     out: dict[str, Expected] = {}
     for r in iter_type(records, "accepted"):
-        ts = datetime.fromisoformat(r["ts"].replace("Z", "+00:00"))
+        ts = parse_iso(r["ts"])
         out[r["correlationId"].lower()] = Expected(r["index"], plan_vm_subs[r["index"]], r["correlationId"], ts)
     for r in iter_type(records, "outcome"):
         cid = r.get("correlationId")
         if r["status"] == "failed" and cid and cid.lower() not in out and not r.get("reason", "").startswith("timed out"):
-            ts = datetime.fromisoformat(r["ts"].replace("Z", "+00:00"))
+            ts = parse_iso(r["ts"])
             out[cid.lower()] = Expected(r["index"], plan_vm_subs[r["index"]], cid, ts, accepted=False)
     return list(out.values())
 

@@ -11,11 +11,11 @@ import json
 import os
 import tempfile
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import InputError
+from .timefmt import stamp
 
 
 def state_dir() -> Path:
@@ -29,7 +29,7 @@ def default_path(run_id: str) -> Path:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return stamp()
 
 
 # ------------------------------------------------------------------ private files and directories

@@ -54,6 +54,7 @@ from types import TracebackType
 
 from .errors import GuardRefusal
 from .journal import mkdirs_private, now_iso, state_dir
+from .timefmt import parse_iso
 
 _TAKEOVER = ".takeover"
 _MAX_ATTEMPTS = 8           # create / find stale / take over rounds per VM before giving up (held)
@@ -362,7 +363,7 @@ def _stale_reason(holder: LockHolder, max_age: timedelta | None) -> str | None:
         if max_age is None:
             return None
         try:
-            started = datetime.fromisoformat(holder.started_at.replace("Z", "+00:00"))
+            started = parse_iso(holder.started_at)
         except ValueError:
             return None
         if started.tzinfo is None:

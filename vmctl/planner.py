@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .models import Vm
+from .timefmt import iso, parse_iso
 
 VERBS = {"stop": "powerOff", "deallocate": "deallocate", "start": "start", "restart": "restart",
          "maintenance start": "performMaintenance"}
@@ -223,7 +224,7 @@ def build_plan(verb: str, vms: list[Vm], opts: Options, totals: dict[str, int] |
     totals = totals or {}
     return Plan(
         run_id=run_id or new_run_id(now), verb=verb, action=action, steps=tuple(steps), options=opts,
-        created_at=(now or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z"),
+        created_at=iso(now or datetime.now(timezone.utc)) or "",
         refusals=tuple(guard_refusals(steps, opts, totals)), totals=dict(totals), set_sizes=dict(set_sizes or {}),
     )
 
@@ -309,7 +310,7 @@ def vm_from_plan_json(d: dict[str, Any]) -> Vm:
     maint = None
     if m:
         def ts(x: str | None) -> datetime | None:
-            return datetime.fromisoformat(x.replace("Z", "+00:00")) if x else None
+            return parse_iso(x) if x else None
         maint = Maintenance(m["allowed"], ts(m["selfServiceWindow"]["start"]), ts(m["selfServiceWindow"]["end"]),
                             ts(m["scheduledWindow"]["start"]), ts(m["scheduledWindow"]["end"]),
                             m.get("lastOperationResultCode"), m.get("lastOperationMessage"))

@@ -23,6 +23,7 @@ from .journal import Journal, iter_type
 from .models import VmStatus
 from .pacing import Pacer
 from .planner import TRANSITIONAL, Plan, Step
+from .timefmt import parse_iso
 
 ACTIVITY_LOG_LAG = 20 * 60.0  # seconds: after this, an operation missing from the Activity Log never landed
 
@@ -94,7 +95,7 @@ def resume_targets(client: FleetClient, plan: Plan, records: list[dict[str, Any]
             _outcome(journal, s, "unknown", f"sent, result not known: the Activity Log could not be read ({verdict}); "
                      "not resent", cid)
         elif verdict is None:
-            sent = datetime.fromisoformat(req["ts"].replace("Z", "+00:00"))
+            sent = parse_iso(req["ts"])
             waited = (now() - sent).total_seconds()
             if waited >= activity_log_lag:
                 journal.write("resend", index=s.index, vm=s.vm.id, correlationId=cid,
@@ -128,7 +129,7 @@ def _done(s: Step, st: VmStatus, accepted: bool) -> bool:
 
 def _activity_log(client: FleetClient, s: Step, req: dict[str, Any], cid: str) -> tuple[str, str] | None | Exception:
     """("succeeded"|"failed"|"running", message) from the request's Activity Log events; None if none."""
-    sent = datetime.fromisoformat(req["ts"].replace("Z", "+00:00"))
+    sent = parse_iso(req["ts"])
     f = Filters(sent - timedelta(minutes=5), datetime.now(timezone.utc) + timedelta(minutes=5), correlation_ids={cid})
     try:
         flt, _ = f.server_side()

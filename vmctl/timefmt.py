@@ -32,6 +32,19 @@ def local(when: datetime) -> str:
     return when.astimezone().strftime("%Y-%m-%d %H:%M %Z")
 
 
+def parse_iso(text: str) -> datetime:
+    """ISO-8601 (Python 3.11 reads the `Z` suffix itself); a time without a zone is UTC. ValueError
+    for anything else."""
+    dt = datetime.fromisoformat(text.strip())
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def stamp(when: datetime | None = None) -> str:
+    """UTC, microseconds always written, `Z`: the timestamp of every record vmctl writes."""
+    return (when or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(timespec="microseconds") \
+        .replace("+00:00", "Z")
+
+
 def iso(when: datetime | None) -> str | None:
     return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if when else None
 
@@ -42,7 +55,7 @@ MAX_WAIT = 7 * 86400.0          # --pause, --evidence-wait, --wait: a week
 MAX_TIMEOUT = 7 * 86400.0       # --timeout: a week (ARM's own operations give up long before)
 MAX_HOOK_TIMEOUT = 86400.0      # --hook-timeout: a day (Azure's graceful-shutdown window is 5 min)
 
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def _span(seconds: float) -> str:
@@ -63,7 +76,7 @@ def parse_duration(text: str, flag: str, *, maximum: float = MAX_WAIT) -> float:
 
     Raises InputError naming `flag` (exit 2) for anything else: not a duration, or too long.
     """
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
     if not m:
         raise InputError(f"{flag} '{_short(text)}' is not a duration.", "Examples: 30s, 5m, 1h, 0.")
     seconds = float(m.group(1)) * _UNITS[m.group(2)]

@@ -202,13 +202,12 @@ def _json_error(kwargs: dict[str, Any], kind: str, message: str, hint: str | Non
     if not isinstance(fmt, str) or fmt.strip().lower() != "json":
         return
     import json
-    from datetime import datetime, timezone
-
     from .. import __version__
     from ..render import SCHEMA
+    from ..timefmt import stamp
 
     doc = {"schema": SCHEMA, "kind": "error", "vmctlVersion": __version__,
-           "generatedAt": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+           "generatedAt": stamp(),
            "error": {"type": kind, "message": message, "hint": hint, "exitCode": code}}
     try:
         typer.echo(json.dumps(doc))

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Iterable
 
 from ..models import Maintenance, Vm, VmStatus
+from ..timefmt import parse_iso
 
 NOT_IN_FULL_LISTING = ("not in the full VM listing (created or changed between the two listings, or Azure "
                        "left it out): its tags and properties are unknown")
@@ -24,7 +25,7 @@ NOT_IN_FULL_LISTING = ("not in the full VM listing (created or changed between t
 def _ts(value: Any) -> datetime | None:
     if not value:
         return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parse_iso(str(value))
 
 
 def _last(resource_id: str | None) -> str | None:

@@ -12,11 +12,12 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, TextIO
 
 from .. import __version__
 from ..errors import InputError
+from ..timefmt import stamp
 
 SCHEMA = "vmctl/v1"
 FORMATS = ("table", "json", "csv", "markdown")
@@ -47,7 +48,7 @@ class Output:
 def envelope(out: Output, now: datetime | None = None) -> dict[str, Any]:
     env: dict[str, Any] = {
         "schema": SCHEMA, "kind": out.kind, "vmctlVersion": __version__,
-        "generatedAt": (now or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z"),
+        "generatedAt": stamp(now),
         "data": out.data,
     }
     if out.summary is not None:
