@@ -1,5 +1,7 @@
-"""HTTP in and out: routes ARM paths to the backend, shapes ARM JSON, LRO headers, errors,
-throttling, faults and request statistics. Holds no simulator state of its own beyond counters.
+"""HTTP in and out for the ARM API: the ARM handlers (routed by the table in urls.py), ARM JSON
+shapes, LRO headers, error answers (exceptions.py), throttling, faults and request counting.
+Requests outside ARM (`/_sim/*`, tokens, `/metadata/endpoints`) go to control.py. Holds no
+simulator state of its own beyond counters.
 
 Paths, query-parameter names and `$expand` values match case-insensitively (ARM does, and real
 clients differ in case); any `api-version` is accepted, a missing one is refused like ARM does.
@@ -16,7 +18,6 @@ import asyncio
 import json
 import re
 import uuid
-from collections import Counter
 from datetime import datetime, timezone
 from typing import Any, Callable
 from urllib.parse import quote
@@ -25,6 +26,7 @@ from aiohttp import web
 
 from .activity import FilterError, parse_filter, parse_select
 from .backend import Backend, CallContext, iso
+from .control import GUID, Control, Stats, json_response as _json
 from .exceptions import (
     AuthenticationFailed, AuthorizationFailed, BadGateway, BadRequest, ComputeThrottled, Conflict,
     ExpiredAuthenticationToken, GatewayTimeout, InternalServerError, InvalidFilterInQueryString, InvalidParameter,
@@ -32,20 +34,12 @@ from .exceptions import (
     SubscriptionRequestsThrottled, TooManyRequests,
 )
 from .faults import Faults
-from .fleet import FleetError, parse_faults
 from .identity import Identity
 from .throttle import Throttle, retry_after_seconds
-from .urls import ACTIONS, Route, match
+from .urls import Route, match
 
 JSON = "application/json; charset=utf-8"
 HELD: dict[int, float] = {}  # response id -> seconds its reply is held back (`hold-reply` faults)
-_GUID = re.compile(r"^[0-9a-fA-F-]{32,36}$")
-
-
-def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
-    text = json.dumps(body, separators=(",", ":")) if body is not None else ""
-    return web.Response(status=status, text=text, headers=headers, content_type=None if body is None else "application/json",
-                        charset=None if body is None else "utf-8")
 
 
 def _fmt_seconds(s: float) -> str:
@@ -82,30 +76,6 @@ def parse_resource_filter(text: str) -> tuple[dict[str, str], tuple[str, str | N
     return eq, ((tag_name, tag_value) if tag_name is not None else None)
 
 
-class Stats:
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.requests = 0
-        self.reads = 0
-        self.writes = 0
-        self.throttled = 0
-        self.faulted = 0
-        self.by_operation: Counter[str] = Counter()
-        self.by_status: Counter[int] = Counter()
-        self.throttled_by_bucket: Counter[str] = Counter()
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests, "reads": self.reads, "writes": self.writes,
-            "throttled": self.throttled, "faulted": self.faulted,
-            "by_operation": dict(sorted(self.by_operation.items())),
-            "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
-            "throttled_by_bucket": dict(sorted(self.throttled_by_bucket.items())),
-        }
-
-
 class Handler:
     def __init__(self, backend: Backend, identity: Identity, throttle: Throttle, faults: Faults) -> None:
         self.backend = backend
@@ -113,6 +83,7 @@ class Handler:
         self.throttle = throttle
         self.faults = faults
         self.stats = Stats()
+        self.control = Control(backend, identity, throttle, faults, self.stats)
 
     # ------------------------------------------------------------ entry point
     async def __call__(self, request: web.Request) -> web.StreamResponse:
@@ -120,18 +91,16 @@ class Handler:
         if "//" in path:  # ARM tolerates doubled slashes (clients join base URLs carelessly)
             path = re.sub("/{2,}", "/", path)
         if path.startswith("/_sim/"):
-            return await self._control(request)
+            return await self.control.handle(request)
         q = {k.lower(): v for k, v in request.query.items()}
         low = path.lower().rstrip("/")
         if path != request.path:
             request = request.clone(rel_url=request.rel_url.with_path(path))
         with self.backend.lock:
             if low in ("/msi/token", "/metadata/identity/oauth2/token"):
-                return self._token(request, q, imds=low.startswith("/metadata"))
+                return self.control.token(request, q, imds=low.startswith("/metadata"))
             if low == "/metadata/endpoints":
-                self.stats.requests += 1
-                self.stats.by_operation["metadata.endpoints"] += 1
-                return _json(200, self._metadata(request, q))
+                return self.control.metadata(request, q)
             resp = self._arm(request, q)
         hold = HELD.pop(id(resp), 0.0)
         if hold:  # a `hold-reply` fault: the work is done, the answer comes late (outside the lock)
@@ -156,7 +125,7 @@ class Handler:
     def _arm(self, request: web.Request, q: dict[str, str]) -> web.StreamResponse:
         method = request.method
         correlation = request.headers.get("x-ms-correlation-request-id", "")
-        if not _GUID.match(correlation):
+        if not GUID.match(correlation):
             correlation = str(uuid.uuid4())
         base_headers = {
             "x-ms-request-id": str(uuid.uuid4()), "x-ms-correlation-request-id": correlation,
@@ -290,62 +259,6 @@ class Handler:
         if named is not None:
             return named(text, headers=headers)
         return InternalServerError(text, status=status, headers=headers)
-
-    # ------------------------------------------------------------ identity & metadata
-    def _token(self, request: web.Request, q: dict[str, str], imds: bool) -> web.Response:
-        self.stats.requests += 1
-        self.stats.by_operation["identity.token"] += 1
-        ident = self.identity
-        if imds:
-            # IMDS: "Requests must contain the header Metadata: true" and "must also not contain an
-            # X-Forwarded-For header" (the SSRF guards; the second refusal's body is an assumption)
-            if request.headers.get("Metadata", "").lower() != "true":
-                return _json(400, {"error": "invalid_request", "error_description": "Required metadata header not specified"})
-            if "X-Forwarded-For" in request.headers:
-                return _json(400, {"error": "invalid_request",
-                                   "error_description": "Requests with an X-Forwarded-For header are not accepted"})
-        else:
-            secret = request.headers.get("X-IDENTITY-HEADER") or request.headers.get("secret")
-            if secret != ident.header_secret:
-                return _json(401, {"statusCode": 401, "message": "The X-IDENTITY-HEADER (or secret) header is missing or wrong."})
-        resource = q.get("resource") or q.get("scope", "").removesuffix("/.default")
-        if not resource:
-            return _json(400, {"error": "invalid_request", "error_description": "The resource parameter is required."})
-        token, exp = ident.issue(resource, q.get("client_id"))
-        body: dict[str, Any] = {"access_token": token, "resource": resource, "token_type": "Bearer",
-                                "client_id": q.get("client_id") or ident.app_id}
-        api = q.get("api-version", "")
-        if imds:
-            body.update(expires_in=str(int(ident.lifetime)), expires_on=str(exp), not_before=str(exp - int(ident.lifetime)),
-                        ext_expires_in=str(int(ident.lifetime)), refresh_token="")
-        elif api == "2017-09-01":
-            body["expires_on"] = datetime.fromtimestamp(exp, tz=timezone.utc).strftime("%m/%d/%Y %H:%M:%S +00:00")
-        else:
-            body["expires_on"] = exp
-        return _json(200, body)
-
-    def _metadata(self, request: web.Request, q: dict[str, str]) -> Any:
-        base = f"https://{request.host}/"
-        audience = "https://management.azure.com/"
-        if q.get("api-version", "2015-01-01") < "2019-05-01":
-            return {
-                "galleryEndpoint": base, "graphEndpoint": "https://graph.windows.net/",
-                "portalEndpoint": base, "authentication": {
-                    "loginEndpoint": "https://login.microsoftonline.com/", "audiences": [audience, "https://management.core.windows.net/"]},
-            }
-        cloud = {
-            "name": "VmctlSimulator", "resourceManager": base, "portal": base, "gallery": base,
-            "graph": "https://graph.windows.net/", "graphAudience": "https://graph.windows.net/",
-            "microsoftGraphResourceId": "https://graph.microsoft.com/",
-            "authentication": {"loginEndpoint": "https://login.microsoftonline.com/",
-                               "audiences": ["https://management.core.windows.net/", audience],
-                               "tenant": "common", "identityProvider": "AAD"},
-            "suffixes": {"storage": "core.windows.net", "keyVaultDns": "vault.azure.net",
-                         "acrLoginServer": "azurecr.io", "sqlServerHostname": "database.windows.net"},
-        }
-        # 2019-05-01 answers with the list of clouds; 2022-09-01 (what `az cloud register` asks for)
-        # with this endpoint's own cloud.
-        return cloud if q.get("api-version", "") >= "2022-09-01" else [cloud]
 
     # ------------------------------------------------------------ GET handlers
     def _base(self, request: web.Request) -> str:
@@ -613,79 +526,3 @@ class Handler:
             # whole seconds here; it polls at once anyway and then follows the polls' Retry-After.
             out["Retry-After"] = str(retry_after_seconds(b.fleet.lro_retry_after))
         return _json(202, None, out)
-
-    # ------------------------------------------------------------ control endpoints
-    async def _control(self, request: web.Request) -> web.Response:
-        path = request.path.rstrip("/")
-        method = request.method
-        if path == "/_sim/stats" and method == "GET":
-            with self.backend.lock:
-                body = self.stats.as_dict()
-                body["tokens_issued"] = self.identity.issued
-                body["operations_started"] = len(self.backend.ops)
-                body["activity_events"] = len(self.backend.activity)
-            return _json(200, body)
-        if path == "/_sim/faults":
-            if method == "GET":
-                return _json(200, {"faults": self.faults.describe()})
-            if method == "DELETE":
-                self.faults.clear()
-                return _json(200, {"faults": []})
-            if method == "POST":
-                try:
-                    raw = await request.json()
-                    self.faults.add(parse_faults(raw.get("faults", raw) if isinstance(raw, dict) and "faults" in raw else raw))
-                except (ValueError, FleetError) as exc:
-                    return _json(400, {"error": {"code": "BadRequest", "message": str(exc)}})
-                return _json(200, {"faults": self.faults.describe()})
-        if path == "/_sim/act" and method == "POST":
-            return await self._act(request)
-        if path == "/_sim/reset" and method == "POST":
-            scope = request.query.get("scope", "all")
-            with self.backend.lock:
-                self.stats.reset()
-                if scope == "all":
-                    self.backend.reset()
-                    self.throttle.reset()
-                    self.faults.clear()
-                    self.faults.add(self.backend.fleet.faults)
-            return _json(200, {"reset": scope})
-        return _json(404, {"error": {"code": "NotFound",
-                                     "message": "Control endpoints: GET /_sim/stats, GET|POST|DELETE /_sim/faults, "
-                                                "POST /_sim/act, POST /_sim/reset[?scope=stats]"}})
-
-    async def _act(self, request: web.Request) -> web.Response:
-        """Someone else acts on a VM: the same path as an ARM POST (refusals, preemption, Activity
-        Log), as another principal with a fresh correlation id. No throttling or fault rules."""
-        def bad(message: str) -> web.Response:
-            return _json(400, {"error": {"code": "BadRequest", "message": message}})
-
-        try:
-            body = await request.json()
-        except ValueError:
-            return bad('expected a JSON body like {"vm": "web-01", "action": "deallocate"}')
-        if not isinstance(body, dict):
-            return bad("expected a JSON object")
-        unknown = sorted(set(body) - {"vm", "resource_group", "subscription", "action", "caller"})
-        if unknown:
-            return bad(f"unknown key {unknown[0]!r}; keys: vm, resource_group, subscription, action, caller")
-        vm_name, action = body.get("vm"), ACTIONS.get(str(body.get("action", "")).lower())
-        if not isinstance(vm_name, str) or not vm_name:
-            return bad("'vm' (the VM name) is required")
-        if action is None:
-            return bad(f"'action' must be one of {', '.join(ACTIONS.values())}; got {body.get('action')!r}")
-        caller = str(body.get("caller") or "someone-else@contoso.example")
-        claims = {"oid": caller} if _GUID.match(caller) else {"upn": caller, "name": caller}
-        ctx = CallContext(caller=caller, claims=claims, correlation_id=str(uuid.uuid4()),
-                          client_request_id=str(uuid.uuid4()))
-        b = self.backend
-        with b.lock:
-            b.settle(b.now())
-            try:
-                rg, sub = body.get("resource_group"), body.get("subscription")
-                vm = b.find_vm(vm_name, str(rg) if rg else None, str(sub) if sub else None)
-                op = b.begin(vm, action, ctx)
-            except SimError as err:
-                return _json(err.status, err.body())
-        return _json(202, {"operationId": op.id, "correlationId": ctx.correlation_id})
-
