@@ -15,8 +15,8 @@ the VM's own.
 from __future__ import annotations
 
 import heapq
-import json
 import itertools
+import json
 import math
 import random
 import threading
@@ -29,7 +29,12 @@ from typing import Any, Callable
 
 from .activity import ActivityLog
 from .exceptions import (
-    AmbiguousVm, OperationNotAllowed, OperationNotFound, ResourceGroupNotFound, ResourceNotFound, SimError,
+    AmbiguousVm,
+    OperationNotAllowed,
+    OperationNotFound,
+    ResourceGroupNotFound,
+    ResourceNotFound,
+    SimError,
     SubscriptionNotFound,
 )
 from .fleet import AvailabilitySetSpec, Fleet, SubscriptionSpec, VmSpec, load_fleet

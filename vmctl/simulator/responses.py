@@ -26,12 +26,28 @@ from aiohttp import web
 
 from .activity import FilterError, parse_filter, parse_select
 from .backend import Backend, CallContext, iso
-from .control import GUID, Control, Stats, json_response as _json
+from .control import GUID, Control, Stats
+from .control import json_response as _json
 from .exceptions import (
-    AuthenticationFailed, AuthorizationFailed, BadGateway, BadRequest, ComputeThrottled, Conflict,
-    ExpiredAuthenticationToken, GatewayTimeout, InternalServerError, InvalidFilterInQueryString, InvalidParameter,
-    InvalidSkipToken, MissingApiVersion, ResourceNotFound, RouteNotFound, ServiceUnavailable, SimError,
-    SubscriptionRequestsThrottled, TooManyRequests,
+    AuthenticationFailed,
+    AuthorizationFailed,
+    BadGateway,
+    BadRequest,
+    ComputeThrottled,
+    Conflict,
+    ExpiredAuthenticationToken,
+    GatewayTimeout,
+    InternalServerError,
+    InvalidFilterInQueryString,
+    InvalidParameter,
+    InvalidSkipToken,
+    MissingApiVersion,
+    ResourceNotFound,
+    RouteNotFound,
+    ServiceUnavailable,
+    SimError,
+    SubscriptionRequestsThrottled,
+    TooManyRequests,
 )
 from .faults import Faults
 from .identity import Identity

@@ -15,9 +15,9 @@ import ssl
 import sys
 import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, TextIO
-from contextlib import contextmanager
 
 import trustme
 from aiohttp import web
