@@ -195,7 +195,7 @@ class FakeFleet:
                 answer = st.views[0] if len(st.views) == 1 else st.views.pop(0)
                 if isinstance(answer, BaseException):
                     raise answer
-                return answer  # type: ignore[no-any-return]
+                return answer
             self._look(st)
             if on_headers:
                 on_headers({})
