@@ -20,6 +20,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 	$(BIN)/python -m mypy vmctl
+	$(BIN)/python -m ruff check vmctl tests
 
 bench: $(STAMP)
 	$(BIN)/python bench/sim_throughput.py

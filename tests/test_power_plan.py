@@ -17,7 +17,15 @@ import pytest
 from vmctl.errors import BAD_INPUT, REFUSED, GuardRefusal, InputError
 from vmctl.models import Maintenance, Vm
 from vmctl.planner import (
-    CONSEQUENCE, Options, Plan, Step, build_plan, guard_refusals, plan_from_json, plan_json, plan_step,
+    CONSEQUENCE,
+    Options,
+    Plan,
+    Step,
+    build_plan,
+    guard_refusals,
+    plan_from_json,
+    plan_json,
+    plan_step,
 )
 from vmctl.safety import STOP_BILLED, confirm, stop_or_deallocate
 

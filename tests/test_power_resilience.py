@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import pytest
 from typer.testing import CliRunner
 
 from conftest import SUB_A, SimHandle, poll_until

@@ -3,7 +3,6 @@ refuses the VMs a live run holds (exit 4, the holder named) and sends nothing.""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys

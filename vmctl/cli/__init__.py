@@ -9,7 +9,12 @@ from . import actions, evidence, inventory, maintenance, sim
 
 app = typer.Typer(
     name="vmctl",
-    help="Safe, fast maintenance of Azure VM fleets: plan first, production excluded, evidence kept.",
+    help="""Safe, fast maintenance of Azure VM fleets: plan first, production excluded, evidence kept.
+
+    Example:
+
+        vmctl deallocate --tag env=dev --dry-run
+    """,
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,

@@ -202,6 +202,7 @@ def _json_error(kwargs: dict[str, Any], kind: str, message: str, hint: str | Non
     if not isinstance(fmt, str) or fmt.strip().lower() != "json":
         return
     import json
+
     from .. import __version__
     from ..render import SCHEMA
     from ..timefmt import stamp

@@ -17,8 +17,23 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from ._common import (
-    ArmEndpoint, Cloud, Common, ConfigPath, Debug, ExcludeTags, Groups, Ids, IncludeProduction, Locations, Names,
-    OutputFormat, PowerStates, Query, Subscriptions, Tags, handle_errors,
+    ArmEndpoint,
+    Cloud,
+    Common,
+    ConfigPath,
+    Debug,
+    ExcludeTags,
+    Groups,
+    Ids,
+    IncludeProduction,
+    Locations,
+    Names,
+    OutputFormat,
+    PowerStates,
+    Query,
+    Subscriptions,
+    Tags,
+    handle_errors,
 )
 
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan and exit: 0, or 4 when a guard would refuse. Sends no write.")]
@@ -55,7 +70,14 @@ class _Progress:
         self.lock = threading.Lock()
         self.rich = None
         if total and sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self.rich = Progress(TextColumn(f"{verb}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                                  TextColumn("failed: {task.fields[failed]}"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -179,7 +201,7 @@ def run_action(
     evidence_wait: float = 600.0,
 ) -> None:
     from ..cloud import make_client
-    from ..errors import GuardRefusal, InputError, REFUSED
+    from ..errors import REFUSED, GuardRefusal, InputError
     from ..inventory import Need, load_inventory
     from ..journal import write_private
     from ..planner import Options, build_plan, plan_json
@@ -448,13 +470,12 @@ def resume_cmd(
         vmctl resume ~/.local/state/vmctl/runs/20261122T101500Z-1a2b3c.jsonl
     """
     from .. import journal as jr
+    from .. import preflight
     from ..cloud import make_client
     from ..config import load_config
     from ..journal import iter_type
     from ..planner import plan_from_json
     from ._common import connection_for, resolve_output
-
-    from .. import preflight
 
     cfg = load_config(config)
     fmt = resolve_output(output, cfg.output)

@@ -12,8 +12,23 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ._common import (
-    ArmEndpoint, Cloud, Common, ConfigPath, Debug, ExcludeTags, Groups, Ids, IncludeProduction, Locations, Names,
-    OutputFormat, PowerStates, Query, Subscriptions, Tags, handle_errors,
+    ArmEndpoint,
+    Cloud,
+    Common,
+    ConfigPath,
+    Debug,
+    ExcludeTags,
+    Groups,
+    Ids,
+    IncludeProduction,
+    Locations,
+    Names,
+    OutputFormat,
+    PowerStates,
+    Query,
+    Subscriptions,
+    Tags,
+    handle_errors,
 )
 
 log = logging.getLogger("vmctl.evidence")
@@ -60,15 +75,14 @@ def evidence_cmd(
     from ..cloud import make_client
     from ..config import load_config
     from ..errors import InputError
-    from ..evidence import Filters, SELECT, check_window, compact, parse_when
+    from ..evidence import SELECT, Filters, check_window, compact, parse_when
     from ..inventory import load_inventory
+    from ..preflight import check_query
     from ..render import Output, emit
+    from ..timefmt import parse_duration
     from ._common import resolve_output
     from .actions import _sel
     from .inventory import _setup
-    from ..timefmt import parse_duration
-
-    from ..preflight import check_query
 
     common = Common(subscription, cloud, arm_endpoint, config, output, query, debug)
     if journal is not None:
@@ -150,11 +164,10 @@ def _journal_evidence(path: Path, common: Common, cfg: Any, fmt: str, wait: floa
     from ..evidence import collect, collected, expected_operations, record
     from ..journal import iter_type
     from ..planner import plan_from_json
+    from ..preflight import check_writable
     from ..render import Output, emit
     from ..report import EVIDENCE_COLUMNS, build, evidence_rows
     from ._common import connection_for
-
-    from ..preflight import check_writable
 
     records = jr.read(path)
     check_writable(path, "--journal")  # the evidence is appended to it: refuse now, not after the reads

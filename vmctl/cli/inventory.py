@@ -10,9 +10,26 @@ from typing import Annotated, Optional
 import typer
 
 from ._common import (
+    ArmEndpoint,
+    Cloud,
     CommandContext,
-    ArmEndpoint, Cloud, Common, ConfigPath, Debug, ExcludeTags, Groups, Ids, IncludeProduction, Locations,
-    Names, OutputFormat, PowerStates, Query, Subscriptions, Tags, connection_for, handle_errors, read_ids,
+    Common,
+    ConfigPath,
+    Debug,
+    ExcludeTags,
+    Groups,
+    Ids,
+    IncludeProduction,
+    Locations,
+    Names,
+    OutputFormat,
+    PowerStates,
+    Query,
+    Subscriptions,
+    Tags,
+    connection_for,
+    handle_errors,
+    read_ids,
     resolve_output,
 )
 
@@ -101,11 +118,10 @@ def show_cmd(
     from ..config import load_config
     from ..errors import InputError
     from ..inventory import resolve_subscriptions
+    from ..preflight import check_query
     from ..render import Output, emit
     from ..selection import VmRef, parse_resource_id
     from ..views import show_sections, vm_json
-
-    from ..preflight import check_query
 
     common = Common(subscription, cloud, arm_endpoint, config, output, query, debug)
     cfg = load_config(common.config_path)

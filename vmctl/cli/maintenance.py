@@ -7,15 +7,34 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import (
-    ArmEndpoint, Cloud, Common, ConfigPath, Debug, ExcludeTags, Groups, Ids, IncludeProduction, Locations, Names,
-    OutputFormat, PowerStates, Query, Subscriptions, Tags, handle_errors,
-)
 from ..timefmt import parse_duration
+from ._common import (
+    ArmEndpoint,
+    Cloud,
+    Common,
+    ConfigPath,
+    Debug,
+    ExcludeTags,
+    Groups,
+    Ids,
+    IncludeProduction,
+    Locations,
+    Names,
+    OutputFormat,
+    PowerStates,
+    Query,
+    Subscriptions,
+    Tags,
+    handle_errors,
+)
 from .actions import _sel, action_command, make_pacer
 
-app = typer.Typer(help="Planned platform maintenance: see what is pending, start it in update-domain waves.",
-                  no_args_is_help=True)
+app = typer.Typer(help="""Planned platform maintenance: see what is pending, start it in update-domain waves.
+
+    Example:
+
+        vmctl maintenance status -o markdown
+    """, no_args_is_help=True)
 
 
 def urgency(vm: Any, now: datetime) -> tuple[int, float]:

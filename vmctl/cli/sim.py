@@ -7,8 +7,12 @@ from typing import NoReturn, Optional
 
 import typer
 
-app = typer.Typer(help="Run the local Azure Resource Manager simulator (rehearse against it; tests use it).",
-                  no_args_is_help=True)
+app = typer.Typer(help="""Run the local Azure Resource Manager simulator (rehearse against it; tests use it).
+
+    Example:
+
+        vmctl sim serve --fleet examples/fleet.yaml --env-file sim.env --time-scale 10
+    """, no_args_is_help=True)
 
 
 @app.command("serve")

@@ -35,8 +35,8 @@ from ..errors import (
     VmctlError,
 )
 from ..models import Vm, VmStatus
-from .arm_json import join_listings, model_fields, status_from_view, status_item, vm_from_json
 from . import Accepted, ActionError, Connection, OperationStatus, RetryableError, ThrottledError
+from .arm_json import join_listings, model_fields, status_from_view, status_item, vm_from_json
 
 COMPUTE_API = "2026-04-01"
 RESOURCES_API = "2022-12-01"
