@@ -59,7 +59,7 @@ def interactive() -> bool:
 
 
 def _ask(prompt: str) -> str:
-    return typer.prompt(prompt, default="", show_default=False, err=True)
+    return str(typer.prompt(prompt, default="", show_default=False, err=True))
 
 
 class _Progress:

@@ -250,7 +250,7 @@ class AzureFleet:
             "polling": False, "retry_total": 0, "raw_response_hook": hook,
             "headers": {"x-ms-correlation-request-id": correlation_id, "x-ms-client-request-id": client_request_id},
         }
-        begin = {
+        begin: Callable[[], Any] = {
             "powerOff": lambda: ops.begin_power_off(vm.resource_group, vm.name, skip_shutdown=skip_shutdown, **kwargs),
             "deallocate": lambda: ops.begin_deallocate(vm.resource_group, vm.name, hibernate=hibernate or None, **kwargs),
             "start": lambda: ops.begin_start(vm.resource_group, vm.name, **kwargs),
