@@ -21,6 +21,7 @@ One failed poll decides nothing: the outcome comes from the operation or from th
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
@@ -279,7 +280,7 @@ class Executor:
                 acc = self.client.begin_action(
                     vm, step.action or "", correlation_id=cid, hibernate=step.hibernate,
                     skip_shutdown=opts.skip_shutdown and step.action == "powerOff",
-                    on_headers=lambda h, sub=vm.subscription_id: self.pacer.observe(sub, h))
+                    on_headers=functools.partial(self.pacer.observe, vm.subscription_id))
             except ThrottledError as exc:
                 retries += 1
                 throttled += 1

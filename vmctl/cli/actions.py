@@ -12,9 +12,17 @@ import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
 import typer
+
+if TYPE_CHECKING:  # annotations only: the CLI imports the core lazily so that --help starts fast
+    from ..cloud import FleetClient
+    from ..config import Config
+    from ..executor import Outcome
+    from ..pacing import Pacer
+    from ..planner import Plan, Step
+    from ..render import Output
 
 from ._common import (
     ArmEndpoint,
@@ -87,7 +95,7 @@ class _Progress:
             import time as _t
             self.t0 = _t.monotonic()
 
-    def __call__(self, step: Any, outcome: Any) -> None:
+    def __call__(self, step: Step, outcome: Outcome) -> None:
         if not step.acts:
             return
         with self.lock:
@@ -129,7 +137,7 @@ def _signals(stop: threading.Event, abandon: threading.Event, inflight: Callable
     return restore
 
 
-def plan_output(plan: Any) -> Any:
+def plan_output(plan: Plan) -> Output:
     from ..planner import plan_json
     from ..render import Output
     from ..views import power_label
@@ -166,11 +174,11 @@ def plan_output(plan: Any) -> Any:
     columns = ["#", "SUBSCRIPTION", "GROUP", "NAME", "POWER", "PROD", "ACTION", "CONSEQUENCE / REASON"]
     if maint:
         columns[4:4] = ["PLACEMENT", "WAVE"]
-    return Output(kind="plan", data=plan_json(plan), summary=sm, columns=columns, rows=rows, footer=footer,
-                  row_styles=styles)
+    return Output(kind="plan", data=plan_json(plan), summary=sm, columns=columns,
+                  rows=[[cell or "" for cell in row] for row in rows], footer=footer, row_styles=styles)
 
 
-def wave_lines(plan: Any) -> list[str]:
+def wave_lines(plan: Plan) -> list[str]:
     """Each wave and, per availability set, the share of its VMs out of service in it."""
     from ..inventory import set_key
 
@@ -284,7 +292,7 @@ def run_action(
     _execute(client, plan, cfg, fmt, common, journal_path, report_path, evidence_wait=evidence_wait, pacer=pacer)
 
 
-def pace_scale(cfg: Any) -> float:
+def pace_scale(cfg: Config) -> float:
     """VMCTL_PACE_SCALE (the simulator's --env-file sets it to its --time-scale) > the config's;
     a bad value is a ConfigError (exit 2)."""
     from ..config import pace_scale as checked
@@ -292,7 +300,7 @@ def pace_scale(cfg: Any) -> float:
     return checked(cfg)
 
 
-def make_pacer(cfg: Any) -> Any:
+def make_pacer(cfg: Config) -> Pacer:
     from ..pacing import Pacer
 
     return Pacer(scale=pace_scale(cfg))
@@ -304,9 +312,9 @@ def evidence_seconds(text: str, skip: bool) -> float:
     return 0.0 if skip else parse_duration(text, "--evidence-wait")
 
 
-def _execute(client: Any, plan: Any, cfg: Any, fmt: str, common: Common, journal_path: Path | None,
+def _execute(client: FleetClient, plan: Plan, cfg: Config, fmt: str, common: Common, journal_path: Path | None,
              report_path: Path | None, resume_records: list[dict[str, Any]] | None = None,
-             evidence_wait: float = 600.0, pacer: Any = None) -> None:
+             evidence_wait: float = 600.0, pacer: Pacer | None = None) -> None:
     """Parse-call-render: the run itself is `vmctl.run.execute`; here only the terminal's side
     (progress, messages, Ctrl-C/SIGTERM) and the report."""
     from .. import journal as jr
@@ -325,7 +333,7 @@ def _execute(client: Any, plan: Any, cfg: Any, fmt: str, common: Common, journal
         progress.append(_Progress(todo, plan.verb))
         restore.append(_signals(stop, abandon, in_flight))
 
-    def on_outcome(step: Any, outcome: Any) -> None:
+    def on_outcome(step: Step, outcome: Outcome) -> None:
         if progress:
             progress[0](step, outcome)
 

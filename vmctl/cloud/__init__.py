@@ -6,7 +6,7 @@ Importing this package is cheap; the SDK is imported only when `make_client` is 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from ..models import Vm, VmStatus
 
@@ -42,7 +42,12 @@ class Connection:
         return CLOUDS[self.cloud]["authority"]
 
 
+OnHeaders = Callable[[dict[str, str]], None]  # sees each response's headers (rate-limit counters)
+
+
 class FleetClient(Protocol):
+    connection: "Connection"  # where ARM is: the journal records it
+
     def subscription_name(self, subscription_id: str) -> str: ...
 
     def list_vms(self, subscription_id: str, subscription_name: str) -> list[Vm]:
@@ -52,7 +57,7 @@ class FleetClient(Protocol):
         """The status listing alone, by VM key (lower-case id)."""
 
     def instance_view(self, subscription_id: str, resource_group: str, name: str,
-                      on_headers: Any = None, quick: bool = False) -> VmStatus:
+                      on_headers: OnHeaders | None = None, quick: bool = False) -> VmStatus:
         """One VM's instance view: power, update/fault domain, maintenanceRedeployStatus. Raises
         ThrottledError on a 429 the SDK's own retries did not outlast."""
 
@@ -65,14 +70,14 @@ class FleetClient(Protocol):
         """Drop cached tokens and clients (after a 401), so the next request signs in again."""
 
     def begin_action(self, vm: Vm, action: str, *, correlation_id: str, hibernate: bool = False,
-                     skip_shutdown: bool = False, on_headers: Any = None) -> "Accepted": ...
+                     skip_shutdown: bool = False, on_headers: OnHeaders | None = None) -> "Accepted": ...
 
-    def operation_status(self, subscription_id: str, url: str, on_headers: Any = None) -> "OperationStatus": ...
+    def operation_status(self, subscription_id: str, url: str, on_headers: OnHeaders | None = None) -> "OperationStatus": ...
 
     def principal(self) -> dict[str, str]: ...
 
     def activity_events(self, subscription_id: str, flt: str, select: str | None = None,
-                        on_headers: Any = None) -> list[dict[str, Any]]: ...
+                        on_headers: OnHeaders | None = None) -> list[dict[str, Any]]: ...
 
 
 def make_client(connection: Connection) -> FleetClient:
