@@ -293,7 +293,35 @@ def step_json(s: Step) -> dict[str, Any]:
     from .views import vm_json
 
     return {"index": s.index, "vm": vm_json(s.vm, datetime.now(timezone.utc)), "action": s.action, "skip": s.skip,
-            "detail": s.detail, "hibernate": s.hibernate, "path": s.path, "wave": s.wave}
+            "detail": s.detail, "hibernate": s.hibernate, "path": s.path, "wave": s.wave, "model": vm_model(s.vm)}
+
+
+def vm_model(vm: Vm) -> dict[str, Any]:
+    """The saved plan's own, lossless form of a VM: every field of the model, JSON-safe (`vm` beside
+    it is the display form, which rounds some facts off: a Low priority shows as the spot flag)."""
+    out = asdict(vm)
+    out["zones"] = list(vm.zones)
+    m = vm.maintenance
+    out["maintenance"] = None if m is None else {
+        k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(m).items()}
+    return out
+
+
+def vm_from_model(d: dict[str, Any]) -> Vm:
+    from .models import Maintenance
+
+    fields = dict(d)
+    m = fields.pop("maintenance")
+    maint = None
+    if m is not None:
+        def t(key: str) -> datetime | None:
+            return parse_iso(m[key]) if m.get(key) else None
+        maint = Maintenance(bool(m["allowed"]), t("self_service_start"), t("self_service_end"), t("scheduled_start"),
+                            t("scheduled_end"), m.get("last_result"), m.get("last_message"))
+    fields["zones"] = tuple(fields["zones"])
+    fields["tags"] = dict(fields["tags"])
+    return Vm(**fields, maintenance=maint)
+
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
@@ -327,7 +355,10 @@ def vm_from_plan_json(d: dict[str, Any]) -> Vm:
 
 
 def plan_from_json(d: dict[str, Any]) -> Plan:
-    steps = tuple(Step(s["index"], vm_from_plan_json(s["vm"]), s["action"], s["skip"], s["detail"], s["hibernate"],
+    """A plan from its JSON: lossless from each step's `model`; plans saved before it existed fall
+    back to the display form."""
+    steps = tuple(Step(s["index"], vm_from_model(s["model"]) if s.get("model") else vm_from_plan_json(s["vm"]),
+                       s["action"], s["skip"], s["detail"], s["hibernate"],
                        s["path"], s.get("wave")) for s in d["steps"])
     opts = dict(d["options"])
     opts["hook_env"] = tuple(opts.get("hook_env") or ())
