@@ -270,8 +270,9 @@ def test_resume_skips_a_vm_that_no_longer_exists_with_a_truthful_outcome(
     r = vmctl("deallocate", "-g", "rg-t", "--dry-run", "--plan-out", tmp_path / "plan.json", "--config", cfg)
     assert r.exit_code == 0, r.output
     plan = json.loads((tmp_path / "plan.json").read_text())
-    gone = plan["steps"][1]["vm"]
-    gone["id"], gone["name"] = gone["id"].replace("vm-01", "vm-99"), "vm-99"  # deleted since the plan was made
+    for form in ("vm", "model"):  # the display form and the saved plan's own
+        gone = plan["steps"][1][form]
+        gone["id"], gone["name"] = gone["id"].replace("vm-01", "vm-99"), "vm-99"  # deleted since the plan was made
     journal.write_text(json.dumps({"ts": "2026-11-23T00:00:00Z", "type": "run", "runId": plan["runId"]}) + "\n"
                        + json.dumps({"ts": "2026-11-23T00:00:00Z", "type": "plan", "plan": plan}) + "\n",
                        encoding="utf-8")

@@ -35,8 +35,8 @@ from .errors import CredentialError, VmctlError
 from .hooks import run_hook
 from .inventory import current_state, snapshot
 from .journal import Journal
+from .models import TARGET, TRANSITIONAL, Plan, Step
 from .pacing import Pacer
-from .planner import TARGET, TRANSITIONAL, Plan, Step
 
 MAX_ATTEMPTS = 6
 MAX_THROTTLED = 30       # 429s: the service pacing us, not a failed attempt; bounded separately

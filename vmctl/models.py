@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 # Power states as vmctl names them (the part after "PowerState/").
 POWER_STATES = ("running", "starting", "stopping", "stopped", "deallocating", "deallocated", "unknown")
@@ -106,3 +107,87 @@ class VmStatus:
     maintenance: Maintenance | None = None
     maintenance_known: bool = False   # the source carries maintenanceRedeployStatus where pending
     read: bool = True                 # False: the source had no status for this VM
+
+
+# ---------------------------------------------------------------- plans (built by the planner, run by the executor)
+TARGET = {"powerOff": "stopped", "deallocate": "deallocated", "start": "running", "restart": "running",
+          "performMaintenance": "running"}
+TRANSITIONAL = {"starting", "stopping", "deallocating"}
+
+
+@dataclass(frozen=True)
+class Options:
+    skip_shutdown: bool = False
+    hibernate: bool = False
+    hibernate_fallback: str = "fail"  # fail | deallocate
+    include_production: bool = False
+    max_targets: int = 50
+    max_percent: float | None = None
+    parallel: int = 20
+    timeout: float = 3600.0
+    pre_hook: str | None = None
+    post_hook: str | None = None
+    hook_timeout: float = 300.0
+    hook_env: tuple[str, ...] = ()   # variables passed to hooks on top of the allow-list
+    ticket: str | None = None
+    wave_by: str = "update-domain"   # maintenance: update-domain | tag:KEY | none
+    pause: float = 300.0             # maintenance: seconds between waves
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int
+    vm: Vm
+    action: str | None          # the ARM action when the step acts; None when skipped
+    skip: str | None = None     # skip reason code
+    detail: str = ""            # the consequence (acting) or the reason (skipped)
+    hibernate: bool = False
+    path: str = ""              # for deallocate --hibernate: "hibernate" or "deallocate (fallback)"
+    wave: int | None = None     # maintenance: the wave this step runs in (0-based)
+
+    @property
+    def acts(self) -> bool:
+        return self.action is not None
+
+
+@dataclass(frozen=True)
+class Plan:
+    run_id: str
+    verb: str
+    action: str
+    steps: tuple[Step, ...]
+    options: Options
+    created_at: str
+    refusals: tuple[str, ...] = ()
+    totals: dict[str, int] = field(default_factory=dict)  # subscription id -> all VMs (for --max-percent)
+    set_sizes: dict[str, int] = field(default_factory=dict)  # availability set -> all its VMs (wave shares)
+
+    @property
+    def waves(self) -> list[list[Step]]:
+        n = max((s.wave for s in self.steps if s.wave is not None), default=-1) + 1
+        return [[s for s in self.steps if s.wave == w] for w in range(n)]
+
+    @property
+    def acting(self) -> list[Step]:
+        return [s for s in self.steps if s.acts]
+
+    @property
+    def production_acting(self) -> list[Step]:
+        return [s for s in self.steps if s.acts and s.vm.production]
+
+    def summary(self) -> dict[str, Any]:
+        acts: dict[str, int] = {}
+        skips: dict[str, int] = {}
+        for s in self.steps:
+            if s.acts:
+                key = "hibernate" if s.hibernate else s.action or ""
+                acts[key] = acts.get(key, 0) + 1
+            elif s.skip:
+                skips[s.skip] = skips.get(s.skip, 0) + 1
+        left_billed = sum(1 for s in self.steps if (s.acts and s.action == "powerOff")
+                          or (not s.acts and s.vm.power_state == "stopped"))
+        out = {"targets": len(self.steps), "acting": sum(acts.values()), "actions": acts, "skipped": skips,
+               "leftStoppedButBilled": left_billed, "production": len(self.production_acting)}
+        if self.action == "performMaintenance":
+            out["waves"] = len(self.waves)
+        return out

@@ -20,9 +20,8 @@ from .evidence import Filters, compact, summarize
 from .executor import Resumed, at_target, vm_busy
 from .inventory import current_state
 from .journal import Journal, iter_type
-from .models import VmStatus
+from .models import TRANSITIONAL, Plan, Step, VmStatus
 from .pacing import Pacer
-from .planner import TRANSITIONAL, Plan, Step
 from .timefmt import parse_iso
 
 ACTIVITY_LOG_LAG = 20 * 60.0  # seconds: after this, an operation missing from the Activity Log never landed

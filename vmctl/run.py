@@ -22,8 +22,9 @@ from .executor import CONTACT_TIMEOUT, Executor, Outcome, Resumed
 from .inventory import snapshot
 from .journal import Journal, iter_type, write_private
 from .locking import VmLocks
+from .models import Plan, Step
 from .pacing import Pacer
-from .planner import Plan, Step, plan_json
+from .planner import plan_json
 from .resume import ACTIVITY_LOG_LAG, resume_targets
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .errors import GuardRefusal, InputError
-from .planner import Plan
+from .models import Plan
 
 Ask = Callable[[str], str]
 

@@ -20,8 +20,8 @@ if TYPE_CHECKING:  # annotations only: the CLI imports the core lazily so that -
     from ..cloud import FleetClient
     from ..config import Config
     from ..executor import Outcome
+    from ..models import Plan, Step
     from ..pacing import Pacer
-    from ..planner import Plan, Step
     from ..render import Output
 
 from ._common import (
@@ -212,7 +212,8 @@ def run_action(
     from ..errors import REFUSED, GuardRefusal, InputError
     from ..inventory import Need, load_inventory
     from ..journal import write_private
-    from ..planner import Options, build_plan, plan_json
+    from ..models import Options
+    from ..planner import build_plan, plan_json
     from ..render import emit
     from ..safety import STOP_BILLED, confirm, stop_or_deallocate
     from .inventory import _setup
