@@ -13,9 +13,9 @@ import pytest
 
 from vmctl.cloud import OperationStatus
 from vmctl.errors import CredentialError
-from vmctl.executor import LIST_THRESHOLD, MAX_ATTEMPTS, Executor, Outcome
+from vmctl.executor import LIST_THRESHOLD, MAX_ATTEMPTS, Executor
 from vmctl.journal import Journal
-from vmctl.models import Vm
+from vmctl.models import Outcome, Vm
 from vmctl.pacing import Pacer
 from vmctl.planner import Options, build_plan
 

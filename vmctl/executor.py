@@ -35,7 +35,7 @@ from .errors import CredentialError, VmctlError
 from .hooks import run_hook
 from .inventory import current_state, snapshot
 from .journal import Journal
-from .models import TARGET, TRANSITIONAL, Plan, Step
+from .models import TARGET, TRANSITIONAL, Outcome, OutcomeStatus, Plan, Step
 from .pacing import Pacer
 
 MAX_ATTEMPTS = 6
@@ -49,21 +49,6 @@ CONTACT_TIMEOUT = 120.0   # seconds with no answer about an operation before it 
 HIBERNATE_FAILS = {"hibernation-not-enabled", "hibernation-needs-running"}
 ABANDON_GRACE = 5.0       # after a second Ctrl-C: seconds for stopped hooks to be journaled
 BUSY_PROVISIONING = {"updating", "creating", "deleting"}
-
-
-@dataclass
-class Outcome:
-    index: int
-    status: str               # succeeded | failed | preempted | unknown | skipped | cancelled | in-flight
-    reason: str = ""
-    retries: int = 0
-    correlation_id: str | None = None
-    duration: float | None = None
-    path: str = ""
-
-    def to_json(self) -> dict[str, object]:
-        return {"index": self.index, "status": self.status, "reason": self.reason, "retries": self.retries,
-                "correlationId": self.correlation_id, "duration": self.duration, "path": self.path}
 
 
 @dataclass
@@ -136,7 +121,7 @@ class Executor:
         for s in todo:
             if not s.acts:
                 # --hibernate-fallback fail: a VM that was asked to hibernate and cannot has failed
-                status = "failed" if s.skip in HIBERNATE_FAILS else "skipped"
+                status: OutcomeStatus = "failed" if s.skip in HIBERNATE_FAILS else "skipped"
                 self._finish(s, status, s.detail, skip_code=s.skip)
         for idx, r in (resumed or {}).items():
             step = self.plan.steps[idx]
@@ -564,7 +549,7 @@ class Executor:
                 self._pending -= 1
 
     # ------------------------------------------------------------------ outcomes
-    def _finish(self, step: Step, status: str, reason: str, *, retries: int = 0, correlation_id: str | None = None,
+    def _finish(self, step: Step, status: OutcomeStatus, reason: str, *, retries: int = 0, correlation_id: str | None = None,
                 duration: float | None = None, skip_code: str | None = None) -> None:
         with self._lock:
             if step.index in self.outcomes:

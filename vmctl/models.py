@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
+
+# The ARM actions vmctl sends, and how a step of a run can end.
+Action = Literal["powerOff", "deallocate", "start", "restart", "performMaintenance", "redeploy"]
+OutcomeStatus = Literal["succeeded", "failed", "preempted", "unknown", "skipped", "cancelled", "in-flight"]
+OUTCOME_STATUSES: tuple[OutcomeStatus, ...] = ("succeeded", "failed", "preempted", "unknown", "skipped", "cancelled",
+                                               "in-flight")
 
 # Power states as vmctl names them (the part after "PowerState/").
 POWER_STATES = ("running", "starting", "stopping", "stopped", "deallocating", "deallocated", "unknown")
@@ -191,3 +197,20 @@ class Plan:
         if self.action == "performMaintenance":
             out["waves"] = len(self.waves)
         return out
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one step of a run ended (the journal's `outcome` record)."""
+
+    index: int
+    status: OutcomeStatus
+    reason: str = ""
+    retries: int = 0
+    correlation_id: str | None = None
+    duration: float | None = None
+    path: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {"index": self.index, "status": self.status, "reason": self.reason, "retries": self.retries,
+                "correlationId": self.correlation_id, "duration": self.duration, "path": self.path}

@@ -18,11 +18,11 @@ from typing import Any, Callable
 
 from .cloud import FleetClient
 from .evidence import collect, collected, expected_operations, record
-from .executor import CONTACT_TIMEOUT, Executor, Outcome, Resumed
+from .executor import CONTACT_TIMEOUT, Executor, Resumed
 from .inventory import snapshot
 from .journal import Journal, iter_type, write_private
 from .locking import VmLocks
-from .models import Plan, Step
+from .models import Outcome, Plan, Step
 from .pacing import Pacer
 from .planner import plan_json
 from .resume import ACTIVITY_LOG_LAG, resume_targets

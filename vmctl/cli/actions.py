@@ -19,8 +19,7 @@ import typer
 if TYPE_CHECKING:  # annotations only: the CLI imports the core lazily so that --help starts fast
     from ..cloud import FleetClient
     from ..config import Config
-    from ..executor import Outcome
-    from ..models import Plan, Step
+    from ..models import Outcome, Plan, Step
     from ..pacing import Pacer
     from ..render import Output
 
