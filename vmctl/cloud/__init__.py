@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from ..errors import VmctlError
 from ..models import Vm, VmStatus
 
 CLOUDS: dict[str, dict[str, str]] = {
@@ -97,13 +98,15 @@ class Accepted:
     headers: dict[str, str]
 
 
-class ThrottledError(Exception):
+class ThrottledError(VmctlError):
+    """A 429: not yet. The caller waits `retry_after` seconds (its pacer blocks the bucket)."""
+
     def __init__(self, retry_after: float, message: str) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 
 
-class RetryableError(Exception):
+class RetryableError(VmctlError):
     """Known transient: 5xx, 408, a dropped connection. A 409 is never transient: Azure refuses
     an operation the VM's state does not allow (wire contract §15), and retrying it is wrong."""
 
@@ -112,12 +115,14 @@ class RetryableError(Exception):
         self.retry_after = retry_after
 
 
-class ActionError(Exception):
-    """The service refused the action for this VM (e.g. 409 OperationNotAllowed); not retried."""
+class ActionError(VmctlError):
+    """The service refused the action for this VM (e.g. 409 OperationNotAllowed); not retried.
+    `message` is the whole sentence, `(code) Azure's message`; `code`, `azure_message` and
+    `status` keep the parts."""
 
     def __init__(self, code: str, message: str, status: int = 0) -> None:
         super().__init__(f"({code}) {message}" if code else message)
-        self.code, self.message, self.status = code, message, status
+        self.code, self.azure_message, self.status = code, message, status
 
 
 @dataclass(frozen=True)
