@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .models import Maintenance, Vm
+from .models import Maintenance, Plan, Vm
+from .render import Output
 from .timefmt import iso, local, relative, utc
 
 POWER_LABEL = {
@@ -172,3 +173,62 @@ def show_sections(vm: Vm, view: dict[str, Any], now: datetime) -> list[Any]:
          "; ".join(s.get("displayStatus", s.get("code", "")) for s in e.get("statuses") or [])]
         for e in exts]) if exts else Section("Extensions", ["None."]))
     return sections
+
+
+# ---------------------------------------------------------------- the plan
+def plan_output(plan: Plan) -> Output:
+    from .planner import plan_json
+
+    maint = plan.action == "performMaintenance"
+    rows = []
+    for s in plan.steps:
+        action = ((s.path if s.path.startswith(s.action or "") else f"{s.action} ({s.path})") if s.path
+                  else s.action) if s.acts else f"skip: {s.skip}"
+        row = [str(s.index + 1), s.vm.subscription_name or s.vm.subscription_id, s.vm.resource_group, s.vm.name,
+               power_label(s.vm), "PROD" if s.vm.production else "", action, s.detail]
+        if maint:
+            row[4:4] = [placement(s.vm), str(s.wave + 1) if s.wave is not None else "-"]
+        rows.append(row)
+    sm = plan.summary()
+    acts = ", ".join(f"{n} {a}" for a, n in sm["actions"].items()) or "nothing to do"
+    skips = ", ".join(f"{n} {k}" for k, n in sm["skipped"].items())
+    footer = [f"Plan {plan.run_id}: {acts}" + (f"; skipped: {skips}" if skips else "") + "."]
+    if sm["leftStoppedButBilled"]:
+        footer.append(f"{sm['leftStoppedButBilled']} VMs will be left stopped but still billed for compute.")
+    if plan.options.skip_shutdown and sm["acting"]:
+        footer.append("--skip-shutdown: HARD POWER-OFF without guest shutdown (emergency containment only).")
+    if maint:
+        footer += wave_lines(plan)
+        if sm["acting"]:
+            footer.append("Azure's guidance: maintenance redeploys the VM, so temporary-disk data is lost; a VM "
+                          "deallocated or resized after the notice can lose (or re-gain) its maintenance status.")
+    for r in plan.refusals:
+        footer.append(f"REFUSED: {r}.")
+    styles = ["prod" if (s.acts and plan.options.skip_shutdown) or (s.acts and s.vm.production) else
+              "" if s.acts else "dim" for s in plan.steps]
+    columns = ["#", "SUBSCRIPTION", "GROUP", "NAME", "POWER", "PROD", "ACTION", "CONSEQUENCE / REASON"]
+    if maint:
+        columns[4:4] = ["PLACEMENT", "WAVE"]
+    return Output(kind="plan", data=plan_json(plan), summary=sm, columns=columns,
+                  rows=[[cell or "" for cell in row] for row in rows], footer=footer, row_styles=styles)
+
+
+def wave_lines(plan: Plan) -> list[str]:
+    """Each wave and, per availability set, the share of its VMs out of service in it."""
+    from .inventory import set_key
+
+    lines = []
+    for n, members in enumerate(plan.waves):
+        shares: dict[str, int] = {}
+        for s in members:
+            if s.vm.availability_set:
+                key = set_key(s.vm)
+                shares[key] = shares.get(key, 0) + 1
+        parts = [f"{k.rsplit('/', 1)[-1]} {c}/{plan.set_sizes.get(k, c)} ({100 * c // max(1, plan.set_sizes.get(k, c))}%)"
+                 for k, c in sorted(shares.items())]
+        lines.append(f"Wave {n + 1}: {len(members)} VM{'s' if len(members) != 1 else ''}" + (f"; out of service per availability set: {', '.join(parts)}"
+                                                            if parts else ""))
+    if len(plan.waves) > 1:
+        lines.append(f"Pause between waves: {plan.options.pause:g} s; each wave must be running again (and pass "
+                     "--post-hook) before the next starts.")
+    return lines

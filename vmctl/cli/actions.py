@@ -21,7 +21,6 @@ if TYPE_CHECKING:  # annotations only: the CLI imports the core lazily so that -
     from ..config import Config
     from ..models import Outcome, Plan, Step
     from ..pacing import Pacer
-    from ..render import Output
 
 from ._common import (
     ArmEndpoint,
@@ -136,68 +135,6 @@ def _signals(stop: threading.Event, abandon: threading.Event, inflight: Callable
     return restore
 
 
-def plan_output(plan: Plan) -> Output:
-    from ..planner import plan_json
-    from ..render import Output
-    from ..views import power_label
-
-    maint = plan.action == "performMaintenance"
-    rows = []
-    for s in plan.steps:
-        action = ((s.path if s.path.startswith(s.action or "") else f"{s.action} ({s.path})") if s.path
-                  else s.action) if s.acts else f"skip: {s.skip}"
-        row = [str(s.index + 1), s.vm.subscription_name or s.vm.subscription_id, s.vm.resource_group, s.vm.name,
-               power_label(s.vm), "PROD" if s.vm.production else "", action, s.detail]
-        if maint:
-            from ..views import placement
-
-            row[4:4] = [placement(s.vm), str(s.wave + 1) if s.wave is not None else "-"]
-        rows.append(row)
-    sm = plan.summary()
-    acts = ", ".join(f"{n} {a}" for a, n in sm["actions"].items()) or "nothing to do"
-    skips = ", ".join(f"{n} {k}" for k, n in sm["skipped"].items())
-    footer = [f"Plan {plan.run_id}: {acts}" + (f"; skipped: {skips}" if skips else "") + "."]
-    if sm["leftStoppedButBilled"]:
-        footer.append(f"{sm['leftStoppedButBilled']} VMs will be left stopped but still billed for compute.")
-    if plan.options.skip_shutdown and sm["acting"]:
-        footer.append("--skip-shutdown: HARD POWER-OFF without guest shutdown (emergency containment only).")
-    if maint:
-        footer += wave_lines(plan)
-        if sm["acting"]:
-            footer.append("Azure's guidance: maintenance redeploys the VM, so temporary-disk data is lost; a VM "
-                          "deallocated or resized after the notice can lose (or re-gain) its maintenance status.")
-    for r in plan.refusals:
-        footer.append(f"REFUSED: {r}.")
-    styles = ["prod" if (s.acts and plan.options.skip_shutdown) or (s.acts and s.vm.production) else
-              "" if s.acts else "dim" for s in plan.steps]
-    columns = ["#", "SUBSCRIPTION", "GROUP", "NAME", "POWER", "PROD", "ACTION", "CONSEQUENCE / REASON"]
-    if maint:
-        columns[4:4] = ["PLACEMENT", "WAVE"]
-    return Output(kind="plan", data=plan_json(plan), summary=sm, columns=columns,
-                  rows=[[cell or "" for cell in row] for row in rows], footer=footer, row_styles=styles)
-
-
-def wave_lines(plan: Plan) -> list[str]:
-    """Each wave and, per availability set, the share of its VMs out of service in it."""
-    from ..inventory import set_key
-
-    lines = []
-    for n, members in enumerate(plan.waves):
-        shares: dict[str, int] = {}
-        for s in members:
-            if s.vm.availability_set:
-                key = set_key(s.vm)
-                shares[key] = shares.get(key, 0) + 1
-        parts = [f"{k.rsplit('/', 1)[-1]} {c}/{plan.set_sizes.get(k, c)} ({100 * c // max(1, plan.set_sizes.get(k, c))}%)"
-                 for k, c in sorted(shares.items())]
-        lines.append(f"Wave {n + 1}: {len(members)} VM{'s' if len(members) != 1 else ''}" + (f"; out of service per availability set: {', '.join(parts)}"
-                                                            if parts else ""))
-    if len(plan.waves) > 1:
-        lines.append(f"Pause between waves: {plan.options.pause:g} s; each wave must be running again (and pass "
-                     "--post-hook) before the next starts.")
-    return lines
-
-
 def run_action(
     verb: str, common: Common, sel: dict[str, Any], *, dry_run: bool, yes: bool, plan_out: Path | None,
     journal_path: Path | None, report_path: Path | None, ticket: str | None, max_targets: int | None,
@@ -215,6 +152,7 @@ def run_action(
     from ..planner import build_plan, plan_json
     from ..render import emit
     from ..safety import STOP_BILLED, confirm, stop_or_deallocate
+    from ..views import plan_output
     from .inventory import _setup
 
     cfg, fmt, selector, subs, connection = _setup(common, **sel)
@@ -270,7 +208,7 @@ def run_action(
         plan = replace(plan, refusals=plan.refusals + (STOP_BILLED.rstrip("."),))
     if plan_out:
         write_private(plan_out, json.dumps(plan_json(plan), indent=2, default=str) + "\n", flag="--plan-out")
-    shown = plan_output(plan)
+    shown = plan_output(plan)  # views
     if dry_run:
         emit(shown, fmt, common.query)
         if plan.refusals:
