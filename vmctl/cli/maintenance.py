@@ -37,17 +37,6 @@ app = typer.Typer(help="""Planned platform maintenance: see what is pending, sta
     """, no_args_is_help=True)
 
 
-def urgency(vm: Any, now: datetime) -> tuple[int, float]:
-    """Most urgent first: startable VMs by their self-service window's end; the others by the next
-    moment something happens to them (their self-service window opens, or Azure's window starts)."""
-    m = vm.maintenance
-    far = datetime.max.replace(tzinfo=timezone.utc).timestamp()
-    if m.can_start_now(now):
-        return (0, m.self_service_end.timestamp() if m.self_service_end else far)
-    moments = [t.timestamp() for t in (m.self_service_start, m.scheduled_start) if t and t > now]
-    return (1, min(moments) if moments else far)
-
-
 @app.command("status")
 @handle_errors
 def status_cmd(
@@ -67,10 +56,9 @@ def status_cmd(
         vmctl maintenance status -s 00000000-0000-0000-0000-000000000001 -o markdown
     """
     from ..cloud import make_client
-    from ..inventory import load_inventory, set_key
-    from ..render import Output, emit
-    from ..timefmt import local, utc
-    from ..views import placement, vm_json, window_state
+    from ..inventory import load_inventory
+    from ..render import emit
+    from ..views import maintenance_status_output
     from .inventory import _setup
 
     common = Common(subscription, cloud, arm_endpoint, config, output, query, debug)
@@ -78,48 +66,7 @@ def status_cmd(
                                                                    power_state, include_production))
     inv = load_inventory(make_client(connection), subs, selector, cfg, parallel=cfg.parallel,
                          needs=("maintenance", "domains"), pacer=make_pacer(cfg))
-    now = datetime.now(timezone.utc)
-    pending = sorted((vm for vm in inv.vms if vm.maintenance is not None), key=lambda v: urgency(v, now))
-
-    def window(start: datetime | None, end: datetime | None) -> str:
-        if not start or not end:
-            return "-"
-        return f"{utc(start)} - {utc(end)} ({local(start)} local); {window_state(start, end, now)}"
-
-    rows: list[list[str]] = []
-    data: list[dict[str, Any]] = []
-    per_set: dict[str, dict[str, Any]] = {}
-    for vm in pending:
-        m = vm.maintenance
-        assert m is not None
-        can = m.can_start_now(now)
-        last = m.last_result or "None"
-        rows.append([vm.subscription_name, vm.resource_group, vm.name, "yes" if can else "no",
-                     window(m.self_service_start, m.self_service_end), window(m.scheduled_start, m.scheduled_end),
-                     last + (f": {m.last_message}" if m.last_message else ""), placement(vm),
-                     "PROD" if vm.production else ""])
-        data.append(vm_json(vm, now))
-        if vm.availability_set:
-            entry = per_set.setdefault(set_key(vm), {"availabilitySet": vm.availability_set.lower(),
-                                                     "resourceGroup": vm.resource_group, "pending": 0, "canStartNow": 0})
-            entry["pending"] += 1
-            entry["canStartNow"] += can
-    startable = sum(1 for vm in pending if vm.maintenance and vm.maintenance.can_start_now(now))
-    unread = [vm for vm in inv.vms if not vm.maintenance_known]
-    summary = {"pending": len(pending), "canStartNow": startable, "byAzureInItsWindow": len(pending) - startable,
-               "availabilitySets": list(per_set.values()), "notRead": [vm.id for vm in unread]}
-    footer = [f"{len(pending)} VMs with pending maintenance: {startable} can be started now (vmctl maintenance start); "
-              f"{len(pending) - startable} will be done by Azure in its scheduled window unless started when allowed."]
-    footer += [f"  {e['resourceGroup']}/{e['availabilitySet']}: {e['pending']} pending, {e['canStartNow']} can start now"
-               for e in per_set.values()]
-    if unread:
-        footer.append(f"WARNING: the maintenance status of {len(unread)} VMs could not be read "
-                      f"({', '.join(vm.name for vm in unread[:5])}{', ...' if len(unread) > 5 else ''}); run again.")
-    emit(Output(kind="maintenance-status", data=data, summary=summary,
-                columns=["SUBSCRIPTION", "GROUP", "NAME", "START NOW", "SELF-SERVICE WINDOW", "SCHEDULED WINDOW (AZURE)",
-                         "LAST RESULT", "PLACEMENT", "PROD"],
-                rows=rows, footer=footer,
-                row_styles=["ok" if r[3] == "yes" else "dim" for r in rows]), fmt, query)
+    emit(maintenance_status_output(list(inv.vms), datetime.now(timezone.utc)), fmt, query)
 
 
 def _maintenance_options(
