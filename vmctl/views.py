@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .models import Maintenance, Plan, Vm
 from .render import Output
 from .timefmt import iso, local, relative, utc
+
+if TYPE_CHECKING:
+    from .inventory import Inventory
 
 POWER_LABEL = {
     "stopped": "stopped (still billed)",
@@ -292,3 +295,20 @@ def maintenance_status_output(vms: list[Vm], now: datetime) -> Output:
                          "LAST RESULT", "PLACEMENT", "PROD"],
                 rows=rows, footer=footer,
                 row_styles=["ok" if r[3] == "yes" else "dim" for r in rows])
+
+
+# ---------------------------------------------------------------- vmctl list
+def vm_list_output(inv: Inventory, subscriptions: list[str], tag_columns: list[str], now: datetime) -> Output:
+    from .inventory import summarize
+
+    summary = summarize(inv.vms)
+    summary["subscriptions"] = [{"id": s, "name": inv.subscriptions[s], "vmCount": inv.totals[s]}
+                                for s in subscriptions]
+    return Output(
+        kind="vm-list", data=[vm_json(vm, now) for vm in inv.vms], summary=summary,
+        columns=LIST_COLUMNS + [f"TAG:{t}" for t in tag_columns],
+        rows=[list_row(vm, now, tag_columns) for vm in inv.vms],
+        row_styles=["prod" if vm.production else "stopped" if vm.stopped_but_billed else
+                    "dim" if vm.power_state == "deallocated" else "" for vm in inv.vms],
+        footer=list_footer(summary),
+    )

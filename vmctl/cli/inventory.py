@@ -75,9 +75,9 @@ def list_cmd(
         vmctl list --power-state stopped -o json --query "[].id"
     """
     from ..cloud import make_client
-    from ..inventory import load_inventory, summarize
-    from ..render import Output, emit
-    from ..views import LIST_COLUMNS, list_footer, list_row, vm_json
+    from ..inventory import load_inventory
+    from ..render import emit
+    from ..views import vm_list_output
 
     common = Common(subscription, cloud, arm_endpoint, config, output, query, debug)
     cfg, fmt, selector, subs, connection = _setup(
@@ -85,18 +85,7 @@ def list_cmd(
         locations=location, power_states=power_state, include_production=include_production)
     tag_cols = [t.strip() for t in (show_tags or "").split(",") if t.strip()]
     inv = load_inventory(make_client(connection), subs, selector, cfg, parallel=cfg.parallel)
-    now = datetime.now(timezone.utc)
-    summary = summarize(inv.vms)
-    summary["subscriptions"] = [{"id": s, "name": inv.subscriptions[s], "vmCount": inv.totals[s]} for s in subs]
-    out = Output(
-        kind="vm-list", data=[vm_json(vm, now) for vm in inv.vms], summary=summary,
-        columns=LIST_COLUMNS + [f"TAG:{t}" for t in tag_cols],
-        rows=[list_row(vm, now, tag_cols) for vm in inv.vms],
-        row_styles=["prod" if vm.production else "stopped" if vm.stopped_but_billed else
-                    "dim" if vm.power_state == "deallocated" else "" for vm in inv.vms],
-        footer=list_footer(summary),
-    )
-    emit(out, fmt, query)
+    emit(vm_list_output(inv, subs, tag_cols, datetime.now(timezone.utc)), fmt, query)
 
 
 @handle_errors
