@@ -8,7 +8,7 @@ import re
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional, TypeVar
 
 import typer
 
@@ -110,10 +110,6 @@ class CommandContext:
     selector: Selector
     subscriptions: list[str]
     connection: Connection
-
-    def __iter__(self) -> Iterator[Any]:
-        """Unpacks as (config, fmt, selector, subscriptions, connection)."""
-        return iter((self.config, self.fmt, self.selector, self.subscriptions, self.connection))
 
 
 def resolve_output(flag: str | None, config_output: str | None) -> str:

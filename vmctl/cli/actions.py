@@ -155,7 +155,8 @@ def run_action(
     from ..views import plan_output
     from .inventory import _setup
 
-    cfg, fmt, selector, subs, connection = _setup(common, **sel)
+    ctx = _setup(common, **sel)
+    cfg, fmt, selector, subs, connection = ctx.config, ctx.fmt, ctx.selector, ctx.subscriptions, ctx.connection
     if hibernate_fallback not in ("fail", "deallocate"):
         raise InputError(f"--hibernate-fallback '{hibernate_fallback}' is not fail or deallocate.")
     if hibernate_fallback != "fail" and not hibernate:

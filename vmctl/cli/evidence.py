@@ -117,8 +117,9 @@ def evidence_cmd(
         if s not in ("Started", "Accepted", "Succeeded", "Failed"):
             raise InputError(f"--status '{s}' is not an Activity Log status.", "Use Started, Accepted, Succeeded or Failed.")
     selection = any([resource_group, name, ids, tag, exclude_tag, location, power_state])
-    cfg, fmt, selector, subs, connection = _setup(common, **_sel(
+    ctx = _setup(common, **_sel(
         resource_group, name, ids, tag, exclude_tag, location, power_state, include_production=True))
+    cfg, fmt, selector, subs, connection = ctx.config, ctx.fmt, ctx.selector, ctx.subscriptions, ctx.connection
     client = make_client(connection)
     resource_ids: set[str] = set()
     groups: set[str] = set()

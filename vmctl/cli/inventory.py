@@ -80,12 +80,13 @@ def list_cmd(
     from ..views import vm_list_output
 
     common = Common(subscription, cloud, arm_endpoint, config, output, query, debug)
-    cfg, fmt, selector, subs, connection = _setup(
+    ctx = _setup(
         common, groups=resource_group, names=name, ids=ids, tags=tag, exclude_tags=exclude_tag,
         locations=location, power_states=power_state, include_production=include_production)
     tag_cols = [t.strip() for t in (show_tags or "").split(",") if t.strip()]
-    inv = load_inventory(make_client(connection), subs, selector, cfg, parallel=cfg.parallel)
-    emit(vm_list_output(inv, subs, tag_cols, datetime.now(timezone.utc)), fmt, query)
+    inv = load_inventory(make_client(ctx.connection), ctx.subscriptions, ctx.selector, ctx.config,
+                         parallel=ctx.config.parallel)
+    emit(vm_list_output(inv, ctx.subscriptions, tag_cols, datetime.now(timezone.utc)), ctx.fmt, query)
 
 
 @handle_errors

@@ -62,11 +62,10 @@ def status_cmd(
     from .inventory import _setup
 
     common = Common(subscription, cloud, arm_endpoint, config, output, query, debug)
-    cfg, fmt, selector, subs, connection = _setup(common, **_sel(resource_group, name, ids, tag, exclude_tag, location,
-                                                                   power_state, include_production))
-    inv = load_inventory(make_client(connection), subs, selector, cfg, parallel=cfg.parallel,
-                         needs=("maintenance", "domains"), pacer=make_pacer(cfg))
-    emit(maintenance_status_output(list(inv.vms), datetime.now(timezone.utc)), fmt, query)
+    ctx = _setup(common, **_sel(resource_group, name, ids, tag, exclude_tag, location, power_state, include_production))
+    inv = load_inventory(make_client(ctx.connection), ctx.subscriptions, ctx.selector, ctx.config,
+                         parallel=ctx.config.parallel, needs=("maintenance", "domains"), pacer=make_pacer(ctx.config))
+    emit(maintenance_status_output(list(inv.vms), datetime.now(timezone.utc)), ctx.fmt, query)
 
 
 def _maintenance_options(
