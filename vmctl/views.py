@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from .models import Maintenance, Plan, Vm
-from .render import Output
+from .render import Output, Section
 from .timefmt import iso, local, relative, utc
 
 if TYPE_CHECKING:
@@ -312,3 +312,100 @@ def vm_list_output(inv: Inventory, subscriptions: list[str], tag_columns: list[s
                     "dim" if vm.power_state == "deallocated" else "" for vm in inv.vms],
         footer=list_footer(summary),
     )
+
+
+# ---------------------------------------------------------------- the run report (data from report.build)
+EVIDENCE_COLUMNS = ["NAME", "OPERATION", "STATUSES", "CALLER", "EVENT TIME (END)", "SUBMITTED (END)", "OPERATION ID"]
+
+
+def evidence_rows(rep: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for v in rep["vms"]:
+        ev = v.get("evidence")
+        if ev is None:
+            continue
+        if ev.get("missing") or not ev.get("statuses"):
+            rows.append([v["name"], "-", "MISSING: not in the Activity Log yet", "-", "-", "-",
+                         f"vmctl evidence --journal JOURNAL fetches it (correlation id {ev['correlationId']})"])
+            continue
+        end = ev["statuses"][-1]
+        statuses = " > ".join(ev["statuses"]) + ("" if ev["complete"] else " (no end event yet)")
+        rows.append([v["name"], str(ev.get("operationName", "")).replace("Microsoft.Compute/virtualMachines/", ""),
+                     statuses, str(ev.get("caller") or "-"), str(ev["eventTimestamps"].get(end, "-")),
+                     str(ev["submissionTimestamps"].get(end, "-")), str(ev.get("operationId") or "-")])
+    return rows
+
+
+REPORT_COLUMNS = ["SUBSCRIPTION", "GROUP", "NAME", "BEFORE", "ACTION", "AFTER", "DURATION", "RETRIES",
+                  "CORRELATION ID", "OUTCOME", "REASON"]
+
+
+def _action_label(v: dict[str, Any]) -> str:
+    if v["action"] is None:
+        return f"skip: {v['skip']}"
+    if v["path"]:  # "deallocate (fallback)" already names the action; "hibernate" does not
+        return v["path"] if v["path"].startswith(str(v["action"])) else f"{v['action']} ({v['path']})"
+    return str(v["action"])
+
+
+def report_output(rep: dict[str, Any]) -> Output:
+    rows = [[v["subscriptionName"] or v["subscriptionId"], v["resourceGroup"], v["name"], v["before"],
+             _action_label(v), v["after"] or "-", f"{v['duration']:.1f}s" if v["duration"] is not None else "-",
+             str(v["retries"]), v["correlationId"] or "-", v["outcome"], v["reason"] or ""] for v in rep["vms"]]
+    columns = list(REPORT_COLUMNS)
+    if rep["action"] == "performMaintenance":
+        columns[4:4] = ["WAVE"]
+        columns[-1:-1] = ["MAINTENANCE RESULT"]
+        for row, v in zip(rows, rep["vms"]):
+            row[4:4] = [str(v["wave"]) if v["wave"] else "-"]
+            row[-1:-1] = [v["maintenanceResult"] or "-"]
+    s = rep["summary"]
+    who = (rep.get("principal") or {}).get("name", "unknown")
+    meta = [
+        f"Run {rep['runId']}: vmctl {rep['verb']} ({rep['action']})" + (f", ticket {rep['ticket']}" if rep["ticket"] else ""),
+        f"Ran as {who}, from {rep.get('user')}@{rep.get('host')}, started {rep['startedAt']}, ended {rep['endedAt'] or '-'}",
+        f"Command: {rep['command']}",
+    ]
+    footer = [
+        f"{s['succeeded']} succeeded, {s['failed']} failed, "
+        + (f"{s['preempted']} preempted (another request superseded vmctl's), " if s.get("preempted") else "")
+        + (f"{s['unknown']} unknown (sent, result not known: `vmctl resume` re-checks), " if s.get("unknown") else "")
+        + f"{s['skipped']} skipped, {s['cancelled']} cancelled, "
+        f"{s['in-flight']} in flight" + (f", {s['pending']} not started" if s["pending"] else "") + f"; exit code {rep['exitCode']}.",
+    ]
+    if s["leftStoppedButBilled"]:
+        footer.append(f"{s['leftStoppedButBilled']} VMs are left stopped but still billed for compute.")
+    if rep["skipShutdown"]:
+        footer.append("--skip-shutdown was used: VMs were powered off without a guest shutdown.")
+    for w in rep.get("wavesStopped") or []:
+        footer.append(f"Stopped after wave {w['wave']}: {w['reason']}; waves not started: "
+                      f"{', '.join(str(n) for n in w['notStarted']) or 'none'}.")
+    if rep["interrupted"]:
+        footer.append("The run was interrupted; `vmctl resume JOURNAL` continues it.")
+    for w in rep.get("warnings") or []:
+        footer.append(f"WARNING: {w[0].upper()}{w[1:]}.")
+    sections = [Section("Run", meta)]
+    ev_rows = evidence_rows(rep)
+    if ev_rows:
+        title = "Activity Log evidence" + ("" if rep.get("evidenceCollected") else
+                                           " (not collected yet: vmctl evidence --journal JOURNAL)")
+        missing = sum(1 for r in ev_rows if r[2].startswith("MISSING"))
+        if missing:
+            footer.append(f"{missing} operations have no Activity Log evidence yet; "
+                          "`vmctl evidence --journal JOURNAL` fetches it later.")
+        sections.append(Section(title, columns=EVIDENCE_COLUMNS, rows=ev_rows))
+    return Output(kind="run-report", data=rep, summary=s, sections=sections, columns=columns,
+                  rows=rows, footer=footer,
+                  row_styles=["failed" if v["outcome"] in ("failed", "preempted", "unknown") else "ok" if v["outcome"] == "succeeded" else ""
+                              for v in rep["vms"]])
+
+
+def report_markdown(rep: dict[str, Any]) -> str:
+    from .render import markdown as md
+    from .render import md_escape
+
+    out = report_output(rep)
+    meta = "\n".join(f"- {md_escape(line)}" for line in out.sections[0].lines)
+    out.sections = out.sections[1:]
+    title = f"## vmctl {rep['verb']}: run {rep['runId']}" + (f" ({md_escape(rep['ticket'])})" if rep["ticket"] else "")
+    return f"{title}\n\n{meta}\n\n" + md(out)

@@ -294,7 +294,8 @@ def _show_report(rep: dict[str, Any], fmt: str, query: str | None, report_path: 
                  exit_with_run: bool = True) -> None:
     from ..journal import write_private
     from ..render import emit, envelope
-    from ..report import markdown, output
+    from ..views import report_markdown as markdown
+    from ..views import report_output as output
 
     if report_path:
         if report_path.suffix.lower() == ".json":
@@ -471,8 +472,9 @@ def write_bundle(directory: Path, journal: Path, records: list[dict[str, Any]], 
     from ..evidence import collected
     from ..journal import iter_type
     from ..render import envelope
-    from ..report import markdown, output
     from ..run import write_bundle as bundle
+    from ..views import report_markdown as markdown
+    from ..views import report_output as output
 
     plan = next(iter_type(records, "plan"))["plan"]
     files = {

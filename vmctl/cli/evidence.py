@@ -167,7 +167,8 @@ def _journal_evidence(path: Path, common: Common, cfg: Any, fmt: str, wait: floa
     from ..planner import plan_from_json
     from ..preflight import check_writable
     from ..render import Output, emit
-    from ..report import EVIDENCE_COLUMNS, build, evidence_rows
+    from ..report import build
+    from ..views import EVIDENCE_COLUMNS, evidence_rows
     from ._common import connection_for
 
     records = jr.read(path)
