@@ -409,3 +409,44 @@ def report_markdown(rep: dict[str, Any]) -> str:
     out.sections = out.sections[1:]
     title = f"## vmctl {rep['verb']}: run {rep['runId']}" + (f" ({md_escape(rep['ticket'])})" if rep["ticket"] else "")
     return f"{title}\n\n{meta}\n\n" + md(out)
+
+
+# ---------------------------------------------------------------- vmctl evidence
+ACTIVITY_COLUMNS = ["EVENT TIME", "STATUS", "OPERATION", "RESOURCE GROUP", "RESOURCE", "CALLER", "CORRELATION ID", "OPERATION ID",
+           "SUBMITTED"]
+
+
+def activity_rows(events: list[dict[str, Any]]) -> list[list[str]]:
+    return [[str(e.get("eventTimestamp")), str(e.get("status")),
+             str(e.get("operationName", "")).replace("Microsoft.Compute/virtualMachines/", ""),
+             str(e.get("resourceGroupName") or ""), str(e.get("resourceId") or "").rsplit("/", 1)[-1],
+             str(e.get("caller") or ""), str(e.get("correlationId") or ""), str(e.get("operationId") or ""),
+             str(e.get("submissionTimestamp"))] for e in events]
+
+
+def activity_events_output(events: list[dict[str, Any]], fetched: int, start: datetime, end: datetime,
+                           server_filter: str, client_side: list[str]) -> Output:
+    summary = {"events": len(events), "fetched": fetched, "window": {"from": start.isoformat(), "to": end.isoformat()},
+               "serverSideFilter": server_filter, "clientSideFilters": client_side}
+    footer = [f"{len(events)} events ({fetched} read from the Activity Log, every page) between "
+              f"{start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC."]
+    return Output(kind="activity-events", data=events, summary=summary, columns=ACTIVITY_COLUMNS,
+                  rows=activity_rows(events), footer=footer)
+
+
+def run_evidence_output(rep: dict[str, Any], expected: int, missing: list[str]) -> Output:
+    data = [{"name": v["name"], "id": v["id"], **(v["evidence"] or {})} for v in rep["vms"] if v["evidence"]]
+    footer = [f"{expected - len(missing)} of {expected} operations have their end event in the Activity Log"
+              + (f"; {len(missing)} still missing." if missing else ".")]
+    return Output(kind="run-evidence", data=data, summary={"expected": expected, "missing": missing},
+                  columns=EVIDENCE_COLUMNS, rows=evidence_rows(rep), footer=footer)
+
+
+# ---------------------------------------------------------------- vmctl show
+def vm_show_output(shown: list[tuple[Vm, dict[str, Any]]], now: datetime) -> Output:
+    """Each VM with its instance view exactly as ARM returned it, and readable sections."""
+    sections: list[Section] = []
+    for vm, view in shown:
+        sections += show_sections(vm, view, now)
+    return Output(kind="vm-show", data=[{"vm": vm_json(vm, now), "instanceView": view} for vm, view in shown],
+                  sections=sections)

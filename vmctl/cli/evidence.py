@@ -33,18 +33,6 @@ from ._common import (
 
 log = logging.getLogger("vmctl.evidence")
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-COLUMNS = ["EVENT TIME", "STATUS", "OPERATION", "RESOURCE GROUP", "RESOURCE", "CALLER", "CORRELATION ID", "OPERATION ID",
-           "SUBMITTED"]
-
-
-def _rows(events: list[dict[str, Any]]) -> list[list[str]]:
-    return [[str(e.get("eventTimestamp")), str(e.get("status")),
-             str(e.get("operationName", "")).replace("Microsoft.Compute/virtualMachines/", ""),
-             str(e.get("resourceGroupName") or ""), str(e.get("resourceId") or "").rsplit("/", 1)[-1],
-             str(e.get("caller") or ""), str(e.get("correlationId") or ""), str(e.get("operationId") or ""),
-             str(e.get("submissionTimestamp"))] for e in events]
-
-
 @handle_errors
 def evidence_cmd(
     journal: Annotated[Optional[Path], typer.Option("--journal", metavar="PATH", help="A run journal: fetch the evidence of that run's operations and add it to the journal.")] = None,
@@ -78,8 +66,9 @@ def evidence_cmd(
     from ..evidence import SELECT, Filters, check_window, compact, parse_when
     from ..inventory import load_inventory
     from ..preflight import check_query
-    from ..render import Output, emit
+    from ..render import emit
     from ..timefmt import parse_duration
+    from ..views import activity_events_output
     from ._common import resolve_output
     from .actions import _sel
     from .inventory import _setup
@@ -150,12 +139,7 @@ def evidence_cmd(
         fetched += len(page_events)
         events += [compact(e) for e in page_events if f.matches(e)]
     events.sort(key=lambda e: (str(e.get("eventTimestamp")), str(e.get("eventDataId"))))
-    summary = {"events": len(events), "fetched": fetched, "window": {"from": start.isoformat(), "to": end.isoformat()},
-               "serverSideFilter": flt, "clientSideFilters": client_side}
-    footer = [f"{len(events)} events ({fetched} read from the Activity Log, every page) between "
-              f"{start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC."]
-    emit(Output(kind="activity-events", data=events, summary=summary, columns=COLUMNS, rows=_rows(events),
-                footer=footer), fmt, query)
+    emit(activity_events_output(events, fetched, start, end, flt, client_side), fmt, query)
 
 
 def _journal_evidence(path: Path, common: Common, cfg: Any, fmt: str, wait: float) -> None:
@@ -166,9 +150,9 @@ def _journal_evidence(path: Path, common: Common, cfg: Any, fmt: str, wait: floa
     from ..journal import iter_type
     from ..planner import plan_from_json
     from ..preflight import check_writable
-    from ..render import Output, emit
+    from ..render import emit
     from ..report import build
-    from ..views import EVIDENCE_COLUMNS, evidence_rows
+    from ..views import run_evidence_output
     from ._common import connection_for
 
     records = jr.read(path)
@@ -187,8 +171,4 @@ def _journal_evidence(path: Path, common: Common, cfg: Any, fmt: str, wait: floa
     finally:
         j.close()
     rep = build(jr.read(path))
-    data = [{"name": v["name"], "id": v["id"], **(v["evidence"] or {})} for v in rep["vms"] if v["evidence"]]
-    footer = [f"{len(expected) - len(missing)} of {len(expected)} operations have their end event in the Activity Log"
-              + (f"; {len(missing)} still missing." if missing else ".")]
-    emit(Output(kind="run-evidence", data=data, summary={"expected": len(expected), "missing": missing},
-                columns=EVIDENCE_COLUMNS, rows=evidence_rows(rep), footer=footer), fmt, common.query)
+    emit(run_evidence_output(rep, len(expected), missing), fmt, common.query)

@@ -109,9 +109,9 @@ def show_cmd(
     from ..errors import InputError
     from ..inventory import resolve_subscriptions
     from ..preflight import check_query
-    from ..render import Output, emit
+    from ..render import emit
     from ..selection import VmRef, parse_resource_id
-    from ..views import show_sections, vm_json
+    from ..views import vm_show_output
 
     common = Common(subscription, cloud, arm_endpoint, config, output, query, debug)
     cfg = load_config(common.config_path)
@@ -129,14 +129,11 @@ def show_cmd(
         refs.append(parse_resource_id(v) if v.startswith("/") else VmRef(default_sub or "", resource_group or "", v))
     connection = connection_for(common, cfg)
     client = make_client(connection)
-    now = datetime.now(timezone.utc)
     names: dict[str, str] = {}
-    data, sections = [], []
+    shown = []
     for ref in refs:
         if ref.subscription_id not in names:
             names[ref.subscription_id] = client.subscription_name(ref.subscription_id)
         vm, view = client.get_vm(ref.subscription_id, ref.resource_group, ref.name, names[ref.subscription_id])
-        vm = replace(vm, production=cfg.is_production(vm))
-        data.append({"vm": vm_json(vm, now), "instanceView": view})
-        sections += show_sections(vm, view, now)
-    emit(Output(kind="vm-show", data=data, sections=sections), fmt, query)
+        shown.append((replace(vm, production=cfg.is_production(vm)), view))
+    emit(vm_show_output(shown, datetime.now(timezone.utc)), fmt, query)
