@@ -136,7 +136,7 @@ class Options:
     hook_timeout: float = 300.0
     hook_env: tuple[str, ...] = ()   # variables passed to hooks on top of the allow-list
     ticket: str | None = None
-    wave_by: str = "update-domain"   # maintenance: update-domain | tag:KEY | none
+    wave_by: str = "update-domain"   # maintenance: update-domain | tag:KEY | none (validated by the CLI)
     pause: float = 300.0             # maintenance: seconds between waves
 
 
@@ -144,7 +144,7 @@ class Options:
 class Step:
     index: int
     vm: Vm
-    action: str | None          # the ARM action when the step acts; None when skipped
+    action: Action | None       # the ARM action when the step acts; None when skipped
     skip: str | None = None     # skip reason code
     detail: str = ""            # the consequence (acting) or the reason (skipped)
     hibernate: bool = False

@@ -10,13 +10,13 @@ from typing import Any
 
 from .models import TARGET as TARGET
 from .models import TRANSITIONAL as TRANSITIONAL
+from .models import Action, Vm
 from .models import Options as Options
 from .models import Plan as Plan
 from .models import Step as Step
-from .models import Vm
 from .timefmt import iso, parse_iso
 
-VERBS = {"stop": "powerOff", "deallocate": "deallocate", "start": "start", "restart": "restart",
+VERBS: dict[str, Action] = {"stop": "powerOff", "deallocate": "deallocate", "start": "start", "restart": "restart",
          "maintenance start": "performMaintenance"}
 CONSEQUENCE = {
     "powerOff": "compute stays allocated and billed",
@@ -70,7 +70,7 @@ def _maintenance_step(i: int, vm: Vm, opts: Options, now: datetime) -> Step:
     return Step(i, vm, "performMaintenance", None, CONSEQUENCE["performMaintenance"])
 
 
-def plan_step(i: int, vm: Vm, action: str, opts: Options, now: datetime | None = None) -> Step:
+def plan_step(i: int, vm: Vm, action: Action, opts: Options, now: datetime | None = None) -> Step:
     """The decision for one VM. Order matters: the first reason that applies is the one shown."""
     if vm.unreadable:
         return _skip(i, vm, "unreadable")  # no guard may rely on data that was absent

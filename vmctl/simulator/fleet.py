@@ -150,7 +150,6 @@ class Fleet:
     identity: dict[str, str]
     faults: list[FaultSpec]
     throttling: ThrottleSpec
-    loaded_at: datetime
     jitter: float = DEFAULT_JITTER
     seed: int | None = None
     resource_page_size: int = 1000
@@ -537,6 +536,5 @@ def load_fleet(source: str | Path | dict[str, Any], now: datetime | None = None)
         identity={str(k): str(v) for k, v in identity.items()},
         faults=parse_faults(data.get("faults")),
         throttling=ThrottleSpec(enabled=bool(thr.get("enabled", True)), overrides={k: v for k, v in thr.items() if k != "enabled"}),
-        loaded_at=now,
         jitter=jitter, seed=seed, resource_page_size=page_sizes.get("resources", 1000), platform=platform,
     )
