@@ -35,7 +35,7 @@ from .errors import CredentialError, VmctlError
 from .hooks import run_hook
 from .inventory import current_state, snapshot
 from .journal import Journal
-from .models import TARGET, TRANSITIONAL, Outcome, OutcomeStatus, Plan, Step
+from .models import TARGET, TRANSITIONAL, Outcome, OutcomeStatus, Plan, SkipCode, Step
 from .pacing import Pacer
 
 MAX_ATTEMPTS = 6
@@ -550,7 +550,7 @@ class Executor:
 
     # ------------------------------------------------------------------ outcomes
     def _finish(self, step: Step, status: OutcomeStatus, reason: str, *, retries: int = 0, correlation_id: str | None = None,
-                duration: float | None = None, skip_code: str | None = None) -> None:
+                duration: float | None = None, skip_code: SkipCode | None = None) -> None:
         with self._lock:
             if step.index in self.outcomes:
                 return

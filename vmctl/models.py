@@ -9,6 +9,12 @@ from typing import Any, Literal
 # The ARM actions vmctl sends, and how a step of a run can end.
 Action = Literal["powerOff", "deallocate", "start", "restart", "performMaintenance", "redeploy"]
 OutcomeStatus = Literal["succeeded", "failed", "preempted", "unknown", "skipped", "cancelled", "in-flight"]
+# Why a step does not act: planned (the planner's SKIP_TEXT), or found at run time (the last two).
+SkipCode = Literal["unreadable", "state-unknown", "already-in-target-state", "production", "scale-set-member",
+                   "ephemeral-os-disk", "hibernation-not-enabled", "hibernation-needs-running", "provisioning-failed",
+                   "operation-in-progress", "not-running", "maintenance-not-pending", "maintenance-not-allowed",
+                   "self-service-window-not-open", "self-service-window-closed", "deallocated",
+                   "pre-hook-failed", "vm-not-found"]
 OUTCOME_STATUSES: tuple[OutcomeStatus, ...] = ("succeeded", "failed", "preempted", "unknown", "skipped", "cancelled",
                                                "in-flight")
 
@@ -145,7 +151,7 @@ class Step:
     index: int
     vm: Vm
     action: Action | None       # the ARM action when the step acts; None when skipped
-    skip: str | None = None     # skip reason code
+    skip: SkipCode | None = None  # why it does not act
     detail: str = ""            # the consequence (acting) or the reason (skipped)
     hibernate: bool = False
     path: str = ""              # for deallocate --hibernate: "hibernate" or "deallocate (fallback)"

@@ -10,7 +10,7 @@ from typing import Any
 
 from .models import TARGET as TARGET
 from .models import TRANSITIONAL as TRANSITIONAL
-from .models import Action, Vm
+from .models import Action, SkipCode, Vm
 from .models import Options as Options
 from .models import Plan as Plan
 from .models import Step as Step
@@ -30,7 +30,7 @@ CONSEQUENCE = {
                            "temporary disk data lost"),
 }
 
-SKIP_TEXT = {
+SKIP_TEXT: dict[SkipCode, str] = {
     "unreadable": "vmctl could not read this VM ({why}); treated as production and not acted on: run again",
     "state-unknown": "its power state could not be read; not acted on: run again",
     "already-in-target-state": "already {state}: nothing to do, no request sent",
@@ -50,7 +50,7 @@ SKIP_TEXT = {
 }
 
 
-def _skip(i: int, vm: Vm, code: str) -> Step:
+def _skip(i: int, vm: Vm, code: SkipCode) -> Step:
     return Step(i, vm, None, code, SKIP_TEXT[code].format(state=vm.power_state, why=vm.unreadable))
 
 
@@ -96,7 +96,7 @@ def plan_step(i: int, vm: Vm, action: Action, opts: Options, now: datetime | Non
         if vm.ephemeral_os_disk:
             return _skip(i, vm, "ephemeral-os-disk")
         if opts.hibernate:
-            reason = None
+            reason: SkipCode | None = None
             if not vm.hibernation_enabled:
                 reason = "hibernation-not-enabled"
             elif vm.power_state != "running":
