@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from vmctl.cloud.arm_json import join_listings, model_fields, status_item, vm_from_json
+from vmctl.cloud.arm_json import join_listings, model_fields, status_listing, vm_from_json
 from vmctl.config import Config, ProductionRule
 from vmctl.inventory import complete, current_state
 from vmctl.models import Vm, VmStatus
@@ -54,11 +54,7 @@ def sparse_item(name: str, rg: str = "rg-app", power: str = "running", fd: int |
 
 
 def join(full: list[dict[str, Any]], status: list[dict[str, Any]]) -> dict[str, Vm]:
-    statuses = {}
-    for d in status:
-        key, st, ident = status_item(d)
-        statuses[key] = (st, ident)
-    return {vm.name: vm for vm in join_listings([model_fields(d) for d in full], statuses, "sub-a")}
+    return {vm.name: vm for vm in join_listings([model_fields(d) for d in full], status_listing(status), "sub-a")}
 
 
 CONFIG = Config()

@@ -12,6 +12,7 @@ status listing does not carry stays `maintenance_known=False`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Iterable
 
@@ -119,31 +120,39 @@ def status_item(doc: dict[str, Any]) -> tuple[str, VmStatus, dict[str, Any]]:
     return doc["id"].lower(), st, ident
 
 
-def join_listings(models: Iterable[dict[str, Any]], statuses: dict[str, tuple[VmStatus, dict[str, Any]]],
-                  subscription_name: str) -> list[Vm]:
-    """Full-listing model fields joined by id with status-listing items, in full-listing order;
-    VMs only the status listing has come last, `unreadable`.
+StatusListing = dict[str, tuple[VmStatus, dict[str, Any]]]  # VM key -> (its status, what the item names)
 
-    If any status item carries maintenanceRedeployStatus, the listing is one that carries it
-    where maintenance is pending, so its absence elsewhere means none pending; otherwise it stays
+
+def status_listing(items: Iterable[dict[str, Any]]) -> StatusListing:
+    """A status listing's items by VM key.
+
+    If any item carries maintenanceRedeployStatus, the listing is one that carries it where
+    maintenance is pending, so its absence elsewhere means none pending; otherwise it stays
     unknown (Azure does not establish that status listings carry it: wire contract §11, §15)."""
-    carries = any(st.maintenance is not None for st, _ in statuses.values())
+    out: StatusListing = {}
+    for d in items:
+        key, st, ident = status_item(d)
+        out[key] = (st, ident)
+    if any(st.maintenance is not None for st, _ in out.values()):
+        out = {k: (replace(st, maintenance_known=st.read), ident) for k, (st, ident) in out.items()}
+    return out
+
+
+def join_listings(models: Iterable[dict[str, Any]], statuses: StatusListing, subscription_name: str) -> list[Vm]:
+    """Full-listing model fields joined by id with status-listing items, in full-listing order;
+    VMs only the status listing has come last, `unreadable`."""
     out: list[Vm] = []
     seen: set[str] = set()
     for fields in models:
         key = fields["id"].lower()
         seen.add(key)
         found = statuses.get(key)
-        st = found[0] if found is not None else VmStatus(read=False)
-        if carries and st.read:
-            st = VmStatus(st.power_state, st.provisioning_state, st.hibernated, st.update_domain, st.fault_domain,
-                          st.maintenance, True, True)
-        out.append(with_status(fields, st, subscription_name))
+        out.append(with_status(fields, found[0] if found is not None else VmStatus(read=False), subscription_name))
     for key, (st, ident) in statuses.items():
         if key in seen:
             continue
         out.append(Vm(**ident, power_state=st.power_state, provisioning_state=st.provisioning_state,
                       hibernated=st.hibernated, update_domain=st.update_domain, fault_domain=st.fault_domain,
-                      maintenance=st.maintenance, maintenance_known=carries or st.maintenance is not None,
+                      maintenance=st.maintenance, maintenance_known=st.maintenance_known,
                       subscription_name=subscription_name, unreadable=NOT_IN_FULL_LISTING))
     return out

@@ -13,7 +13,6 @@ import json
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any, Callable, Iterator, TypeVar
 
 from azure.core.exceptions import (
@@ -36,7 +35,7 @@ from ..errors import (
 )
 from ..models import Vm, VmStatus
 from . import Accepted, ActionError, Connection, OperationStatus, RetryableError, ThrottledError
-from .arm_json import join_listings, model_fields, status_from_view, status_item, vm_from_json
+from .arm_json import StatusListing, join_listings, model_fields, status_from_view, status_listing, vm_from_json
 
 COMPUTE_API = "2026-04-01"
 RESOURCES_API = "2022-12-01"
@@ -168,32 +167,20 @@ class AzureFleet:
     def _vms_url(self, subscription_id: str) -> str:
         return f"/subscriptions/{subscription_id}/providers/Microsoft.Compute/virtualMachines?api-version={COMPUTE_API}"
 
+    def _status_listing(self, subscription_id: str) -> StatusListing:
+        pages = self._pages(subscription_id, self._vms_url(subscription_id) + "&statusOnly=true",
+                            f"listing VM statuses in subscription {subscription_id}")
+        return status_listing(d for items in pages for d in items)
+
     def list_statuses(self, subscription_id: str) -> dict[str, VmStatus]:
         """The status listing alone (power state, provisioning, what else it carries), by VM key."""
-        out: dict[str, VmStatus] = {}
-        for items in self._pages(subscription_id, self._vms_url(subscription_id) + "&statusOnly=true",
-                                 f"listing VM statuses in subscription {subscription_id}"):
-            for d in items:
-                key, st, _ = status_item(d)
-                out[key] = st
-        if any(st.maintenance is not None for st in out.values()):
-            out = {k: replace(st, maintenance_known=st.read) for k, st in out.items()}
-        return out
+        return {key: st for key, (st, _) in self._status_listing(subscription_id).items()}
 
     def list_vms(self, subscription_id: str, subscription_name: str) -> list[Vm]:
         """Every VM: the full listing (the model) joined by id with the status listing (power
         state), fetched concurrently; 2 x pages requests. See `arm_json` for what each carries."""
-        def statuses() -> dict[str, tuple[VmStatus, dict[str, Any]]]:
-            out: dict[str, tuple[VmStatus, dict[str, Any]]] = {}
-            for items in self._pages(subscription_id, self._vms_url(subscription_id) + "&statusOnly=true",
-                                     f"listing VM statuses in subscription {subscription_id}"):
-                for d in items:
-                    key, st, ident = status_item(d)
-                    out[key] = (st, ident)
-            return out
-
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vmctl-status-list") as pool:
-            status_future = pool.submit(statuses)
+            status_future = pool.submit(self._status_listing, subscription_id)
             models: list[dict[str, Any]] = []
             try:
                 for items in self._pages(subscription_id, self._vms_url(subscription_id),
