@@ -479,10 +479,15 @@ class Executor:
     def _poll_state(self, op: _Op) -> None:
         """Decide from the VM's own state: for an operation attached after a lost reply, or one whose
         status polls keep failing (then a poll of the operation is tried again next time)."""
+        try:
+            self._read_state(op)
+        finally:
+            if not op.attached:
+                op.poll_errors = POLL_ERRORS_BEFORE_STATE - 1  # the next poll asks the operation again
+
+    def _read_state(self, op: _Op) -> None:
         step, sub = op.step, op.step.vm.subscription_id
         by_state_only = bool(op.attached)
-        if not by_state_only:
-            op.poll_errors = POLL_ERRORS_BEFORE_STATE - 1  # the next poll asks the operation again
         self.pacer.acquire(sub, ["reads", "LowCostGet"])
         try:
             st = self.client.instance_view(sub, step.vm.resource_group, step.vm.name,
@@ -493,8 +498,6 @@ class Executor:
             return
         except Exception as exc:  # noqa: BLE001 - one failed read is not an outcome
             self._poll_failed(op, exc)
-            if not by_state_only:
-                op.poll_errors = POLL_ERRORS_BEFORE_STATE - 1
             return
         now = self.clock()
         op.last_poll = now
