@@ -194,12 +194,15 @@ def collected(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 def collect(
     client: Any, expected: list[Expected], *, wait: float, have: dict[str, list[dict[str, Any]]] | None = None,
     on_round: Callable[[int, int, float], None] | None = None, stop: threading.Event | None = None,
-    clock: Callable[[], float] = time.monotonic, first_pause: float = 1.0, max_pause: float = 15.0,
+    clock: Callable[[], float] = time.monotonic, scale: float = 1.0,
 ) -> dict[str, list[dict[str, Any]]]:
     """Query until every expected operation's terminal event is in, or `wait` seconds have passed.
 
     Returns all events found, by correlation id (lower-case); callers compare with `expected`.
+    Rounds start 1 s apart and spread to 15 s, faster by `scale` (the simulator's time), never
+    below 0.2 s and 1 s.
     """
+    first_pause, max_pause = max(0.2, 1.0 / scale), max(1.0, 15.0 / scale)
     found: dict[str, dict[str, dict[str, Any]]] = {
         cid: {str(e.get("eventDataId")): e for e in evs} for cid, evs in (have or {}).items()}
     deadline = clock() + wait

@@ -146,7 +146,7 @@ def wait_for_evidence(client: FleetClient, plan: Plan, journal: Journal, records
     waitable = [x for x in expected if x.index not in unsettled]
     try:
         found = collect(client, waitable, wait=wait, have=collected(records), on_round=progress, stop=stop,
-                        first_pause=max(0.2, 1.0 / scale), max_pause=max(1.0, 15.0 / scale))
+                        scale=scale)
         found = collect(client, [x for x in expected if x.index in unsettled], wait=0, have=found)
     except Exception as exc:  # noqa: BLE001 - the run is done; evidence is reported missing, not fatal
         journal.write("evidence-failed", error=str(exc))

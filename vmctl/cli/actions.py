@@ -231,15 +231,8 @@ def run_action(
     _execute(client, plan, cfg, fmt, common, journal_path, report_path, evidence_wait=evidence_wait, pacer=pacer)
 
 
-def pace_scale(cfg: Config) -> float:
-    """VMCTL_PACE_SCALE (the simulator's --env-file sets it to its --time-scale) > the config's;
-    a bad value is a ConfigError (exit 2)."""
-    from ..config import pace_scale as checked
-
-    return checked(cfg)
-
-
 def make_pacer(cfg: Config) -> Pacer:
+    from ..config import pace_scale
     from ..pacing import Pacer
 
     return Pacer(scale=pace_scale(cfg))
@@ -257,6 +250,7 @@ def _execute(client: FleetClient, plan: Plan, cfg: Config, fmt: str, common: Com
     """Parse-call-render: the run itself is `vmctl.run.execute`; here only the terminal's side
     (progress, messages, Ctrl-C/SIGTERM) and the report."""
     from .. import journal as jr
+    from ..config import pace_scale
     from ..report import build
     from ..run import RunSettings, RunUI, execute
 

@@ -164,7 +164,7 @@ def _journal_evidence(path: Path, common: Common, cfg: Any, fmt: str, wait: floa
     expected = expected_operations(records, {s.index: s.vm.subscription_id for s in plan.steps})
     client = make_client(connection_for(common, cfg))
     found = collect(client, expected, wait=wait, have=collected(records),
-                    first_pause=max(0.2, 1.0 / scale), max_pause=max(1.0, 15.0 / scale))
+                    scale=scale)
     j = jr.Journal(path, append=True)
     try:
         missing = record(j, expected, found)

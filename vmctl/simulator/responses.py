@@ -55,7 +55,7 @@ from .throttle import Throttle, retry_after_seconds
 from .urls import Route, match
 
 JSON = "application/json; charset=utf-8"
-HELD: dict[int, float] = {}  # response id -> seconds its reply is held back (`hold-reply` faults)
+HOLD = web.ResponseKey("vmctl_sim_hold", float)  # seconds a reply is held back (`hold-reply` faults)
 
 
 def _fmt_seconds(s: float) -> str:
@@ -118,7 +118,7 @@ class Handler:
             if low == "/metadata/endpoints":
                 return self.control.metadata(request, q)
             resp = self._arm(request, q)
-        hold = HELD.pop(id(resp), 0.0)
+        hold = resp.get(HOLD, 0.0)
         if hold:  # a `hold-reply` fault: the work is done, the answer comes late (outside the lock)
             await asyncio.sleep(hold)
         return resp
@@ -229,7 +229,7 @@ class Handler:
                                        "'Microsoft.Compute' within the specified time period."))
         self._count(name, arm, method, resp.status)
         if hold_reply:
-            HELD[id(resp)] = hold_reply / self.backend.time_scale
+            resp[HOLD] = hold_reply / self.backend.time_scale
         return resp
 
     # ------------------------------------------------------------ errors
