@@ -419,12 +419,12 @@ class Executor:
             vm = current.get(op.step.vm.key)
             if vm is None:
                 continue
-            if vm_busy(vm.power_state, vm.provisioning_state):
+            busy = vm_busy(vm.power_state, vm.provisioning_state)
+            if busy:
                 op.last_contact, op.seen_busy = now, True  # visibly running: still in touch
-            power, prov = vm.power_state, vm.provisioning_state.lower()
             # settled (at the target or not: another request may have preempted ours), or failed:
             # the operation's own status says how it ended
-            if prov == "failed" or (power not in TRANSITIONAL and power != "unknown" and prov != "updating"):
+            if vm.provisioning_state.lower() == "failed" or (vm.power_state != "unknown" and not busy):
                 op.list_done = True
                 op.next_poll = now
 

@@ -20,7 +20,7 @@ from .evidence import Filters, compact, summarize
 from .executor import Resumed, at_target, vm_busy
 from .inventory import current_state
 from .journal import Journal, iter_type
-from .models import TRANSITIONAL, Plan, Step, VmStatus
+from .models import Plan, Step, VmStatus
 from .pacing import Pacer
 from .timefmt import parse_iso
 
@@ -118,7 +118,7 @@ def resume_targets(client: FleetClient, plan: Plan, records: list[dict[str, Any]
 
 
 def _done(s: Step, st: VmStatus, accepted: bool) -> bool:
-    settled = st.provisioning_state.lower() != "updating" and st.power_state not in TRANSITIONAL
+    settled = not vm_busy(st.power_state, st.provisioning_state)
     if s.action == "performMaintenance":
         return settled and st.maintenance is not None and st.maintenance.last_result == "MaintenanceCompleted"
     if s.action == "restart":
