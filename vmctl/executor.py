@@ -35,7 +35,7 @@ from .errors import CredentialError, VmctlError
 from .hooks import run_hook
 from .inventory import current_state, snapshot
 from .journal import Journal
-from .models import TARGET, TRANSITIONAL, Outcome, OutcomeStatus, Plan, SkipCode, Step
+from .models import TARGET, Outcome, OutcomeStatus, Plan, SkipCode, Step, at_target, vm_busy
 from .pacing import Pacer
 
 MAX_ATTEMPTS = 6
@@ -48,7 +48,6 @@ POLL_ERRORS_BEFORE_STATE = 3  # consecutive failed polls before the VM's own sta
 CONTACT_TIMEOUT = 120.0   # seconds with no answer about an operation before it is `unknown`
 HIBERNATE_FAILS = {"hibernation-not-enabled", "hibernation-needs-running"}
 ABANDON_GRACE = 5.0       # after a second Ctrl-C: seconds for stopped hooks to be journaled
-BUSY_PROVISIONING = {"updating", "creating", "deleting"}
 
 
 @dataclass
@@ -76,16 +75,6 @@ class Resumed:
     correlation_id: str
     started: float = field(default_factory=time.monotonic)
     attached: str = ""
-
-
-def vm_busy(power: str, provisioning: str) -> bool:
-    return power in TRANSITIONAL or provisioning.lower() in BUSY_PROVISIONING
-
-
-def at_target(action: str | None, power: str, provisioning: str) -> bool:
-    """Settled at what the action leads to. A restart's target is where it began: never proof."""
-    return action != "restart" and power == TARGET.get(action or "") and not vm_busy(power, provisioning) \
-        and provisioning.lower() != "failed"
 
 
 class Executor:

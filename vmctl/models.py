@@ -125,6 +125,17 @@ class VmStatus:
 TARGET = {"powerOff": "stopped", "deallocate": "deallocated", "start": "running", "restart": "running",
           "performMaintenance": "running"}
 TRANSITIONAL = {"starting", "stopping", "deallocating"}
+BUSY_PROVISIONING = {"updating", "creating", "deleting"}
+
+
+def vm_busy(power: str, provisioning: str) -> bool:
+    return power in TRANSITIONAL or provisioning.lower() in BUSY_PROVISIONING
+
+
+def at_target(action: str | None, power: str, provisioning: str) -> bool:
+    """Settled at what the action leads to. A restart's target is where it began: never proof."""
+    return action != "restart" and power == TARGET.get(action or "") and not vm_busy(power, provisioning) \
+        and provisioning.lower() != "failed"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 from .models import TARGET as TARGET
 from .models import TRANSITIONAL as TRANSITIONAL
-from .models import Action, SkipCode, Vm
+from .models import Action, SkipCode, Vm, vm_busy
 from .models import Options as Options
 from .models import Plan as Plan
 from .models import Step as Step
@@ -80,7 +80,7 @@ def plan_step(i: int, vm: Vm, action: Action, opts: Options, now: datetime | Non
         return _skip(i, vm, "scale-set-member")
     if vm.power_state == "unknown":
         return _skip(i, vm, "state-unknown")
-    if vm.power_state in TRANSITIONAL or vm.provisioning_state.lower() in ("updating", "creating", "deleting"):
+    if vm_busy(vm.power_state, vm.provisioning_state):
         return _skip(i, vm, "operation-in-progress")
     if vm.provisioning_state.lower() == "failed" and action != "start":
         return _skip(i, vm, "provisioning-failed")

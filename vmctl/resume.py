@@ -17,10 +17,10 @@ from typing import Any, Callable
 from .cloud import FleetClient
 from .errors import NotFoundError
 from .evidence import Filters, compact, summarize
-from .executor import Resumed, at_target, vm_busy
+from .executor import Resumed
 from .inventory import current_state
 from .journal import Journal, iter_type
-from .models import Plan, Step, VmStatus
+from .models import Plan, Step, VmStatus, at_target, vm_busy
 from .pacing import Pacer
 from .timefmt import parse_iso
 
