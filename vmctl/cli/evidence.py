@@ -170,5 +170,5 @@ def _journal_evidence(path: Path, common: Common, cfg: Any, fmt: str, wait: floa
         missing = record(j, expected, found)
     finally:
         j.close()
-    rep = build(jr.read(path))
+    rep = build(records + j.records)  # what was read, and what was just appended
     emit(run_evidence_output(rep, len(expected), missing), fmt, common.query)
