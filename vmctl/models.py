@@ -15,8 +15,8 @@ SkipCode = Literal["unreadable", "state-unknown", "already-in-target-state", "pr
                    "operation-in-progress", "not-running", "maintenance-not-pending", "maintenance-not-allowed",
                    "self-service-window-not-open", "self-service-window-closed", "deallocated",
                    "pre-hook-failed", "vm-not-found"]
-OUTCOME_STATUSES: tuple[OutcomeStatus, ...] = ("succeeded", "failed", "preempted", "unknown", "skipped", "cancelled",
-                                               "in-flight")
+# outcomes where the operator's intent was not carried out: they count as failures for the exit code
+FAILED_OUTCOMES: frozenset[OutcomeStatus] = frozenset({"failed", "preempted", "unknown"})
 
 # Power states as vmctl names them (the part after "PowerState/").
 POWER_STATES = ("running", "starting", "stopping", "stopped", "deallocating", "deallocated", "unknown")

@@ -7,6 +7,7 @@ from typing import Any
 from .errors import FAILED, INTERRUPTED, OK, PARTIAL
 from .evidence import collected, summarize
 from .journal import iter_type
+from .models import FAILED_OUTCOMES
 from .planner import plan_from_json
 
 FAILURE_SKIPS = {"pre-hook-failed"}  # skips that mean the operator's intent was not carried out
@@ -50,7 +51,7 @@ def build(records: list[dict[str, Any]]) -> dict[str, Any]:
         o = outcomes.get(s.index)
         status = o["status"] if o else "pending"
         counts[status] = counts.get(status, 0) + 1
-        if status in ("failed", "preempted", "unknown") or \
+        if status in FAILED_OUTCOMES or \
                 (status == "skipped" and o and o.get("skipCode") in FAILURE_SKIPS):
             hard_failures += 1
         vms.append({

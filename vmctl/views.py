@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from .models import Maintenance, Plan, Vm
+from .models import FAILED_OUTCOMES, Maintenance, Plan, Vm
 from .render import Output, Section
 from .timefmt import iso, local, relative, utc
 
@@ -396,7 +396,7 @@ def report_output(rep: dict[str, Any]) -> Output:
         sections.append(Section(title, columns=EVIDENCE_COLUMNS, rows=ev_rows))
     return Output(kind="run-report", data=rep, summary=s, sections=sections, columns=columns,
                   rows=rows, footer=footer,
-                  row_styles=["failed" if v["outcome"] in ("failed", "preempted", "unknown") else "ok" if v["outcome"] == "succeeded" else ""
+                  row_styles=["failed" if v["outcome"] in FAILED_OUTCOMES else "ok" if v["outcome"] == "succeeded" else ""
                               for v in rep["vms"]])
 
 

@@ -94,11 +94,13 @@ class _Progress:
             self.t0 = _t.monotonic()
 
     def __call__(self, step: Step, outcome: Outcome) -> None:
+        from ..models import FAILED_OUTCOMES
+
         if not step.acts:
             return
         with self.lock:
             self.done += 1
-            self.failed += outcome.status in ("failed", "preempted", "unknown")
+            self.failed += outcome.status in FAILED_OUTCOMES
             if self.rich is not None:
                 import time as _t
                 rate = self.done / max(0.001, _t.monotonic() - self.t0)
