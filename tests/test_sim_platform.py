@@ -429,3 +429,14 @@ def test_activity_log_events_can_become_visible_out_of_order(make_sim: Any) -> N
         got = {e.status.value: e for e in s.events(cid)}
         assert got["Succeeded"].submission_timestamp < got["Started"].submission_timestamp
         assert got["Succeeded"].event_timestamp > got["Started"].event_timestamp  # newest first stays true
+
+
+@pytest.mark.assumption("whether Azure's instance view can lag an accepted operation is not established")
+def test_an_operation_can_show_on_the_vm_only_after_a_lag(make_sim: Any) -> None:
+    """platform.op_visible_after_seconds: reads show the VM as it was until the lag has passed."""
+    s = Sim(make_sim, fleet({"op_visible_after_seconds": 0.3}, lro={"restart": 2}))
+    s.compute.virtual_machines.begin_restart(RG, "run-1", polling=False)
+    view = s.compute.virtual_machines.instance_view(RG, "run-1")
+    assert [st.code for st in view.statuses] == ["ProvisioningState/succeeded", "PowerState/running"]
+    poll_until(lambda: power_state(s.compute, RG, "run-1") == "stopping", timeout=10)
+    assert s.h.stats()["operations_started"] == 1

@@ -306,7 +306,14 @@ class Executor:
         "not-landed" (no sign of it: sending again is safe), or "unknown" (the VM cannot be read).
 
         Compute registers an operation (provisioning Updating, a transitional power state) before it
-        answers 202, so a POST that landed shows on the VM by the time its reply is known lost."""
+        answers 202. That its instance view shows it at once is not established, so "not-landed"
+        needs two reads `poll_interval` apart that both show nothing."""
+        verdict, seen = self._look(step)
+        if verdict == "not-landed" and not self.stop.wait(self.poll_interval):
+            verdict, seen = self._look(step)
+        return verdict, seen
+
+    def _look(self, step: Step) -> tuple[str, str]:
         vm = step.vm
         try:
             self.pacer.acquire(vm.subscription_id, ["reads", "LowCostGet"])

@@ -419,10 +419,18 @@ class Backend:
         )
 
     # ----------------------------------------------------------------- JSON
-    def _power_now(self, vm: Vm, now: float) -> str:
+    def visible_op(self, vm: Vm, now: float) -> Operation | None:
+        """The VM's running operation as reads show it: only `platform.op_visible_after_seconds`
+        after it was accepted (0 by default: the moment Compute answers 202)."""
         op = vm.op
+        if op is None or now < op.started + self.fleet.platform.op_visible_after_seconds / self.time_scale:
+            return None
+        return op
+
+    def _power_now(self, vm: Vm, now: float) -> str:
+        op = self.visible_op(vm, now)
         if op is None:
-            return vm.power
+            return vm.power if vm.op is None else vm.op.prev_power
         half = now >= (op.started + op.ends) / 2
         if op.kind == "powerOff":
             return "stopping"
@@ -435,7 +443,7 @@ class Backend:
         return op.prev_power  # redeploy / performMaintenance of a VM that is not running
 
     def statuses(self, vm: Vm, now: float) -> list[dict[str, Any]]:
-        if vm.op is not None:
+        if self.visible_op(vm, now) is not None:
             prov: dict[str, Any] = {"code": "ProvisioningState/updating", "level": "Info", "displayStatus": "Updating"}
         elif vm.provisioning == "Failed":
             code, msg = vm.prov_error or ("Unknown", "")
@@ -536,7 +544,7 @@ class Backend:
             "networkProfile": {"networkInterfaces": [{
                 "id": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/networkInterfaces/{spec.name}-nic",
                 "properties": {"primary": True}}]},
-            "provisioningState": "Updating" if vm.op is not None else vm.provisioning,
+            "provisioningState": "Updating" if self.visible_op(vm, now) is not None else vm.provisioning,
             "timeCreated": iso(vm.created),
         }
         if spec.availability_set:
@@ -582,7 +590,7 @@ class Backend:
         spec = vm.spec
         props: dict[str, Any] = {
             "vmId": spec.vm_id,
-            "provisioningState": "Updating" if vm.op is not None else vm.provisioning,
+            "provisioningState": "Updating" if self.visible_op(vm, now) is not None else vm.provisioning,
             "hardwareProfile": {},
         }
         if spec.status_in_list:

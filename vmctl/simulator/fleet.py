@@ -130,6 +130,7 @@ class PlatformSpec:
     maintenance_in_status_list: bool = False    # statusOnly items carry maintenanceRedeployStatus
     busy_default: str = "preempt"               # a second operation on a busy VM: preempt | refuse
     busy_pairs: dict[tuple[str, str], str] = field(default_factory=dict)  # (new, running) -> mode
+    op_visible_after_seconds: float = 0.0       # a running operation shows on the VM's reads this late
 
     def busy_mode(self, new: str, running: str) -> str:
         return self.busy_pairs.get((new, running), self.busy_default)
@@ -374,8 +375,12 @@ def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
 
 
 def parse_platform(raw: Any, where: str = "platform") -> PlatformSpec:
-    p = _check_keys(raw or {}, {"status_only_items", "maintenance_in_status_list", "busy_vm"}, where)
+    p = _check_keys(raw or {}, {"status_only_items", "maintenance_in_status_list", "busy_vm",
+                                "op_visible_after_seconds"}, where)
     spec = PlatformSpec()
+    if "op_visible_after_seconds" in p:
+        spec.op_visible_after_seconds = _number(p["op_visible_after_seconds"], f"{where}.op_visible_after_seconds",
+                                                high=3600.0)
     if "status_only_items" in p:
         spec.status_only_items = _choice(p["status_only_items"], STATUS_ONLY_SHAPES, f"{where}.status_only_items")
     if "maintenance_in_status_list" in p:
