@@ -66,13 +66,13 @@ class Fault:
 
 FAULT_MATRIX = [
     Fault("HTTP 500 on the POST, before Compute sees it", {"operation": "restart", "error": "500", "retry_after": 1},
-          "reads the VM: no operation on it, so the POST never landed; sends it again", "succeeded", 0),
+          "reads the VM twice, poll_interval apart: no operation on it, so the POST never landed; sends it again", "succeeded", 0),
     Fault("HTTP 503 with Retry-After on the POST", {"operation": "restart", "error": "503", "retry_after": 1},
           "the same: resent only because the VM shows no sign of it", "succeeded", 0),
     Fault("HTTP 429 on the POST", {"operation": "restart", "error": "429", "retry_after": 1},
           "waits Retry-After (shared by the subscription's pacer), sends again: a 429 is a refusal to start", "succeeded", 0),
     Fault("connection reset, before Compute sees the POST", {"operation": "restart", "error": "drop"},
-          "reads the VM: no operation on it; sends it again", "succeeded", 0),
+          "reads the VM twice: no operation on it; sends it again", "succeeded", 0),
     Fault("connection reset after Compute accepted the POST", {"operation": "restart", "error": "drop-after-accept"},
           "reads the VM: busy, so the POST landed; watches the VM, never sends again", "succeeded", 0),
     Fault("HTTP 504 after Compute accepted the POST", {"operation": "restart", "error": "504-after-accept"},
