@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vmctl.cloud import Accepted, ActionError, OperationStatus, RetryableError, ThrottledError
+from vmctl.cloud import Accepted, ActionError, Event, InstanceViewJson, OperationStatus, RetryableError, ThrottledError
 from vmctl.models import Vm, VmStatus
 
 SUB = "00000000-0000-0000-0000-0000000000f1"
@@ -206,7 +206,7 @@ class FakeFleet:
         return any(s.vm.resource_group.lower() == resource_group.lower() for s in self.vms.values())
 
     def get_vm(self, subscription_id: str, resource_group: str, name: str,
-               subscription_name: str = "") -> tuple[Vm, dict[str, Any]]:
+               subscription_name: str = "") -> tuple[Vm, InstanceViewJson]:
         with self._lock:
             self.calls["get_vm"] += 1
             st = self.vms[name]
@@ -268,6 +268,6 @@ class FakeFleet:
         return {"type": "fake", "name": "fake-principal"}
 
     def activity_events(self, subscription_id: str, flt: str, select: str | None = None,
-                        on_headers: Any = None) -> list[dict[str, Any]]:
+                        on_headers: Any = None) -> list[Event]:
         self.calls["activity_events"] += 1
         return []

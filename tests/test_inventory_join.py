@@ -13,7 +13,7 @@ import pytest
 from vmctl.cloud.arm_json import join_listings, model_fields, status_listing, vm_from_json
 from vmctl.config import Config, ProductionRule
 from vmctl.inventory import complete, current_state
-from vmctl.models import Vm, VmStatus
+from vmctl.models import Vm, VmStatus, WaveBy
 from vmctl.pacing import Pacer
 from vmctl.planner import Options, assign_waves, build_plan, plan_from_json, plan_json, plan_step
 from vmctl.selection import build_selector
@@ -176,7 +176,7 @@ def test_an_availability_set_member_with_an_unknown_update_domain_gets_a_wave_of
     vms = [Vm(SUB, "rg", f"vm-{i}", vid(f"vm-{i}", "rg"), "westeurope", power_state="running",
               availability_set="as", update_domain=ud) for i, ud in enumerate([0, None, 0, None, 1])]
     steps = [plan_step(i, vm, "restart", Options()) for i, vm in enumerate(vms)]
-    waves = assign_waves(steps, "update-domain", 10)
+    waves = assign_waves(steps, WaveBy(), 10)
     by_wave: dict[int, list[int]] = {}
     for s in waves:
         by_wave.setdefault(s.wave or 0, []).append(s.index)

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from conftest import FLEETS, SUB_A, SimHandle, poll_until
 from vmctl.cli import app
-from vmctl.models import Maintenance, Vm
+from vmctl.models import Maintenance, Vm, WaveBy
 from vmctl.planner import Options, assign_waves, build_plan
 
 MAINT = FLEETS / "maint.yaml"
@@ -63,9 +63,9 @@ def test_waves_never_put_two_update_domains_of_a_set_together() -> None:
 def test_wave_by_tag_and_none() -> None:
     vms = [vm("x1"), vm("x2"), vm("y1")]
     tagged = [Vm(**{**v.__dict__, "tags": {"ring": r}}) for v, r in zip(vms, ["1", "0", "1"])]
-    plan = build_plan("maintenance start", tagged, Options(wave_by="tag:ring"))
+    plan = build_plan("maintenance start", tagged, Options(wave_by=WaveBy("tag", "ring")))
     assert [[s.vm.name for s in w] for w in plan.waves] == [["x2"], ["x1", "y1"]]
-    one = assign_waves(list(build_plan("maintenance start", vms, Options(wave_by="none")).steps), "none", 20)
+    one = assign_waves(list(build_plan("maintenance start", vms, Options(wave_by=WaveBy("none"))).steps), WaveBy("none"), 20)
     assert {s.wave for s in one} == {0}
 
 

@@ -39,3 +39,23 @@ def test_every_vm_of_the_demo_fleet_round_trips_through_the_plan_file(make_sim: 
         assert asdict(after.vm) == asdict(before.vm), before.vm.name  # tags and maintenance included
         assert after == before
     assert back.options == plan.options and back.totals == plan.totals and back.set_sizes == plan.set_sizes
+
+
+def test_wave_mode_is_a_typed_value_saved_as_the_flag_text() -> None:
+    """--wave-by is parsed once into WaveBy; the plan file keeps the operator's text (tag:ring) and
+    reads it back to the same value."""
+    from vmctl.models import WaveBy
+
+    assert WaveBy.parse("update-domain") == WaveBy() and WaveBy.parse("none") == WaveBy("none")
+    ring = WaveBy.parse("tag:ring")
+    assert (ring.mode, ring.key, str(ring)) == ("tag", "ring", "tag:ring")
+    for bad in ("tag:", "tags:ring", "", "UD", "update_domain"):
+        try:
+            WaveBy.parse(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} was accepted")
+    plan = build_plan("maintenance start", [], Options(wave_by=ring, hibernate_fallback="deallocate"))
+    doc = json.loads(json.dumps(plan_json(plan)))
+    assert doc["options"]["wave_by"] == "tag:ring"
+    assert plan_from_json(doc).options == plan.options

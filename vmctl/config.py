@@ -12,7 +12,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .errors import ConfigError
 from .models import Vm
@@ -185,7 +185,9 @@ def load_config(explicit: str | None = None) -> Config:
     return parse_config(data, path)
 
 
-def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
+def parse_config(doc: Mapping[str, object], path: Path | None = None) -> Config:
+    """A Config from a parsed TOML document; ConfigError naming the setting when one is wrong."""
+    data: dict[str, Any] = dict(doc)  # every value is checked below before it is used
     where = str(path) if path else "config"
     for section, allowed in _SCHEMA.items():
         body = data if section == "" else data.get(section, {})

@@ -12,11 +12,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Required, TypedDict
 
 from .errors import InputError
-from .journal import iter_type
+from .journal import Journal, Record, iter_type
 from .timefmt import parse_iso
+
+if TYPE_CHECKING:
+    from .cloud import Event, FleetClient
 
 RETENTION_DAYS = 90
 SELECT = ("eventName,operationName,status,subStatus,caller,eventTimestamp,submissionTimestamp,correlationId,"
@@ -90,63 +93,55 @@ class Filters:
                  ("caller", self.callers), ("status", self.statuses)]
         return [n for n, v in names if v]
 
-    def matches(self, e: dict[str, Any]) -> bool:
-        if self.correlation_ids and str(e.get("correlationId", "")).lower() not in self.correlation_ids:
+    def matches(self, e: Event) -> bool:
+        if self.correlation_ids and (e.get("correlationId") or "").lower() not in self.correlation_ids:
             return False
-        if self.resource_ids and str(e.get("resourceId", "")).lower() not in self.resource_ids:
+        if self.resource_ids and (e.get("resourceId") or "").lower() not in self.resource_ids:
             return False
-        if self.resource_groups and str(e.get("resourceGroupName", "")).lower() not in self.resource_groups:
+        if self.resource_groups and (e.get("resourceGroupName") or "").lower() not in self.resource_groups:
             return False
         if self.operations:
-            op = _value(e.get("operationName")).lower()
+            op = e.get("operationName", "").lower()
             if not any(o == op or f"/{o}/" in op for o in self.operations):
                 return False
-        if self.callers and str(e.get("caller", "")).lower() not in self.callers:
+        if self.callers and (e.get("caller") or "").lower() not in self.callers:
             return False
-        if self.statuses and _value(e.get("status")).lower() not in self.statuses:
+        if self.statuses and e.get("status", "").lower() not in self.statuses:
             return False
         return True
 
 
-def _value(v: Any) -> str:
-    return str(v.get("value", "")) if isinstance(v, dict) else str(v or "")
+class Summary(TypedDict, total=False):
+    """One operation's evidence, as the report and `vmctl evidence` show it."""
 
-
-def compact(e: dict[str, Any]) -> dict[str, Any]:
-    """The fields evidence keeps from an event (all of them are in the $select)."""
-    props = e.get("properties") or {}
-    out = {
-        "eventDataId": e.get("eventDataId"), "correlationId": e.get("correlationId"),
-        "operationName": _value(e.get("operationName")), "status": _value(e.get("status")),
-        "subStatus": _value(e.get("subStatus")), "eventName": _value(e.get("eventName")),
-        "caller": e.get("caller"), "eventTimestamp": e.get("eventTimestamp"),
-        "submissionTimestamp": e.get("submissionTimestamp"), "operationId": e.get("operationId"),
-        "resourceId": e.get("resourceId"), "resourceGroupName": e.get("resourceGroupName"), "level": e.get("level"),
-        "clientRequestId": (e.get("httpRequest") or {}).get("clientRequestId"),
-    }
-    if props.get("statusMessage"):
-        out["statusMessage"] = props["statusMessage"]
-    return out
+    complete: Required[bool]
+    statuses: Required[list[str]]
+    operationName: str
+    caller: str | None
+    operationId: str | None
+    eventTimestamps: dict[str, str | None]
+    submissionTimestamps: dict[str, str | None]
+    statusMessage: str | None
 
 
 _ORDER = {"started": 0, "accepted": 1, "succeeded": 2, "failed": 2, "canceled": 2}
 
 
-def summarize(events: Iterable[dict[str, Any]], accepted: bool = False) -> dict[str, Any]:
+def summarize(events: Iterable[Event], accepted: bool = False) -> Summary:
     """One operation's evidence: status sequence, caller, timestamps, operation id. `accepted`:
     Azure accepted the request (202), so its record also holds the EndRequest `Accepted` event."""
-    evs = sorted(events, key=lambda e: (str(e.get("eventTimestamp")), _ORDER.get(str(e.get("status", "")).lower(), 3)))
+    evs = sorted(events, key=lambda e: (str(e.get("eventTimestamp")), _ORDER.get(e.get("status", "").lower(), 3)))
     if not evs:
         return {"complete": False, "statuses": []}
-    terminal = [e for e in evs if str(e.get("status", "")).lower() in TERMINAL]
+    terminal = [e for e in evs if e.get("status", "").lower() in TERMINAL]
     last = terminal[-1] if terminal else evs[-1]
     # the Activity Log ingests events out of order: the end event can be visible before the
     # operation's Started event, so the record is complete only with both
-    seen = {str(e.get("status", "")).lower() for e in evs}
+    seen = {e.get("status", "").lower() for e in evs}
     complete = bool(terminal) and "started" in seen and (not accepted or "accepted" in seen)
     return {
-        "complete": complete, "operationName": last.get("operationName"),
-        "statuses": [e.get("status") for e in evs], "caller": last.get("caller"),
+        "complete": complete, "operationName": last.get("operationName", ""),
+        "statuses": [e.get("status", "") for e in evs], "caller": last.get("caller"),
         "operationId": last.get("operationId"),
         "eventTimestamps": {str(e.get("status")): e.get("eventTimestamp") for e in evs},
         "submissionTimestamps": {str(e.get("status")): e.get("submissionTimestamp") for e in evs},
@@ -163,16 +158,17 @@ class Expected:
     since: datetime
     accepted: bool = True   # False: Compute refused it at once (its record has no Accepted event)
 
-    def complete(self, events: Iterable[dict[str, Any]]) -> bool:
+    def complete(self, events: Iterable[Event]) -> bool:
         return bool(summarize(events, self.accepted)["complete"])
 
 
-def expected_operations(records: list[dict[str, Any]], plan_vm_subs: dict[int, str]) -> list[Expected]:
+def expected_operations(records: list[Record], plan_vm_subs: dict[int, str]) -> list[Expected]:
     """Writes that reached Compute: accepted ones, and ones Compute refused (a failed outcome with an id)."""
     out: dict[str, Expected] = {}
     for r in iter_type(records, "accepted"):
         ts = parse_iso(r["ts"])
-        out[r["correlationId"].lower()] = Expected(r["index"], plan_vm_subs[r["index"]], r["correlationId"], ts)
+        acid = r.get("correlationId") or ""
+        out[acid.lower()] = Expected(r["index"], plan_vm_subs[r["index"]], acid, ts)
     for r in iter_type(records, "outcome"):
         cid = r.get("correlationId")
         if r["status"] == "failed" and cid and cid.lower() not in out and not r.get("reason", "").startswith("timed out"):
@@ -181,21 +177,21 @@ def expected_operations(records: list[dict[str, Any]], plan_vm_subs: dict[int, s
     return list(out.values())
 
 
-def collected(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def collected(records: list[Record]) -> dict[str, list[Event]]:
     """Evidence already in the journal, by correlation id (later records add to earlier ones)."""
-    out: dict[str, dict[str, dict[str, Any]]] = {}
+    out: dict[str, dict[str, Event]] = {}
     for r in iter_type(records, "evidence"):
-        bucket = out.setdefault(r["correlationId"].lower(), {})
+        bucket = out.setdefault((r.get("correlationId") or "").lower(), {})
         for e in r.get("events") or []:
             bucket[str(e.get("eventDataId"))] = e
     return {cid: list(evs.values()) for cid, evs in out.items()}
 
 
 def collect(
-    client: Any, expected: list[Expected], *, wait: float, have: dict[str, list[dict[str, Any]]] | None = None,
+    client: FleetClient, expected: list[Expected], *, wait: float, have: dict[str, list[Event]] | None = None,
     on_round: Callable[[int, int, float], None] | None = None, stop: threading.Event | None = None,
     clock: Callable[[], float] = time.monotonic, scale: float = 1.0,
-) -> dict[str, list[dict[str, Any]]]:
+) -> dict[str, list[Event]]:
     """Query until every expected operation's terminal event is in, or `wait` seconds have passed.
 
     Returns all events found, by correlation id (lower-case); callers compare with `expected`.
@@ -203,7 +199,7 @@ def collect(
     below 0.2 s and 1 s.
     """
     first_pause, max_pause = max(0.2, 1.0 / scale), max(1.0, 15.0 / scale)
-    found: dict[str, dict[str, dict[str, Any]]] = {
+    found: dict[str, dict[str, Event]] = {
         cid: {str(e.get("eventDataId")): e for e in evs} for cid, evs in (have or {}).items()}
     deadline = clock() + wait
     pause = first_pause
@@ -228,8 +224,7 @@ def collect(
                 flt, _ = f.server_side()
                 for e in client.activity_events(sub, flt, SELECT):
                     if f.matches(e):
-                        c = compact(e)
-                        found.setdefault(str(c["correlationId"]).lower(), {})[str(c["eventDataId"])] = c
+                        found.setdefault(str(e.get("correlationId")).lower(), {})[str(e.get("eventDataId"))] = e
         pending = [x for x in expected if not x.complete(found.get(x.correlation_id.lower(), {}).values())]
         left = deadline - clock()
         if on_round:
@@ -246,7 +241,7 @@ def collect(
     return {cid: list(evs.values()) for cid, evs in found.items()}
 
 
-def record(journal: Any, expected: list[Expected], found: dict[str, list[dict[str, Any]]]) -> list[str]:
+def record(journal: Journal, expected: list[Expected], found: dict[str, list[Event]]) -> list[str]:
     """Write what was found to the journal; return the correlation ids still missing their end."""
     missing = []
     for x in expected:

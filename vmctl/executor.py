@@ -559,7 +559,7 @@ class Executor:
             self.outcomes[step.index] = out
             held = step.index in self._held
             self._held.discard(step.index)
-        self.journal.write("outcome", vm=step.vm.id, skipCode=skip_code, **out.to_json())
+        self.journal.write("outcome", **out.record(step.vm.id, skip_code))
         if held:
             self._sem.release()
         if self.on_outcome:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Literal
+from typing import Iterable, Literal, NotRequired, TypedDict
 
 from .cloud import FleetClient, ThrottledError
 from .config import Config
@@ -194,7 +194,25 @@ def _check_named_targets(client: FleetClient, selector: Selector, subscriptions:
                                 "Check the name (`az group list -o table`) or the --subscription.")
 
 
-def summarize(vms: Iterable[Vm]) -> dict[str, object]:
+class SubscriptionCount(TypedDict):
+    id: str
+    name: str
+    vmCount: int
+
+
+class FleetSummary(TypedDict):
+    """`vmctl list`'s JSON summary (the contract test pins it)."""
+
+    total: int
+    byPowerState: dict[str, int]
+    stoppedButBilled: int
+    production: int
+    maintenanceNotRead: NotRequired[int]
+    unreadable: NotRequired[int]
+    subscriptions: NotRequired[list[SubscriptionCount]]
+
+
+def summarize(vms: Iterable[Vm]) -> FleetSummary:
     by_state: dict[str, int] = {}
     total = billed = prod = unknown_maint = unreadable = 0
     for vm in vms:
@@ -204,7 +222,7 @@ def summarize(vms: Iterable[Vm]) -> dict[str, object]:
         prod += vm.production
         unknown_maint += not vm.maintenance_known
         unreadable += bool(vm.unreadable)
-    out: dict[str, object] = {"total": total, "byPowerState": dict(sorted(by_state.items())),
+    out: FleetSummary = {"total": total, "byPowerState": dict(sorted(by_state.items())),
                               "stoppedButBilled": billed, "production": prod}
     if unknown_maint:
         out["maintenanceNotRead"] = unknown_maint

@@ -12,10 +12,84 @@ import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Iterator, Required, TypedDict, Unpack, cast
 
 from .errors import InputError
 from .timefmt import stamp
+
+if TYPE_CHECKING:
+    from .cloud import Event
+
+
+class RecordFields(TypedDict, total=False):
+    """Every field a journal record may carry; which ones a record has depends on its `type`
+    (docs/journal.md lists them). One TypedDict, not one per type: readers look fields up by name
+    across types (`index`, `correlationId`, `reason`), and a record read back from an older
+    vmctl may lack any of them, so every field is optional."""
+
+    # run, resume
+    runId: str
+    command: str
+    principal: dict[str, str]
+    host: str
+    user: str
+    endpoint: str | None
+    pid: int
+    plan: dict[str, object]          # planner.plan_json; read back by planner.plan_from_json
+    steps: list[int] | None          # resume: the steps it runs; wave-start: the wave's steps
+    vms: int
+    directory: str
+    stale: list[dict[str, str | int | None]]
+    # one VM's steps
+    index: int
+    vm: str
+    action: str | None
+    attempt: int
+    correlationId: str | None
+    clientRequestId: str | None
+    statusUrl: str | None
+    rateLimit: dict[str, str]
+    hibernate: bool
+    skipShutdown: bool
+    reason: str
+    wait: float | None
+    verdict: str
+    seen: str
+    power: str
+    provisioning: str
+    why: str
+    phase: str
+    ok: bool
+    outputBytes: int
+    truncated: bool
+    returncode: int | None
+    output: str
+    status: str
+    retries: int
+    duration: float | None
+    path: str
+    skipCode: str | None
+    # waves
+    wave: int
+    results: dict[str, dict[str, object]]
+    unhealthy: list[str]
+    notStarted: list[int]
+    # after the run
+    subscription: str
+    error: str
+    fallback: str
+    states: dict[str, str]
+    events: list[Event]
+    expected: int
+    missing: list[str]
+    interrupted: bool
+    abandoned: bool
+    line: int                        # corrupt: the line that was not a record
+
+
+class Record(RecordFields, total=False):
+    ts: str
+    type: Required[str]
 
 
 def state_dir() -> Path:
@@ -124,7 +198,7 @@ class Journal:
 
     def __init__(self, path: Path, append: bool = False) -> None:
         self.path = path
-        self.records: list[dict[str, Any]] = []  # what this object wrote, as read back would give it
+        self.records: list[Record] = []  # what this object wrote, as read back would give it
         if os.path.abspath(path.parent) == os.path.abspath(state_dir()):
             ensure_state_dir()
         else:
@@ -143,13 +217,13 @@ class Journal:
         self._fh = os.fdopen(fd, "a", encoding="utf-8")
         self._lock = threading.Lock()
 
-    def write(self, type_: str, **fields: Any) -> None:
+    def write(self, type_: str, **fields: Unpack[RecordFields]) -> None:
         record = {"ts": now_iso(), "type": type_, **fields}
         line = json.dumps(record, default=str, separators=(",", ":"))
         with self._lock:
             self._fh.write(line + "\n")
             self._fh.flush()
-            self.records.append(json.loads(line))
+            self.records.append(cast(Record, json.loads(line)))
 
     def close(self) -> None:
         with self._lock:
@@ -166,7 +240,7 @@ def _not_journal(p: Path, why: str) -> InputError:
     return InputError(f"{p} is not a vmctl journal: {why}.", "Give the .jsonl path vmctl printed for the run.")
 
 
-def read(path: str | Path) -> list[dict[str, Any]]:
+def read(path: str | Path) -> list[Record]:
     """Every record of a journal. InputError (exit 2) naming the file when it is missing, unreadable,
     or not a vmctl journal (not UTF-8, not JSONL, no run record first, no usable plan record).
 
@@ -178,7 +252,7 @@ def read(path: str | Path) -> list[dict[str, Any]]:
     if not p.is_file():
         raise InputError(f"journal {p} does not exist.", "vmctl prints each run's journal path; runs live in "
                          f"{state_dir()}.")
-    records: list[dict[str, Any]] = []
+    records: list[Record] = []
     try:
         with open(p, "rb") as fh:
             first = fh.readline(FIRST_LINE_MAX)
@@ -194,7 +268,7 @@ def read(path: str | Path) -> list[dict[str, Any]]:
                 raise _not_journal(p, "line 1 is not JSON (a journal is JSON Lines)") from None
             if not isinstance(head, dict) or head.get("type") != "run" or not isinstance(head.get("runId"), str):
                 raise _not_journal(p, "it does not start with a run record")
-            records.append(head)
+            records.append(cast(Record, head))
             for n, raw in enumerate(fh, 2):
                 if not raw.strip():
                     continue
@@ -203,7 +277,7 @@ def read(path: str | Path) -> list[dict[str, Any]]:
                 except ValueError:  # UnicodeDecodeError included
                     rec = None
                 if isinstance(rec, dict) and isinstance(rec.get("type"), str):
-                    records.append(rec)
+                    records.append(cast(Record, rec))
                 else:
                     # a line cut short by a crash is the only kind we expect; anything after it is kept
                     records.append({"type": "corrupt", "line": n})
@@ -221,5 +295,5 @@ def read(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def iter_type(records: list[dict[str, Any]], type_: str) -> Iterator[dict[str, Any]]:
+def iter_type(records: list[Record], type_: str) -> Iterator[Record]:
     return (r for r in records if r.get("type") == type_)

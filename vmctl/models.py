@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal, NotRequired, TypedDict
+
+if TYPE_CHECKING:
+    from .journal import RecordFields
 
 # The ARM actions vmctl sends, and how a step of a run can end.
 Action = Literal["powerOff", "deallocate", "start", "restart", "performMaintenance", "redeploy"]
@@ -15,6 +18,32 @@ SkipCode = Literal["unreadable", "state-unknown", "already-in-target-state", "pr
                    "operation-in-progress", "not-running", "maintenance-not-pending", "maintenance-not-allowed",
                    "self-service-window-not-open", "self-service-window-closed", "deallocated",
                    "pre-hook-failed", "vm-not-found"]
+WaveMode = Literal["update-domain", "tag", "none"]
+HibernateFallback = Literal["fail", "deallocate"]
+
+
+@dataclass(frozen=True)
+class WaveBy:
+    """How `maintenance start` groups VMs into waves: `update-domain`, `tag:KEY` or `none`."""
+
+    mode: WaveMode = "update-domain"
+    key: str = ""   # the tag key, for mode "tag"
+
+    @classmethod
+    def parse(cls, text: str) -> WaveBy:
+        """ValueError when `text` is not update-domain, tag:KEY or none."""
+        if text == "update-domain":
+            return cls("update-domain")
+        if text == "none":
+            return cls("none")
+        if text.startswith("tag:") and len(text) > 4:
+            return cls("tag", text[4:])
+        raise ValueError(f"'{text}' is not update-domain, tag:KEY or none")
+
+    def __str__(self) -> str:
+        return f"tag:{self.key}" if self.mode == "tag" else self.mode
+
+
 # outcomes where the operator's intent was not carried out: they count as failures for the exit code
 FAILED_OUTCOMES: frozenset[OutcomeStatus] = frozenset({"failed", "preempted", "unknown"})
 
@@ -142,7 +171,7 @@ def at_target(action: str | None, power: str, provisioning: str) -> bool:
 class Options:
     skip_shutdown: bool = False
     hibernate: bool = False
-    hibernate_fallback: str = "fail"  # fail | deallocate
+    hibernate_fallback: HibernateFallback = "fail"
     include_production: bool = False
     max_targets: int = 50
     max_percent: float | None = None
@@ -153,7 +182,7 @@ class Options:
     hook_timeout: float = 300.0
     hook_env: tuple[str, ...] = ()   # variables passed to hooks on top of the allow-list
     ticket: str | None = None
-    wave_by: str = "update-domain"   # maintenance: update-domain | tag:KEY | none (validated by the CLI)
+    wave_by: WaveBy = WaveBy()       # maintenance: how VMs are grouped into waves
     pause: float = 300.0             # maintenance: seconds between waves
 
 
@@ -171,6 +200,16 @@ class Step:
     @property
     def acts(self) -> bool:
         return self.action is not None
+
+
+class PlanSummary(TypedDict):
+    targets: int
+    acting: int
+    actions: dict[str, int]
+    skipped: dict[str, int]
+    leftStoppedButBilled: int
+    production: int
+    waves: NotRequired[int]
 
 
 @dataclass(frozen=True)
@@ -198,7 +237,7 @@ class Plan:
     def production_acting(self) -> list[Step]:
         return [s for s in self.steps if s.acts and s.vm.production]
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> PlanSummary:
         acts: dict[str, int] = {}
         skips: dict[str, int] = {}
         for s in self.steps:
@@ -209,7 +248,7 @@ class Plan:
                 skips[s.skip] = skips.get(s.skip, 0) + 1
         left_billed = sum(1 for s in self.steps if (s.acts and s.action == "powerOff")
                           or (not s.acts and s.vm.power_state == "stopped"))
-        out = {"targets": len(self.steps), "acting": sum(acts.values()), "actions": acts, "skipped": skips,
+        out: PlanSummary = {"targets": len(self.steps), "acting": sum(acts.values()), "actions": acts, "skipped": skips,
                "leftStoppedButBilled": left_billed, "production": len(self.production_acting)}
         if self.action == "performMaintenance":
             out["waves"] = len(self.waves)
@@ -228,6 +267,7 @@ class Outcome:
     duration: float | None = None
     path: str = ""
 
-    def to_json(self) -> dict[str, object]:
-        return {"index": self.index, "status": self.status, "reason": self.reason, "retries": self.retries,
+    def record(self, vm_id: str, skip_code: str | None = None) -> RecordFields:
+        """The journal's `outcome` record."""
+        return {"vm": vm_id, "skipCode": skip_code, "index": self.index, "status": self.status, "reason": self.reason, "retries": self.retries,
                 "correlationId": self.correlation_id, "duration": self.duration, "path": self.path}

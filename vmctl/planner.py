@@ -6,11 +6,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Mapping
 
 from .models import TARGET as TARGET
 from .models import TRANSITIONAL as TRANSITIONAL
-from .models import Action, SkipCode, Vm, vm_busy
+from .models import Action, SkipCode, Vm, WaveBy, vm_busy
 from .models import Options as Options
 from .models import Plan as Plan
 from .models import Step as Step
@@ -152,7 +152,7 @@ def build_plan(verb: str, vms: list[Vm], opts: Options, totals: dict[str, int] |
     )
 
 
-def assign_waves(steps: list[Step], wave_by: str, parallel: int) -> list[Step]:
+def assign_waves(steps: list[Step], wave_by: WaveBy, parallel: int) -> list[Step]:
     """Group acting steps into waves.
 
     update-domain: the VMs of one availability set go one update domain at a time (never two UDs
@@ -161,10 +161,10 @@ def assign_waves(steps: list[Step], wave_by: str, parallel: int) -> list[Step]:
     """
     acting = [s for s in steps if s.acts]
     waves: list[list[Step]] = []
-    if wave_by == "none":
+    if wave_by.mode == "none":
         waves = [acting] if acting else []
-    elif wave_by.startswith("tag:"):
-        key = wave_by[4:]
+    elif wave_by.mode == "tag":
+        key = wave_by.key
         groups: dict[tuple[int, str], list[Step]] = {}
         for s in acting:
             value = s.vm.tag(key)
@@ -212,14 +212,16 @@ def new_run_id(now: datetime | None = None) -> str:
 
 
 # ---------------------------------------------------------------- JSON (plan.json, the journal's first line)
-def step_json(s: Step) -> dict[str, Any]:
+_Json = dict[str, Any]  # a saved plan's JSON, read only by plan_from_json and its two helpers below
+
+def step_json(s: Step) -> dict[str, object]:
     from .views import vm_json
 
     return {"index": s.index, "vm": vm_json(s.vm, datetime.now(timezone.utc)), "action": s.action, "skip": s.skip,
             "detail": s.detail, "hibernate": s.hibernate, "path": s.path, "wave": s.wave, "model": vm_model(s.vm)}
 
 
-def vm_model(vm: Vm) -> dict[str, Any]:
+def vm_model(vm: Vm) -> dict[str, object]:
     """The saved plan's own, lossless form of a VM: every field of the model, JSON-safe (`vm` beside
     it is the display form, which rounds some facts off: a Low priority shows as the spot flag)."""
     out = asdict(vm)
@@ -230,7 +232,7 @@ def vm_model(vm: Vm) -> dict[str, Any]:
     return out
 
 
-def vm_from_model(d: dict[str, Any]) -> Vm:
+def _vm_from_model(d: _Json) -> Vm:
     from .models import Maintenance
 
     fields = dict(d)
@@ -247,14 +249,14 @@ def vm_from_model(d: dict[str, Any]) -> Vm:
 
 
 
-def plan_json(plan: Plan) -> dict[str, Any]:
+def plan_json(plan: Plan) -> dict[str, object]:
     return {"runId": plan.run_id, "verb": plan.verb, "action": plan.action, "createdAt": plan.created_at,
-            "options": asdict(plan.options), "refusals": list(plan.refusals), "totals": plan.totals,
+            "options": {**asdict(plan.options), "wave_by": str(plan.options.wave_by)}, "refusals": list(plan.refusals), "totals": plan.totals,
             "setSizes": plan.set_sizes,
             "summary": plan.summary(), "steps": [step_json(s) for s in plan.steps]}
 
 
-def vm_from_plan_json(d: dict[str, Any]) -> Vm:
+def _vm_from_display(d: _Json) -> Vm:
     from .models import Maintenance
 
     m = d.get("maintenance")
@@ -277,14 +279,17 @@ def vm_from_plan_json(d: dict[str, Any]) -> Vm:
               maintenance_known=d.get("maintenanceKnown", True))
 
 
-def plan_from_json(d: dict[str, Any]) -> Plan:
+def plan_from_json(doc: Mapping[str, object]) -> Plan:
     """A plan from its JSON: lossless from each step's `model`; plans saved before it existed fall
-    back to the display form."""
-    steps = tuple(Step(s["index"], vm_from_model(s["model"]) if s.get("model") else vm_from_plan_json(s["vm"]),
+    back to the display form. A document of another shape raises KeyError, TypeError or ValueError
+    (callers say which file is damaged)."""
+    d: _Json = dict(doc)
+    steps = tuple(Step(s["index"], _vm_from_model(s["model"]) if s.get("model") else _vm_from_display(s["vm"]),
                        s["action"], s["skip"], s["detail"], s["hibernate"],
                        s["path"], s.get("wave")) for s in d["steps"])
     opts = dict(d["options"])
     opts["hook_env"] = tuple(opts.get("hook_env") or ())
+    opts["wave_by"] = WaveBy.parse(opts.get("wave_by") or "update-domain")
     return Plan(run_id=d["runId"], verb=d["verb"], action=d["action"], steps=steps, options=Options(**opts),
                 created_at=d["createdAt"], refusals=tuple(d["refusals"]), totals=dict(d.get("totals") or {}),
                 set_sizes=dict(d.get("setSizes") or {}))

@@ -2,22 +2,85 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 from .errors import FAILED, INTERRUPTED, OK, PARTIAL
-from .evidence import collected, summarize
-from .journal import iter_type
+from .evidence import Summary, collected, summarize
+from .journal import Record, iter_type
 from .models import FAILED_OUTCOMES
 from .planner import plan_from_json
+
+if TYPE_CHECKING:
+    from .cloud import Event
+
+
+class VmEvidence(Summary, total=False):
+    correlationId: str
+    missing: bool
+
+
+class ReportVm(TypedDict):
+    """One VM of the report (a row of `vms` in the JSON contract)."""
+
+    subscriptionId: str
+    subscriptionName: str
+    resourceGroup: str
+    name: str
+    id: str
+    production: bool
+    before: str
+    action: str | None
+    hibernate: bool
+    path: str
+    skip: str | None
+    after: str | None
+    duration: float | None
+    retries: int
+    correlationId: str | None
+    outcome: str
+    reason: str
+    wave: int | None
+    evidence: VmEvidence | None
+    maintenanceResult: str | None
+
+
+class StoppedWave(TypedDict):
+    wave: int
+    reason: str
+    notStarted: list[int]
+
+
+class Report(TypedDict):
+    """A run's report: the JSON contract's `data` for `kind: run-report` (tests/test_json_contract.py)."""
+
+    runId: str
+    verb: str
+    action: str
+    command: str | None
+    ticket: str | None
+    principal: dict[str, str] | None
+    host: str | None
+    user: str | None
+    startedAt: str
+    endedAt: str | None
+    interrupted: bool
+    resumed: int
+    skipShutdown: bool
+    summary: dict[str, int]
+    exitCode: int
+    vms: list[ReportVm]
+    evidenceCollected: bool
+    wavesStopped: list[StoppedWave]
+    warnings: list[str]
 
 FAILURE_SKIPS = {"pre-hook-failed"}  # skips that mean the operator's intent was not carried out
 
 
-def build(records: list[dict[str, Any]]) -> dict[str, Any]:
+def build(records: list[Record]) -> Report:
     run = records[0]
     plan_rec = next(iter_type(records, "plan"))
     plan = plan_from_json(plan_rec["plan"])
-    outcomes: dict[int, dict[str, Any]] = {}
+    outcomes: dict[int, Record] = {}
     for r in iter_type(records, "outcome"):
         prev = outcomes.get(r["index"])
         if prev is None or prev["status"] in ("cancelled", "in-flight", "unknown"):  # a resume may settle these
@@ -26,7 +89,7 @@ def build(records: list[dict[str, Any]]) -> dict[str, Any]:
     for r in iter_type(records, "verify"):
         after.update(r.get("states") or {})
     interrupted = any(True for _ in iter_type(records, "interrupted"))
-    maint: dict[int, dict[str, Any]] = {}
+    maint: dict[int, dict[str, object]] = {}
     for r in iter_type(records, "wave-end"):
         maint.update({int(k): v for k, v in (r.get("results") or {}).items()})
     stopped_waves = [r for r in iter_type(records, "wave-stopped")]
@@ -42,8 +105,8 @@ def build(records: list[dict[str, Any]]) -> dict[str, Any]:
         evidence_status = r
     reached: dict[int, str] = {}
     for r in iter_type(records, "accepted"):
-        reached[r["index"]] = r["correlationId"]
-    vms = []
+        reached[r["index"]] = r.get("correlationId") or ""
+    vms: list[ReportVm] = []
     counts = {"succeeded": 0, "failed": 0, "preempted": 0, "unknown": 0, "skipped": 0, "cancelled": 0,
               "in-flight": 0, "pending": 0}
     hard_failures = 0
@@ -63,7 +126,7 @@ def build(records: list[dict[str, Any]]) -> dict[str, Any]:
             "outcome": status, "reason": (o.get("reason") if o else "") or (s.detail if not s.acts else ""),
             "wave": s.wave + 1 if s.wave is not None else None,
             "evidence": _vm_evidence(o, reached.get(s.index), evidence),
-            "maintenanceResult": (maint.get(s.index) or {}).get("lastOperationResultCode"),
+            "maintenanceResult": _str_or_none((maint.get(s.index) or {}).get("lastOperationResultCode")),
         })
     acted_ok = sum(1 for v in vms if v["outcome"] == "succeeded")
     left_billed = sum(1 for v in vms if v["after"] == "stopped") if after else \
@@ -90,7 +153,11 @@ def build(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def warnings(records: list[dict[str, Any]]) -> list[str]:
+def _str_or_none(v: object) -> str | None:
+    return None if v is None else str(v)
+
+
+def warnings(records: list[Record]) -> list[str]:
     """What the run could not do after acting (the after-state read, the Activity Log): said, not swallowed."""
     out = [f"the after-state of subscription {r.get('subscription')} could not be read: {r.get('error')}"
            for r in iter_type(records, "verify-failed")]
@@ -98,10 +165,10 @@ def warnings(records: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def _vm_evidence(outcome: dict[str, Any] | None, accepted_cid: str | None,
-                 evidence: dict[str, list[dict[str, Any]]]) -> dict[str, Any] | None:
+def _vm_evidence(outcome: Record | None, accepted_cid: str | None,
+                 evidence: dict[str, list[Event]]) -> VmEvidence | None:
     """The Activity Log's record of this VM's operation; None when no request reached Compute."""
-    cid = (outcome or {}).get("correlationId") or accepted_cid
+    cid = (outcome.get("correlationId") if outcome else None) or accepted_cid
     if not cid or (outcome and outcome["status"] == "cancelled" and not accepted_cid):
         return None
     events = evidence.get(cid.lower(), [])

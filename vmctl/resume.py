@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Callable
 
 from .cloud import FleetClient
 from .errors import NotFoundError
-from .evidence import Filters, compact, summarize
+from .evidence import Filters, summarize
 from .executor import Resumed
 from .inventory import current_state
-from .journal import Journal, iter_type
+from .journal import Journal, Record, iter_type
 from .models import Plan, Step, VmStatus, at_target, vm_busy
 from .pacing import Pacer
 from .timefmt import parse_iso
@@ -38,7 +38,7 @@ def _outcome(journal: Journal, s: Step, status: str, reason: str, cid: str | Non
                   correlationId=cid, duration=None, path=s.path, skipCode=skip)
 
 
-def resume_targets(client: FleetClient, plan: Plan, records: list[dict[str, Any]], journal: Journal, pacer: Pacer,
+def resume_targets(client: FleetClient, plan: Plan, records: list[Record], journal: Journal, pacer: Pacer,
                    *, activity_log_lag: float = ACTIVITY_LOG_LAG,
                    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> ResumeTargets:
     """Steps a previous run did not finish; a completed step is never repeated, and a request that
@@ -46,7 +46,7 @@ def resume_targets(client: FleetClient, plan: Plan, records: list[dict[str, Any]
     final = {r["index"] for r in iter_type(records, "outcome")
              if r["status"] in ("succeeded", "failed", "preempted", "skipped")}
     accepted = {r["index"]: r for r in iter_type(records, "accepted")}
-    requested: dict[int, dict[str, Any]] = {}
+    requested: dict[int, Record] = {}
     for r in iter_type(records, "request"):
         requested[r["index"]] = r  # the latest attempt
     todo = [s for s in plan.steps if s.acts and s.index not in final]
@@ -73,17 +73,21 @@ def resume_targets(client: FleetClient, plan: Plan, records: list[dict[str, Any]
             acc = None  # the answer belongs to an earlier attempt
         if _done(s, st, acc is not None):
             _outcome(journal, s, "succeeded", "completed while the run was interrupted (found done on resume)",
-                     (acc or req or {}).get("correlationId"))
+                     (acc or req or Record(type="")).get("correlationId"))
             continue
         if acc and acc.get("statusUrl"):
             # sent and accepted: its own status says how it ended; never resend
-            resumed[s.index] = Resumed(acc["statusUrl"], acc["correlationId"])
+            resumed[s.index] = Resumed(acc["statusUrl"], acc.get("correlationId") or "")
             only.append(s.index)
             continue
         if req is None:
             only.append(s.index)  # never sent
             continue
-        cid = req["correlationId"]
+        cid = req.get("correlationId")
+        if not cid:  # a damaged request record: never guess that it did not land
+            _outcome(journal, s, "unknown", "sent, result not known: its request record has no correlation id; "
+                     "not resent", None)
+            continue
         if vm_busy(st.power_state, st.provisioning_state):
             resumed[s.index] = Resumed(None, cid, attached="the run was interrupted between sending the request and "
                                        "journaling its answer; the VM is busy: watching it instead of sending again")
@@ -126,13 +130,13 @@ def _done(s: Step, st: VmStatus, accepted: bool) -> bool:
     return at_target(s.action, st.power_state, st.provisioning_state)
 
 
-def _activity_log(client: FleetClient, s: Step, req: dict[str, Any], cid: str) -> tuple[str, str] | None | Exception:
+def _activity_log(client: FleetClient, s: Step, req: Record, cid: str) -> tuple[str, str] | None | Exception:
     """("succeeded"|"failed"|"running", message) from the request's Activity Log events; None if none."""
     sent = parse_iso(req["ts"])
     f = Filters(sent - timedelta(minutes=5), datetime.now(timezone.utc) + timedelta(minutes=5), correlation_ids={cid})
     try:
         flt, _ = f.server_side()
-        events = [compact(e) for e in client.activity_events(s.vm.subscription_id, flt) if f.matches(e)]
+        events = [e for e in client.activity_events(s.vm.subscription_id, flt) if f.matches(e)]
     except Exception as exc:  # noqa: BLE001 - the caller records it; nothing is resent
         return exc
     if not events:

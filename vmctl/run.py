@@ -14,13 +14,13 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from .cloud import FleetClient
 from .evidence import collect, collected, expected_operations, record
 from .executor import CONTACT_TIMEOUT, Executor, Resumed
 from .inventory import snapshot
-from .journal import Journal, iter_type, write_private
+from .journal import Journal, Record, iter_type, write_private
 from .locking import VmLocks
 from .models import Outcome, Plan, Step
 from .pacing import Pacer
@@ -53,12 +53,12 @@ class RunSettings:
 @dataclass
 class RunResult:
     path: Path
-    records: list[dict[str, Any]] = field(default_factory=list)  # the whole journal, in order
+    records: list[Record] = field(default_factory=list)  # the whole journal, in order
     interrupted: bool = False
 
 
 def execute(client: FleetClient, plan: Plan, journal_path: Path, pacer: Pacer, settings: RunSettings, *,
-            resume_records: list[dict[str, Any]] | None = None, ui: RunUI | None = None,
+            resume_records: list[Record] | None = None, ui: RunUI | None = None,
             stop: threading.Event | None = None, abandon: threading.Event | None = None,
             endpoint: str = "") -> RunResult:
     """Run (or resume) `plan`; the VMs it acts on are locked for the whole run (exit 4 if another
@@ -74,7 +74,7 @@ def execute(client: FleetClient, plan: Plan, journal_path: Path, pacer: Pacer, s
 
 
 def _locked(client: FleetClient, plan: Plan, path: Path, pacer: Pacer, settings: RunSettings,
-            resume_records: list[dict[str, Any]] | None, ui: RunUI, stop: threading.Event, abandon: threading.Event,
+            resume_records: list[Record] | None, ui: RunUI, stop: threading.Event, abandon: threading.Event,
             endpoint: str, locks: VmLocks) -> RunResult:
     only: list[int] | None = None
     resumed: dict[int, Resumed] = {}
@@ -125,7 +125,7 @@ def verify(client: FleetClient, plan: Plan, journal: Journal) -> None:
     journal.write("verify", states=states)
 
 
-def wait_for_evidence(client: FleetClient, plan: Plan, journal: Journal, records: list[dict[str, Any]],
+def wait_for_evidence(client: FleetClient, plan: Plan, journal: Journal, records: list[Record],
                       settings: RunSettings, stop: threading.Event, say: Callable[[str], None]) -> list[str]:
     """Wait (bounded) for each operation's Activity Log record; journal what came. Returns the
     correlation ids still missing."""

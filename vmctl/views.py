@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 from .models import FAILED_OUTCOMES, Maintenance, Plan, Vm
 from .render import Output, Section
 from .timefmt import iso, local, relative, utc
 
 if TYPE_CHECKING:
-    from .inventory import Inventory
+    from .cloud import Event, InstanceViewJson, StatusJson
+    from .inventory import FleetSummary, Inventory
+    from .report import Report, ReportVm
+
+class SetPending(TypedDict):
+    availabilitySet: str
+    resourceGroup: str
+    pending: int
+    canStartNow: int
+
 
 POWER_LABEL = {
     "stopped": "stopped (still billed)",
@@ -51,7 +60,7 @@ def maintenance_summary(m: Maintenance | None, now: datetime, known: bool = True
     return "pending, not allowed"
 
 
-def maintenance_json(m: Maintenance | None, now: datetime) -> dict[str, Any] | None:
+def maintenance_json(m: Maintenance | None, now: datetime) -> dict[str, object] | None:
     if m is None:
         return None
     return {
@@ -62,7 +71,7 @@ def maintenance_json(m: Maintenance | None, now: datetime) -> dict[str, Any] | N
     }
 
 
-def vm_json(vm: Vm, now: datetime) -> dict[str, Any]:
+def vm_json(vm: Vm, now: datetime) -> dict[str, object]:
     return {
         "id": vm.id, "name": vm.name, "resourceGroup": vm.resource_group,
         "subscriptionId": vm.subscription_id, "subscriptionName": vm.subscription_name,
@@ -88,7 +97,7 @@ def list_row(vm: Vm, now: datetime, show_tags: list[str]) -> list[str]:
     return row
 
 
-def list_footer(summary: dict[str, Any]) -> list[str]:
+def list_footer(summary: FleetSummary) -> list[str]:
     states = ", ".join(f"{n} {s}" for s, n in summary["byPowerState"].items()) or "none"
     lines = [f"{summary['total']} VMs: {states}; {summary['production']} production (marked PROD)."]
     if summary["stoppedButBilled"]:
@@ -136,13 +145,13 @@ def explain_maintenance(m: Maintenance | None, now: datetime) -> list[str]:
     return lines
 
 
-def _status_line(s: dict[str, Any]) -> str:
+def _status_line(s: StatusJson) -> str:
     when = f" at {s['time']}" if s.get("time") else ""
     msg = f": {s['message']}" if s.get("message") else ""
     return f"{s.get('displayStatus') or s.get('code')} [{s.get('code')}, {s.get('level', 'Info')}]{when}{msg}"
 
 
-def show_sections(vm: Vm, view: dict[str, Any], now: datetime) -> list[Any]:
+def show_sections(vm: Vm, view: InstanceViewJson, now: datetime) -> list[Section]:
     """Readable sections of one VM's instance view, for `vmctl show`."""
     from .render import Section
 
@@ -262,8 +271,8 @@ def maintenance_status_output(vms: list[Vm], now: datetime) -> Output:
         return f"{utc(start)} - {utc(end)} ({local(start)} local); {window_state(start, end, now)}"
 
     rows: list[list[str]] = []
-    data: list[dict[str, Any]] = []
-    per_set: dict[str, dict[str, Any]] = {}
+    data: list[dict[str, object]] = []
+    per_set: dict[str, SetPending] = {}
     for vm in pending:
         m = vm.maintenance
         assert m is not None
@@ -318,7 +327,7 @@ def vm_list_output(inv: Inventory, subscriptions: list[str], tag_columns: list[s
 EVIDENCE_COLUMNS = ["NAME", "OPERATION", "STATUSES", "CALLER", "EVENT TIME (END)", "SUBMITTED (END)", "OPERATION ID"]
 
 
-def evidence_rows(rep: dict[str, Any]) -> list[list[str]]:
+def evidence_rows(rep: Report) -> list[list[str]]:
     rows = []
     for v in rep["vms"]:
         ev = v.get("evidence")
@@ -340,7 +349,7 @@ REPORT_COLUMNS = ["SUBSCRIPTION", "GROUP", "NAME", "BEFORE", "ACTION", "AFTER", 
                   "CORRELATION ID", "OUTCOME", "REASON"]
 
 
-def _action_label(v: dict[str, Any]) -> str:
+def _action_label(v: ReportVm) -> str:
     if v["action"] is None:
         return f"skip: {v['skip']}"
     if v["path"]:  # "deallocate (fallback)" already names the action; "hibernate" does not
@@ -348,7 +357,7 @@ def _action_label(v: dict[str, Any]) -> str:
     return str(v["action"])
 
 
-def report_output(rep: dict[str, Any]) -> Output:
+def report_output(rep: Report) -> Output:
     rows = [[v["subscriptionName"] or v["subscriptionId"], v["resourceGroup"], v["name"], v["before"],
              _action_label(v), v["after"] or "-", f"{v['duration']:.1f}s" if v["duration"] is not None else "-",
              str(v["retries"]), v["correlationId"] or "-", v["outcome"], v["reason"] or ""] for v in rep["vms"]]
@@ -382,8 +391,8 @@ def report_output(rep: dict[str, Any]) -> Output:
                       f"{', '.join(str(n) for n in w['notStarted']) or 'none'}.")
     if rep["interrupted"]:
         footer.append("The run was interrupted; `vmctl resume JOURNAL` continues it.")
-    for w in rep.get("warnings") or []:
-        footer.append(f"WARNING: {w[0].upper()}{w[1:]}.")
+    for warning in rep.get("warnings") or []:
+        footer.append(f"WARNING: {warning[0].upper()}{warning[1:]}.")
     sections = [Section("Run", meta)]
     ev_rows = evidence_rows(rep)
     if ev_rows:
@@ -400,7 +409,7 @@ def report_output(rep: dict[str, Any]) -> Output:
                               for v in rep["vms"]])
 
 
-def report_markdown(rep: dict[str, Any]) -> str:
+def report_markdown(rep: Report) -> str:
     from .render import markdown as md
     from .render import md_escape
 
@@ -416,7 +425,7 @@ ACTIVITY_COLUMNS = ["EVENT TIME", "STATUS", "OPERATION", "RESOURCE GROUP", "RESO
            "SUBMITTED"]
 
 
-def activity_rows(events: list[dict[str, Any]]) -> list[list[str]]:
+def activity_rows(events: list[Event]) -> list[list[str]]:
     return [[str(e.get("eventTimestamp")), str(e.get("status")),
              str(e.get("operationName", "")).replace("Microsoft.Compute/virtualMachines/", ""),
              str(e.get("resourceGroupName") or ""), str(e.get("resourceId") or "").rsplit("/", 1)[-1],
@@ -424,7 +433,7 @@ def activity_rows(events: list[dict[str, Any]]) -> list[list[str]]:
              str(e.get("submissionTimestamp"))] for e in events]
 
 
-def activity_events_output(events: list[dict[str, Any]], fetched: int, start: datetime, end: datetime,
+def activity_events_output(events: list[Event], fetched: int, start: datetime, end: datetime,
                            server_filter: str, client_side: list[str]) -> Output:
     summary = {"events": len(events), "fetched": fetched, "window": {"from": start.isoformat(), "to": end.isoformat()},
                "serverSideFilter": server_filter, "clientSideFilters": client_side}
@@ -434,7 +443,7 @@ def activity_events_output(events: list[dict[str, Any]], fetched: int, start: da
                   rows=activity_rows(events), footer=footer)
 
 
-def run_evidence_output(rep: dict[str, Any], expected: int, missing: list[str]) -> Output:
+def run_evidence_output(rep: Report, expected: int, missing: list[str]) -> Output:
     data = [{"name": v["name"], "id": v["id"], **(v["evidence"] or {})} for v in rep["vms"] if v["evidence"]]
     footer = [f"{expected - len(missing)} of {expected} operations have their end event in the Activity Log"
               + (f"; {len(missing)} still missing." if missing else ".")]
@@ -443,7 +452,7 @@ def run_evidence_output(rep: dict[str, Any], expected: int, missing: list[str]) 
 
 
 # ---------------------------------------------------------------- vmctl show
-def vm_show_output(shown: list[tuple[Vm, dict[str, Any]]], now: datetime) -> Output:
+def vm_show_output(shown: list[tuple[Vm, InstanceViewJson]], now: datetime) -> Output:
     """Each VM with its instance view exactly as ARM returned it, and readable sections."""
     sections: list[Section] = []
     for vm, view in shown:

@@ -8,7 +8,7 @@ import re
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Callable, Mapping, Optional, ParamSpec, TypedDict, TypeVar
 
 import typer
 
@@ -19,7 +19,21 @@ if TYPE_CHECKING:  # for annotations only: importing the cloud or config modules
     from ..config import Config
     from ..selection import Selector
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class SelectionArgs(TypedDict):
+    """The selection flags, as `_setup` takes them."""
+
+    groups: list[str]
+    names: list[str]
+    ids: list[str]
+    tags: list[str]
+    exclude_tags: list[str]
+    locations: list[str]
+    power_states: list[str]
+    include_production: bool
 
 # ---------------------------------------------------------------- connection and output
 Subscriptions = Annotated[list[str], typer.Option(
@@ -123,7 +137,7 @@ def resolve_output(flag: str | None, config_output: str | None) -> str:
     return fmt
 
 
-def connection_for(common: Common, config: Any) -> Any:
+def connection_for(common: Common, config: Config) -> Connection:
     from ..cloud import CLOUDS, Connection
 
     cloud = common.cloud or config.cloud or "AzureCloud"
@@ -145,11 +159,11 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-def handle_errors(fn: F) -> F:
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn VmctlError into one clear message and its exit code; no traceback unless --debug."""
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         debug = bool(kwargs.get("debug")) or os.environ.get("VMCTL_DEBUG") == "1"
         if debug:
             import logging
@@ -188,10 +202,10 @@ def handle_errors(fn: F) -> F:
                         "This is a bug in vmctl; run again with --debug for the traceback and report it.", 1)
             raise typer.Exit(1) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
-def _json_error(kwargs: dict[str, Any], kind: str, message: str, hint: str | None, code: int) -> None:
+def _json_error(kwargs: Mapping[str, object], kind: str, message: str, hint: str | None, code: int) -> None:
     """Under `-o json` (or VMCTL_OUTPUT=json) an error is also a JSON document on stdout, in the
     same versioned envelope as every other output, so a CI job parsing stdout never gets nothing."""
     fmt = kwargs.get("output") or os.environ.get("VMCTL_OUTPUT") or ""

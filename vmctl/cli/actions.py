@@ -12,15 +12,17 @@ import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional, TypedDict
 
 import typer
 
 if TYPE_CHECKING:  # annotations only: the CLI imports the core lazily so that --help starts fast
     from ..cloud import FleetClient
     from ..config import Config
+    from ..journal import Record
     from ..models import Outcome, Plan, Step
     from ..pacing import Pacer
+    from ..report import Report
 
 from ._common import (
     ArmEndpoint,
@@ -37,6 +39,7 @@ from ._common import (
     OutputFormat,
     PowerStates,
     Query,
+    SelectionArgs,
     Subscriptions,
     Tags,
     handle_errors,
@@ -138,7 +141,7 @@ def _signals(stop: threading.Event, abandon: threading.Event, inflight: Callable
 
 
 def run_action(
-    verb: str, common: Common, sel: dict[str, Any], *, dry_run: bool, yes: bool, plan_out: Path | None,
+    verb: str, common: Common, sel: SelectionArgs, *, dry_run: bool, yes: bool, plan_out: Path | None,
     journal_path: Path | None, report_path: Path | None, ticket: str | None, max_targets: int | None,
     max_percent: float | None, parallel: int | None, timeout: float, pre_hook: str | None, post_hook: str | None,
     hook_timeout: float, hook_env: tuple[str, ...] = (), keep_allocation: bool = False, skip_shutdown: bool = False,
@@ -159,7 +162,7 @@ def run_action(
 
     ctx = _setup(common, **sel)
     cfg, fmt, selector, subs, connection = ctx.config, ctx.fmt, ctx.selector, ctx.subscriptions, ctx.connection
-    if hibernate_fallback not in ("fail", "deallocate"):
+    if hibernate_fallback != "fail" and hibernate_fallback != "deallocate":
         raise InputError(f"--hibernate-fallback '{hibernate_fallback}' is not fail or deallocate.")
     if hibernate_fallback != "fail" and not hibernate:
         raise InputError("--hibernate-fallback only applies with --hibernate.")
@@ -185,8 +188,12 @@ def run_action(
         raise InputError("--max-targets must be at least 1.")
     if max_percent is not None and not 0 < max_percent <= 100:
         raise InputError("--max-percent must be a number from 0 to 100.")
-    if not (wave_by in ("update-domain", "none") or (wave_by.startswith("tag:") and len(wave_by) > 4)):
-        raise InputError(f"--wave-by '{wave_by}' is not update-domain, tag:KEY or none.")
+    from ..models import WaveBy
+
+    try:
+        waves = WaveBy.parse(wave_by)
+    except ValueError:
+        raise InputError(f"--wave-by '{wave_by}' is not update-domain, tag:KEY or none.") from None
     is_tty = interactive()
     stop_refused = False
     if verb == "stop":
@@ -195,12 +202,13 @@ def run_action(
         else:
             verb = stop_or_deallocate(keep_allocation, is_tty, _ask)
     opts = Options(
-        skip_shutdown=skip_shutdown and verb == "stop", hibernate=hibernate, hibernate_fallback=hibernate_fallback,
+        skip_shutdown=skip_shutdown and verb == "stop", hibernate=hibernate,
+        hibernate_fallback="deallocate" if hibernate_fallback == "deallocate" else "fail",
         include_production=selector.include_production,
         max_targets=max_targets if max_targets is not None else cfg.max_targets,
         max_percent=max_percent if max_percent is not None else cfg.max_percent,
         parallel=parallel or cfg.parallel, timeout=timeout, pre_hook=pre_hook, post_hook=post_hook,
-        hook_timeout=hook_timeout, hook_env=hook_env, ticket=ticket, wave_by=wave_by, pause=pause,
+        hook_timeout=hook_timeout, hook_env=hook_env, ticket=ticket, wave_by=waves, pause=pause,
     )
     client = make_client(connection)
     pacer = make_pacer(cfg)
@@ -247,7 +255,7 @@ def evidence_seconds(text: str, skip: bool) -> float:
 
 
 def _execute(client: FleetClient, plan: Plan, cfg: Config, fmt: str, common: Common, journal_path: Path | None,
-             report_path: Path | None, resume_records: list[dict[str, Any]] | None = None,
+             report_path: Path | None, resume_records: list[Record] | None = None,
              evidence_wait: float = 600.0, pacer: Pacer | None = None) -> None:
     """Parse-call-render: the run itself is `vmctl.run.execute`; here only the terminal's side
     (progress, messages, Ctrl-C/SIGTERM) and the report."""
@@ -286,7 +294,7 @@ def _execute(client: FleetClient, plan: Plan, cfg: Config, fmt: str, common: Com
     _show_report(build(result.records), fmt, common.query, report_path)
 
 
-def _show_report(rep: dict[str, Any], fmt: str, query: str | None, report_path: Path | None,
+def _show_report(rep: Report, fmt: str, query: str | None, report_path: Path | None,
                  exit_with_run: bool = True) -> None:
     from ..journal import write_private
     from ..render import emit, envelope
@@ -308,9 +316,20 @@ def _show_report(rep: dict[str, Any], fmt: str, query: str | None, report_path: 
 
 
 # ---------------------------------------------------------------------------- the commands
+class RunExtras(TypedDict, total=False):
+    """What a verb's own options add to run_action's keyword arguments."""
+
+    keep_allocation: bool
+    skip_shutdown: bool
+    hibernate: bool
+    hibernate_fallback: str
+    wave_by: str
+    pause: float
+
+
 def _sel(resource_group: list[str], name: list[str], ids: list[str], tag: list[str], exclude_tag: list[str],
-         location: list[str], power_state: list[str], include_production: bool) -> dict[str, Any]:
-    return dict(groups=resource_group, names=name, ids=ids, tags=tag, exclude_tags=exclude_tag, locations=location,
+         location: list[str], power_state: list[str], include_production: bool) -> SelectionArgs:
+    return SelectionArgs(groups=resource_group, names=name, ids=ids, tags=tag, exclude_tags=exclude_tag, locations=location,
                 power_states=power_state, include_production=include_production)
 
 
@@ -328,7 +347,7 @@ def _action_options(
     """The options every action command shares: this signature is their one definition."""
 
 
-def action_command(verb: str, doc: str, extras: Callable[..., dict[str, Any]] | None = None) -> Callable[..., None]:
+def action_command(verb: str, doc: str, extras: Callable[..., RunExtras] | None = None) -> Callable[..., None]:
     """A Typer command for `verb`: its own options (the parameters of `extras`, which turns them into
     run_action keyword arguments) followed by the shared ones."""
     shared = list(inspect.signature(_action_options, eval_str=True).parameters.values())
@@ -336,7 +355,7 @@ def action_command(verb: str, doc: str, extras: Callable[..., dict[str, Any]] | 
 
     @handle_errors
     def cmd(**kw: Any) -> None:
-        more = extras(**{p.name: kw.pop(p.name) for p in own}) if extras else {}
+        more = extras(**{p.name: kw.pop(p.name) for p in own}) if extras else RunExtras()
         run_action(
             verb, Common(kw["subscription"], kw["cloud"], kw["arm_endpoint"], kw["config"], kw["output"], kw["query"],
                          kw["debug"]),
@@ -357,14 +376,14 @@ def action_command(verb: str, doc: str, extras: Callable[..., dict[str, Any]] | 
 def _stop_options(
     keep_allocation: Annotated[bool, typer.Option("--keep-allocation", help="Say that compute should stay allocated and billed (required for stop).")] = False,
     skip_shutdown: Annotated[bool, typer.Option("--skip-shutdown", help="Hard power-off without guest shutdown: emergency containment only.")] = False,
-) -> dict[str, Any]:
+) -> RunExtras:
     return {"keep_allocation": keep_allocation, "skip_shutdown": skip_shutdown}
 
 
 def _deallocate_options(
     hibernate: Annotated[bool, typer.Option("--hibernate", help="Hibernate (save memory to the OS disk); hibernation-enabled VMs only.")] = False,
     hibernate_fallback: Annotated[str, typer.Option("--hibernate-fallback", metavar="fail|deallocate", help="fail (VMs that cannot hibernate count as failed) or deallocate them plainly.")] = "fail",
-) -> dict[str, Any]:
+) -> RunExtras:
     return {"hibernate": hibernate, "hibernate_fallback": hibernate_fallback}
 
 
@@ -463,7 +482,7 @@ def report_cmd(
     _show_report(rep, fmt, query, report, exit_with_run=False)
 
 
-def write_bundle(directory: Path, journal: Path, records: list[dict[str, Any]], rep: dict[str, Any]) -> None:
+def write_bundle(directory: Path, journal: Path, records: list[Record], rep: Report) -> None:
     """The attachment for a change ticket, verifiable later with `sha256sum -c SHA256SUMS`."""
     from ..evidence import collected
     from ..journal import iter_type
@@ -478,8 +497,8 @@ def write_bundle(directory: Path, journal: Path, records: list[dict[str, Any]], 
         "report.md": markdown(rep),
         "report.json": json.dumps(envelope(output(rep)), indent=2, default=str) + "\n",
         "evidence.json": json.dumps({"runId": rep["runId"], "events": collected(records),
-                                     "missing": [v["evidence"]["correlationId"] for v in rep["vms"]
-                                                 if v.get("evidence") and not v["evidence"].get("complete")]},
+                                     "missing": [e.get("correlationId") for v in rep["vms"]
+                                                 if (e := v["evidence"]) and not e["complete"]]},
                                     indent=2, default=str) + "\n",
     }
     names = bundle(directory, journal, files)

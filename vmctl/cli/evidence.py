@@ -7,9 +7,13 @@ import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from ..cloud import Event
+    from ..config import Config
 
 from ._common import (
     ArmEndpoint,
@@ -63,7 +67,7 @@ def evidence_cmd(
     from ..cloud import make_client
     from ..config import load_config
     from ..errors import InputError
-    from ..evidence import SELECT, Filters, check_window, compact, parse_when
+    from ..evidence import SELECT, Filters, check_window, parse_when
     from ..inventory import load_inventory
     from ..preflight import check_query
     from ..render import emit
@@ -132,17 +136,17 @@ def evidence_cmd(
     if debug:
         print(f"debug: server-side filter ({scope}): {flt}", file=sys.stderr)
         print(f"debug: client-side filters: {', '.join(client_side) or 'none'}", file=sys.stderr)
-    events: list[dict[str, Any]] = []
+    events: list[Event] = []
     fetched = 0
     for sub in subs:
         page_events = client.activity_events(sub, flt, SELECT)
         fetched += len(page_events)
-        events += [compact(e) for e in page_events if f.matches(e)]
+        events += [e for e in page_events if f.matches(e)]
     events.sort(key=lambda e: (str(e.get("eventTimestamp")), str(e.get("eventDataId"))))
     emit(activity_events_output(events, fetched, start, end, flt, client_side), fmt, query)
 
 
-def _journal_evidence(path: Path, common: Common, cfg: Any, fmt: str, wait: float) -> None:
+def _journal_evidence(path: Path, common: Common, cfg: Config, fmt: str, wait: float) -> None:
     """Fetch what a run's report is missing, append it to the journal, show the run's evidence."""
     from .. import journal as jr
     from ..cloud import make_client

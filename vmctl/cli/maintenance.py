@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -27,7 +27,7 @@ from ._common import (
     Tags,
     handle_errors,
 )
-from .actions import _sel, action_command, make_pacer
+from .actions import RunExtras, _sel, action_command, make_pacer
 
 app = typer.Typer(help="""Planned platform maintenance: see what is pending, start it in update-domain waves.
 
@@ -71,7 +71,7 @@ def status_cmd(
 def _maintenance_options(
     wave_by: Annotated[str, typer.Option("--wave-by", metavar="MODE", help="update-domain (default), tag:KEY or none.")] = "update-domain",
     pause: Annotated[str, typer.Option("--pause", metavar="DURATION", help="Pause between waves, e.g. 30s, 5m (Azure's own rollout pauses 30m).")] = "5m",
-) -> dict[str, Any]:
+) -> RunExtras:
     return {"wave_by": wave_by, "pause": parse_duration(pause, "--pause")}
 
 

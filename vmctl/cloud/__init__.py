@@ -6,7 +6,7 @@ Importing this package is cheap; the SDK is imported only when `make_client` is 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol, TypedDict
 
 from ..errors import VmctlError
 from ..models import Vm, VmStatus
@@ -43,6 +43,64 @@ class Connection:
         return CLOUDS[self.cloud]["authority"]
 
 
+class StatusJson(TypedDict, total=False):
+    """One instance-view status (`PowerState/running`, `ProvisioningState/succeeded`, ...)."""
+
+    code: str
+    level: str
+    displayStatus: str
+    message: str
+    time: str
+
+
+class AgentJson(TypedDict, total=False):
+    vmAgentVersion: str
+    statuses: list[StatusJson]
+
+
+class PartJson(TypedDict, total=False):
+    """A disk or an extension in an instance view."""
+
+    name: str
+    type: str
+    statuses: list[StatusJson]
+
+
+class InstanceViewJson(TypedDict, total=False):
+    """A VM's instance view as ARM returns it (`$expand=instanceView`): the fields vmctl reads are
+    named here; `vmctl show -o json` prints the whole object as it came, unknown fields included."""
+
+    osName: str
+    osVersion: str
+    platformUpdateDomain: int
+    platformFaultDomain: int
+    statuses: list[StatusJson]
+    vmAgent: AgentJson
+    disks: list[PartJson]
+    extensions: list[PartJson]
+
+
+class Event(TypedDict, total=False):
+    """One Activity Log event in the compact form vmctl keeps (`arm_json.event_from_json`): the
+    localized-string fields (operationName, status, ...) reduced to their `value`."""
+
+    eventDataId: str | None
+    correlationId: str | None
+    operationName: str
+    status: str
+    subStatus: str
+    eventName: str
+    caller: str | None
+    eventTimestamp: str | None
+    submissionTimestamp: str | None
+    operationId: str | None
+    resourceId: str | None
+    resourceGroupName: str | None
+    level: str | None
+    clientRequestId: str | None
+    statusMessage: str
+
+
 OnHeaders = Callable[[dict[str, str]], None]  # sees each response's headers (rate-limit counters)
 
 
@@ -65,7 +123,7 @@ class FleetClient(Protocol):
     def resource_group_exists(self, subscription_id: str, resource_group: str) -> bool: ...
 
     def get_vm(self, subscription_id: str, resource_group: str, name: str,
-               subscription_name: str = "") -> tuple[Vm, dict[str, Any]]: ...
+               subscription_name: str = "") -> tuple[Vm, InstanceViewJson]: ...
 
     def refresh_credential(self) -> None:
         """Drop cached tokens and clients (after a 401), so the next request signs in again."""
@@ -78,7 +136,8 @@ class FleetClient(Protocol):
     def principal(self) -> dict[str, str]: ...
 
     def activity_events(self, subscription_id: str, flt: str, select: str | None = None,
-                        on_headers: OnHeaders | None = None) -> list[dict[str, Any]]: ...
+                        on_headers: OnHeaders | None = None) -> list[Event]:
+        """Every event of every page matching the OData filter, compacted."""
 
 
 def make_client(connection: Connection) -> FleetClient:

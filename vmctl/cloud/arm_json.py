@@ -14,13 +14,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, cast
 
 from ..models import Maintenance, Vm, VmStatus
 from ..timefmt import parse_iso
+from . import Event, InstanceViewJson
 
 NOT_IN_FULL_LISTING = ("not in the full VM listing (created or changed between the two listings, or Azure "
                        "left it out): its tags and properties are unknown")
+
+
+Json = dict[str, Any]  # ARM JSON as it came off the wire: untyped until a function here reads it
+JsonView = Mapping[str, Any]  # the same, read-only (an instance view passed in)
 
 
 def _ts(value: Any) -> datetime | None:
@@ -33,7 +38,7 @@ def _last(resource_id: str | None) -> str | None:
     return resource_id.rstrip("/").rsplit("/", 1)[-1] if resource_id else None
 
 
-def maintenance_from_json(mrs: dict[str, Any] | None) -> Maintenance | None:
+def maintenance_from_json(mrs: Json | None) -> Maintenance | None:
     if not mrs:
         return None
     return Maintenance(
@@ -46,7 +51,7 @@ def maintenance_from_json(mrs: dict[str, Any] | None) -> Maintenance | None:
     )
 
 
-def status_from_view(view: dict[str, Any] | None, provisioning: str | None = None,
+def status_from_view(view: JsonView | None, provisioning: str | None = None,
                      maintenance_known: bool = True) -> VmStatus:
     """An instance view (bare, or nested in a VM / a status listing item) -> VmStatus.
 
@@ -74,7 +79,7 @@ def status_from_view(view: dict[str, Any] | None, provisioning: str | None = Non
     )
 
 
-def model_fields(doc: dict[str, Any]) -> dict[str, Any]:
+def model_fields(doc: Json) -> Json:
     """The model part of a VM (full listing or GET): everything but its run-time status."""
     props = doc.get("properties") or {}
     storage = props.get("storageProfile") or {}
@@ -95,7 +100,7 @@ def model_fields(doc: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def with_status(fields: dict[str, Any], st: VmStatus, subscription_name: str, unreadable: str = "") -> Vm:
+def with_status(fields: Json, st: VmStatus, subscription_name: str, unreadable: str = "") -> Vm:
     return Vm(**{**fields, "provisioning_state": st.provisioning_state or fields.get("provisioning_state", "")},
               power_state=st.power_state, hibernated=st.hibernated, update_domain=st.update_domain,
               fault_domain=st.fault_domain if st.fault_domain is not None else fields.get("fault_domain"),
@@ -103,14 +108,14 @@ def with_status(fields: dict[str, Any], st: VmStatus, subscription_name: str, un
               subscription_name=subscription_name, unreadable=unreadable)
 
 
-def vm_from_json(doc: dict[str, Any], subscription_name: str = "", view: dict[str, Any] | None = None) -> Vm:
+def vm_from_json(doc: Json, subscription_name: str = "", view: JsonView | None = None) -> Vm:
     """One VM document (GET with $expand=instanceView, or a full-shape list item) -> Vm."""
     props = doc.get("properties") or {}
     iv = view if view is not None else props.get("instanceView")
     return with_status(model_fields(doc), status_from_view(iv, props.get("provisioningState")), subscription_name)
 
 
-def status_item(doc: dict[str, Any]) -> tuple[str, VmStatus, dict[str, Any]]:
+def status_item(doc: Json) -> tuple[str, VmStatus, Json]:
     """A status listing item -> (key, its status, the little the item says about the VM itself)."""
     props = doc.get("properties") or {}
     st = status_from_view(props.get("instanceView"), props.get("provisioningState"), maintenance_known=False)
@@ -120,10 +125,10 @@ def status_item(doc: dict[str, Any]) -> tuple[str, VmStatus, dict[str, Any]]:
     return doc["id"].lower(), st, ident
 
 
-StatusListing = dict[str, tuple[VmStatus, dict[str, Any]]]  # VM key -> (its status, what the item names)
+StatusListing = dict[str, tuple[VmStatus, Json]]  # VM key -> (its status, what the item names)
 
 
-def status_listing(items: Iterable[dict[str, Any]]) -> StatusListing:
+def status_listing(items: Iterable[Json]) -> StatusListing:
     """A status listing's items by VM key.
 
     If any item carries maintenanceRedeployStatus, the listing is one that carries it where
@@ -138,7 +143,7 @@ def status_listing(items: Iterable[dict[str, Any]]) -> StatusListing:
     return out
 
 
-def join_listings(models: Iterable[dict[str, Any]], statuses: StatusListing, subscription_name: str) -> list[Vm]:
+def join_listings(models: Iterable[Json], statuses: StatusListing, subscription_name: str) -> list[Vm]:
     """Full-listing model fields joined by id with status-listing items, in full-listing order;
     VMs only the status listing has come last, `unreadable`."""
     out: list[Vm] = []
@@ -155,4 +160,35 @@ def join_listings(models: Iterable[dict[str, Any]], statuses: StatusListing, sub
                       hibernated=st.hibernated, update_domain=st.update_domain, fault_domain=st.fault_domain,
                       maintenance=st.maintenance, maintenance_known=st.maintenance_known,
                       subscription_name=subscription_name, unreadable=NOT_IN_FULL_LISTING))
+    return out
+
+
+def instance_view_of(doc: Json) -> InstanceViewJson:
+    """The instance view of a VM read with `$expand=instanceView`, as ARM returned it."""
+    return cast(InstanceViewJson, (doc.get("properties") or {}).get("instanceView") or {})
+
+
+def _value(v: Any) -> str:
+    """A localized string ({value, localizedValue}) or a plain one -> its value."""
+    return str(v.get("value", "")) if isinstance(v, dict) else str(v or "")
+
+
+def _opt(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+def event_from_json(e: Json) -> Event:
+    """An Activity Log event (ARM's camelCase JSON) -> the fields evidence keeps (all in its $select)."""
+    props = e.get("properties") or {}
+    out: Event = {
+        "eventDataId": _opt(e.get("eventDataId")), "correlationId": _opt(e.get("correlationId")),
+        "operationName": _value(e.get("operationName")), "status": _value(e.get("status")),
+        "subStatus": _value(e.get("subStatus")), "eventName": _value(e.get("eventName")),
+        "caller": _opt(e.get("caller")), "eventTimestamp": _opt(e.get("eventTimestamp")),
+        "submissionTimestamp": _opt(e.get("submissionTimestamp")), "operationId": _opt(e.get("operationId")),
+        "resourceId": _opt(e.get("resourceId")), "resourceGroupName": _opt(e.get("resourceGroupName")),
+        "level": _opt(e.get("level")), "clientRequestId": _opt((e.get("httpRequest") or {}).get("clientRequestId")),
+    }
+    if props.get("statusMessage"):
+        out["statusMessage"] = str(props["statusMessage"])
     return out

@@ -34,8 +34,26 @@ from ..errors import (
     VmctlError,
 )
 from ..models import Vm, VmStatus
-from . import Accepted, ActionError, Connection, OperationStatus, RetryableError, ThrottledError
-from .arm_json import StatusListing, join_listings, model_fields, status_from_view, status_listing, vm_from_json
+from . import (
+    Accepted,
+    ActionError,
+    Connection,
+    Event,
+    InstanceViewJson,
+    OperationStatus,
+    RetryableError,
+    ThrottledError,
+)
+from .arm_json import (
+    StatusListing,
+    event_from_json,
+    instance_view_of,
+    join_listings,
+    model_fields,
+    status_from_view,
+    status_listing,
+    vm_from_json,
+)
 
 COMPUTE_API = "2026-04-01"
 RESOURCES_API = "2022-12-01"
@@ -210,13 +228,13 @@ class AzureFleet:
         return True
 
     def get_vm(self, subscription_id: str, resource_group: str, name: str,
-               subscription_name: str = "") -> tuple[Vm, dict[str, Any]]:
+               subscription_name: str = "") -> tuple[Vm, InstanceViewJson]:
         doc = self._get(
             subscription_id,
             f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.Compute/"
             f"virtualMachines/{name}?api-version={COMPUTE_API}&$expand=instanceView",
             f"VM {resource_group}/{name}")
-        view = (doc.get("properties") or {}).get("instanceView") or {}
+        view = instance_view_of(doc)
         return vm_from_json(doc, subscription_name, view), view
 
     # ------------------------------------------------------------------ actions
@@ -326,15 +344,15 @@ class AzureFleet:
         return self._cached(self._monitors, subscription_id, MonitorManagementClient)
 
     def activity_events(self, subscription_id: str, flt: str, select: str | None = None,
-                        on_headers: Callable[[dict[str, str]], None] | None = None) -> list[dict[str, Any]]:
+                        on_headers: Callable[[dict[str, str]], None] | None = None) -> list[Event]:
         """Every page of the Activity Log for a server-side $filter (the SDK's pager follows each
-        nextLink: no silent truncation), as ARM's JSON (camelCase)."""
+        nextLink: no silent truncation), each event compacted (`arm_json.event_from_json`)."""
         pager = self.monitor(subscription_id).activity_logs.list(filter=flt, select=select)
-        out: list[dict[str, Any]] = []
+        out: list[Event] = []
 
         def pages() -> None:
             for page in pager.by_page():
-                out.extend(e.serialize(keep_readonly=True) for e in page)
+                out.extend(event_from_json(e.serialize(keep_readonly=True)) for e in page)
 
         self._call(pages, "reading the Activity Log")
         return out

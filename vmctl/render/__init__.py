@@ -13,7 +13,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Mapping, Sequence, TextIO
 
 from .. import __version__
 from ..errors import InputError
@@ -36,8 +36,8 @@ class Section:
 @dataclass
 class Output:
     kind: str                         # e.g. "vm-list"; part of the JSON contract
-    data: Any                         # the JSON `data`
-    summary: dict[str, Any] | None = None
+    data: object                      # the JSON `data`
+    summary: Mapping[str, object] | None = None
     columns: list[str] = field(default_factory=list)
     rows: list[list[str]] = field(default_factory=list)
     footer: list[str] = field(default_factory=list)
@@ -45,8 +45,8 @@ class Output:
     row_styles: list[str] = field(default_factory=list)
 
 
-def envelope(out: Output, now: datetime | None = None) -> dict[str, Any]:
-    env: dict[str, Any] = {
+def envelope(out: Output, now: datetime | None = None) -> dict[str, object]:
+    env: dict[str, object] = {
         "schema": SCHEMA, "kind": out.kind, "vmctlVersion": __version__,
         "generatedAt": stamp(now),
         "data": out.data,
@@ -116,7 +116,7 @@ def csv_cell(value: object) -> str:
 def _csv(out: Output, stream: TextIO) -> None:
     w = csv.writer(stream, lineterminator="\n")
 
-    def row(cells: list[Any]) -> None:
+    def row(cells: Sequence[object]) -> None:
         w.writerow([csv_cell(c) for c in cells])
 
     if out.columns:
