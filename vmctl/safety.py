@@ -68,3 +68,23 @@ def confirm(plan: Plan, yes: bool, interactive: bool, ask: Ask) -> None:
     answer = ask(f"Go ahead: {what} on {len(acting)} VM(s)? [y/N] ").strip().lower()
     if answer not in ("y", "yes"):
         raise GuardRefusal("aborted at the confirmation prompt; nothing was changed.")
+
+
+def plan_drift(approved: Plan, fresh: Plan) -> list[str]:
+    """What the fresh plan would do that the approved one did not say: a VM acting that the approved
+    plan skipped or did not hold, or acting differently (another action, hibernate, path). Empty
+    when the fresh plan does the same or less (a VM that reached its target since is skipped, and
+    says so in the plan). Refusals of the approved plan are drift too: a refused plan is never applied."""
+    out = [f"the approved plan was refused ({r})" for r in approved.refusals]
+    before = {s.vm.id.lower(): s for s in approved.steps}
+    for s in fresh.acting:
+        was = before.get(s.vm.id.lower())
+        if was is None or not was.acts:
+            why = "was not in it" if was is None else f"was skipped in it ({was.skip})"
+            out.append(f"{s.vm.resource_group}/{s.vm.name} would get {s.action}, but {why}")
+        elif (was.action, was.hibernate, was.path) != (s.action, s.hibernate, s.path):
+            out.append(f"{s.vm.resource_group}/{s.vm.name} would get {s.path or s.action}, "
+                       f"approved: {was.path or was.action}")
+    if fresh.verb != approved.verb:
+        out.append(f"the approved plan is for {approved.verb}, not {fresh.verb}")
+    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import actions, evidence, inventory, maintenance, sim
+from . import actions, apply, evidence, inventory, maintenance, sim
 
 app = typer.Typer(
     name="vmctl",
@@ -16,7 +16,7 @@ app = typer.Typer(
         vmctl deallocate --tag env=dev --dry-run
     """,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion (bash, zsh, fish, PowerShell)
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
@@ -29,6 +29,7 @@ app.command("start")(actions.start_cmd)
 app.command("restart")(actions.restart_cmd)
 app.add_typer(maintenance.app, name="maintenance")
 app.command("evidence")(evidence.evidence_cmd)
+app.command("apply")(apply.apply_cmd)
 app.command("resume")(actions.resume_cmd)
 app.command("report")(actions.report_cmd)
 

@@ -147,7 +147,7 @@ def run_action(
     hook_timeout: float, hook_env: tuple[str, ...] = (), keep_allocation: bool = False, skip_shutdown: bool = False,
     hibernate: bool = False,
     hibernate_fallback: str = "fail", wave_by: str = "update-domain", pause: float = 300.0,
-    evidence_wait: float = 600.0,
+    evidence_wait: float = 600.0, approved: Plan | None = None,
 ) -> None:
     from ..cloud import make_client
     from ..errors import REFUSED, GuardRefusal, InputError
@@ -156,7 +156,7 @@ def run_action(
     from ..models import Options
     from ..planner import build_plan, plan_json
     from ..render import emit
-    from ..safety import STOP_BILLED, confirm, stop_or_deallocate
+    from ..safety import STOP_BILLED, confirm, plan_drift, stop_or_deallocate
     from ..views import plan_output
     from .inventory import _setup
 
@@ -217,6 +217,13 @@ def run_action(
     plan = build_plan(verb, list(inv.vms), opts, totals=inv.totals, set_sizes=inv.set_sizes)
     if stop_refused:
         plan = replace(plan, refusals=plan.refusals + (STOP_BILLED.rstrip("."),))
+    if approved is not None:  # vmctl apply: the fresh plan may do the approved plan's work or less, never more
+        drift = plan_drift(approved, plan)
+        if drift:
+            emit(plan_output(plan), "table", None, stream=sys.stderr)
+            raise GuardRefusal(f"the fleet changed since the plan was made ({approved.created_at}): "
+                               + "; ".join(drift[:5]) + (f"; and {len(drift) - 5} more" if len(drift) > 5 else "") + ".",
+                               "Nothing was sent. Make a new plan (--dry-run --plan-out) and have it approved.")
     if plan_out:
         write_private(plan_out, json.dumps(plan_json(plan), indent=2, default=str) + "\n", flag="--plan-out")
     shown = plan_output(plan)  # views
