@@ -34,9 +34,10 @@ def apply_cmd(
     plan acting on production needs --include-production again. The run is an ordinary run:
     journal, report, evidence, `vmctl resume`.
 
+    The plan comes from, e.g., `vmctl deallocate --tag env=dev --dry-run --plan-out plan.json`.
+
     Example:
 
-        vmctl deallocate --tag env=dev --dry-run --plan-out plan.json   # review, approve
         vmctl apply plan.json --yes --report CHG-1234.md
     """
     import json
