@@ -68,9 +68,10 @@ def test_apply_does_the_approved_work_or_less_never_more(sim: SimHandle, tmp_pat
 def test_drift_is_what_the_fresh_plan_does_beyond_the_approved_one() -> None:
     from dataclasses import replace
 
-    from fakes import make_vm
     from vmctl.planner import Options, build_plan
     from vmctl.safety import plan_drift
+
+    from fakes import make_vm
 
     vms = [make_vm("vm0"), make_vm("vm1"), make_vm("vm2", power="deallocated")]
     approved = build_plan("deallocate", vms, Options())

@@ -161,3 +161,19 @@ def check_hook_env(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
         if n not in out:
             out.append(n)
     return tuple(out)
+
+
+TLS_ENV = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE")
+
+
+def check_tls_env(environ: dict[str, str] | None = None) -> None:
+    """A CA bundle named in the environment must exist: the SDK (requests) otherwise fails every
+    request, sign-in first, with an error that reads like a credential problem."""
+    env = os.environ if environ is None else environ
+    for name in TLS_ENV:
+        value = env.get(name)
+        if value and not (os.path.isfile(value) or os.path.isdir(value)):
+            raise InputError(
+                f"{name} names {value}, which does not exist: no HTTPS request can be verified.",
+                "Point it at a CA bundle (for the simulator, the ca.pem path in its env file; a simulator "
+                f"restart makes a new one), or unset {name} to use the system's CAs.")

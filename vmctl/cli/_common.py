@@ -165,11 +165,16 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         debug = bool(kwargs.get("debug")) or os.environ.get("VMCTL_DEBUG") == "1"
-        if debug:
-            import logging
+        import logging
 
+        if debug:
             logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                                 format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        else:
+            # the SDK logs its own account of a failure (13 lines for a missing credential) before
+            # vmctl's one-sentence error says the same; --debug shows it
+            logging.getLogger("azure").addHandler(logging.NullHandler())
+            logging.getLogger("azure").propagate = False
         try:
             return fn(*args, **kwargs)
         except VmctlError as exc:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, TypeVar
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -105,10 +108,40 @@ def _credential_failure(text: str) -> str:
     return f"Signing in failed: {first}"
 
 
+HTTP_LOG = logging.getLogger("vmctl.http")  # one line per HTTP exchange; `--verbose` shows them
+_RATE_PREFIX = "x-ms-ratelimit-remaining-"
+
+
+def _http_started(request: Any) -> None:
+    request.context["vmctl_started"] = time.monotonic()
+
+
+def _http_line(response: Any) -> None:
+    """`GET /subscriptions/.../virtualMachines -> 200 in 0.12 s, request id ..., left: ...`: method,
+    path (no query), status, time, Azure's request id and the throttle budgets it reported."""
+    if not HTTP_LOG.isEnabledFor(logging.INFO):
+        return
+    try:
+        req, resp = response.http_request, response.http_response
+        started = response.context.get("vmctl_started") if response.context is not None else None
+        took = f" in {time.monotonic() - started:.2f} s" if started else ""
+        headers = {k.lower(): v for k, v in resp.headers.items()}
+        left = ", ".join(f"{k[len(_RATE_PREFIX):]} {v}" for k, v in sorted(headers.items()) if k.startswith(_RATE_PREFIX))
+        path = urlsplit(req.url).path
+        rid = headers.get("x-ms-request-id", "-")
+        HTTP_LOG.info("%s %s -> %s%s, request id %s%s", req.method, path, resp.status_code, took, rid,
+                      f", left: {left}" if left else "")
+    except Exception:  # noqa: BLE001 - a log line must never break a request
+        HTTP_LOG.debug("could not describe an HTTP exchange", exc_info=True)
+
+
 class AzureFleet:
     """FleetClient over the Azure SDK. One ComputeManagementClient per subscription."""
 
     def __init__(self, connection: Connection) -> None:
+        from ..preflight import check_tls_env
+
+        check_tls_env()
         self.connection = connection
         self.credential = DefaultAzureCredential(authority=connection.authority)
         self._clients: dict[str, ComputeManagementClient] = {}
@@ -130,7 +163,8 @@ class AzureFleet:
             if c is None:
                 c = cache[subscription_id] = factory(
                     self.credential, subscription_id, base_url=self.connection.endpoint,
-                    credential_scopes=[self.connection.scope])
+                    credential_scopes=[self.connection.scope], raw_request_hook=_http_started,
+                    raw_response_hook=_http_line)
             return c
 
     def client(self, subscription_id: str) -> ComputeManagementClient:
@@ -249,6 +283,7 @@ class AzureFleet:
         seen: dict[str, str] = {}
 
         def hook(response: Any) -> None:
+            _http_line(response)
             seen.update({k.lower(): v for k, v in response.http_response.headers.items()})
 
         kwargs: dict[str, Any] = {
