@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -111,7 +112,8 @@ def parse_resource_id(text: str) -> VmRef:
     if not m:
         raise InputError(
             f"'{text.strip()}' is not a virtual machine resource ID.",
-            "Expected /subscriptions/<guid>/resourceGroups/<group>/providers/Microsoft.Compute/virtualMachines/<name>.",
+            ("Separate resource IDs with spaces or newlines (as az does), not commas." if "," in text else
+             "Expected /subscriptions/<guid>/resourceGroups/<group>/providers/Microsoft.Compute/virtualMachines/<name>."),
         )
     return VmRef(m.group("sub").lower(), m.group("rg"), m.group("name"))
 
@@ -123,6 +125,37 @@ def split_ids(lines: Iterable[str]) -> list[str]:
         line = line.split("#", 1)[0]
         out.extend(p for p in line.split() if p)
     return out
+
+
+def _json_ids(doc: object, where: str) -> list[str]:
+    if isinstance(doc, str):
+        return [doc]
+    if isinstance(doc, list):
+        return [i for item in doc for i in _json_ids(item, where)]
+    if isinstance(doc, dict):
+        if isinstance(doc.get("id"), str):
+            return [doc["id"]]
+        if "schema" in doc and isinstance(doc.get("data"), list):  # a vmctl -o json envelope
+            return _json_ids(doc["data"], where)
+        if isinstance(doc.get("vm"), dict):  # a vm-show item
+            return _json_ids(doc["vm"], where)
+    raise InputError(f"--ids {where}: a JSON item has no resource ID ({json.dumps(doc)[:80]}).",
+                     "Give IDs one per line, a JSON list of IDs, or JSON objects with an \"id\" (az vm list output).")
+
+
+def ids_from_text(text: str, where: str = "") -> list[str]:
+    """Resource IDs from text: as `az ... -o tsv` prints them (whitespace- or newline-separated,
+    blank lines and # comments ignored) or, as az also accepts, JSON: a list of IDs, objects with an
+    `id` (`az vm list` output), or a vmctl `-o json` document."""
+    head = text.lstrip()[:1]
+    if head in ("[", "{"):
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            pass  # not JSON after all: no resource ID starts with [ or {, so the ID check says what is wrong
+        else:
+            return _json_ids(doc, where or "JSON")
+    return split_ids(text.splitlines())
 
 
 def normalize_location(text: str) -> str:
