@@ -74,3 +74,77 @@ def test_ids_separated_by_commas_is_refused_with_the_fix(sim: SimHandle) -> None
     r = vmctl("restart", "--ids", f"{vm_id('rg-app', 'app-01')},{vm_id('rg-app', 'app-02')}", "--dry-run")
     assert r.exit_code == 2
     assert "not commas" in r.stderr
+
+
+# --------------------------------------------------------------------------- typos and empty selections
+def test_action_with_a_name_that_matches_nothing_exits_2_with_what_was_searched(sim: SimHandle) -> None:
+    r = vmctl("deallocate", "-n", "nosuch", "--yes", "--no-evidence-wait")
+    assert r.exit_code == 2, r.output
+    assert "no VM matches the selection" in r.stderr
+    assert "test-sub-a" in r.stderr and SUB_A in r.stderr and "-n 'nosuch'" in r.stderr
+    assert sim.stats()["writes"] == 0
+
+
+def test_action_with_a_typo_names_the_closest_vm_group_and_location(sim: SimHandle) -> None:
+    r = vmctl("restart", "-n", "ap-02", "--yes")
+    assert r.exit_code == 2 and "closest VM names: app-02" in r.stderr, r.output
+    r = vmctl("restart", "-g", "rg-ap", "--yes")
+    assert r.exit_code == 2 and "Closest groups with VMs: rg-app" in r.stderr, r.output
+    r = vmctl("restart", "--location", "westeurop", "--yes")
+    assert r.exit_code == 2 and "closest locations with VMs: westeurope" in r.stderr, r.output
+    r = vmctl("restart", "-g", "rg-app", "--tag", "env=dve", "--yes")
+    assert r.exit_code == 2 and "closest values of env: dev" in r.stderr, r.output
+    assert sim.stats()["writes"] == 0
+
+
+def test_one_typo_among_several_names_refuses_the_whole_run(sim: SimHandle) -> None:
+    """web-01 exists, web-O2 does not: acting on web-01 alone would leave the other silently out."""
+    r = vmctl("deallocate", "-n", "app-01", "-n", "app-O2", "--yes", "--no-evidence-wait")
+    assert r.exit_code == 2, r.output
+    assert "-n 'app-O2' matches no VM" in r.stderr and "app-02" in r.stderr
+    assert sim.stats()["writes"] == 0
+
+
+def test_filters_that_each_match_but_not_together_say_so(sim: SimHandle) -> None:
+    r = vmctl("restart", "-g", "rg-misc", "-n", "app-01", "--dry-run")
+    assert r.exit_code == 2, r.output
+    assert "no VM matches all of them (-g rg-misc: 6; -n app-01: 1)" in r.stderr
+
+
+def test_action_without_any_selector_is_refused_unless_all(sim: SimHandle) -> None:
+    r = vmctl("restart", "--yes", "--no-evidence-wait")
+    assert r.exit_code == 2, r.output
+    assert "--all" in r.stderr and "no VMs selected" in r.stderr
+    r = vmctl("deallocate", "--exclude-tag", "env=test", "--dry-run")  # an exclusion alone selects everything
+    assert r.exit_code == 2 and "--all" in r.stderr, r.output
+    assert sim.stats()["requests"] == 0  # refused before the first request, not only before the first write
+    r = vmctl("restart", "--all", "-g", "rg-app", "--dry-run")
+    assert r.exit_code == 2 and "cannot be combined" in r.stderr, r.output
+    r = vmctl("restart", "--all", "--dry-run", "-o", "json")
+    assert r.exit_code == 0, r.output
+    names = plan_names(r)
+    assert len(names) == 14 and "app-01" in names and "broken-01" in names  # the whole subscription, planned
+    assert sim.stats()["writes"] == 0
+
+
+def test_list_says_on_stderr_when_a_location_or_name_matches_nothing(sim: SimHandle) -> None:
+    r = vmctl("list", "--location", "westeurop")
+    assert r.exit_code == 0, r.output
+    assert "--location westeurop: no VM is in that location (closest locations with VMs: westeurope)" in r.stderr
+    assert "no VM matches the selection" in r.stderr
+    r = vmctl("list", "-n", "app-01", "-n", "nosuch", "-o", "json")
+    assert r.exit_code == 0, r.output
+    assert [d["name"] for d in json.loads(r.stdout)["data"]] == ["app-01"]
+    assert "-n 'nosuch' matches no VM" in r.stderr
+    r = vmctl("list", "-g", "rg-app", "-n", "app-01")
+    assert r.exit_code == 0 and "note:" not in r.stderr, r.output
+
+
+def test_missing_or_non_executable_hook_is_refused_in_dry_run(sim: SimHandle, tmp_path: Any) -> None:
+    script = tmp_path / "check.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    r = vmctl("restart", "-g", "rg-app", "--pre-hook", str(tmp_path / "drain.sh"), "--dry-run")
+    assert r.exit_code == 2 and "does not exist" in r.stderr, r.output
+    r = vmctl("restart", "-g", "rg-app", "--post-hook", str(script), "--dry-run")
+    assert r.exit_code == 2 and "is not executable" in r.stderr, r.output
+    assert sim.stats()["requests"] == 0

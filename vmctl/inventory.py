@@ -9,6 +9,7 @@ no tag selector; a VM whose status could not be read is planned as unknown, neve
 
 from __future__ import annotations
 
+import difflib
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,7 @@ from .config import Config
 from .errors import InputError, NotFoundError
 from .models import Vm, VmStatus
 from .pacing import Pacer
-from .selection import Selector
+from .selection import SelectionReport, Selector, selection_report
 
 # What a command needs beyond the listings: maintenanceRedeployStatus, update domains.
 Need = Literal["maintenance", "domains"]
@@ -35,6 +36,7 @@ class Inventory:
     subscriptions: dict[str, str]            # id -> display name, in the order asked
     totals: dict[str, int]                   # id -> all VMs in the subscription (before selection)
     set_sizes: dict[str, int] = field(default_factory=dict)  # availability set key -> all its VMs
+    selection: SelectionReport | None = None  # what was searched; values that matched no VM, with the closest names
 
 
 def resolve_subscriptions(flags: Iterable[str], env_value: str | None, config: Config,
@@ -79,12 +81,13 @@ def load_inventory(client: FleetClient, subscriptions: list[str], selector: Sele
     everything = [replace(vm, production=config.is_production(vm)) for _, _, vms in results for vm in vms]
     selected = sorted((vm for vm in everything if selector.matches(vm)), key=sort_key)
     _check_named_targets(client, selector, subscriptions, everything)
+    report = selection_report(selector, everything, names, len(selected))
     selected = complete(client, selected, set(needs), pacer or Pacer())
     sizes: dict[str, int] = {}
     for vm in everything:
         if vm.availability_set:
             sizes[set_key(vm)] = sizes.get(set_key(vm), 0) + 1
-    return Inventory(tuple(selected), names, totals, sizes)
+    return Inventory(tuple(selected), names, totals, sizes, report)
 
 
 def _wants_view(vm: Vm, needs: set[Need]) -> bool:
@@ -190,8 +193,11 @@ def _check_named_targets(client: FleetClient, selector: Selector, subscriptions:
         if g.lower() in groups_with_vms:
             continue
         if not any(client.resource_group_exists(sub, g) for sub in subscriptions):
+            near = difflib.get_close_matches(g.lower(), sorted(groups_with_vms), n=3, cutoff=0.6)
+            spelled = {vm.resource_group.lower(): vm.resource_group for vm in everything}
             raise NotFoundError(f"Resource group '{g}' was not found in subscription {', '.join(subscriptions)}.",
-                                "Check the name (`az group list -o table`) or the --subscription.")
+                                (f"Closest groups with VMs: {', '.join(spelled[n] for n in near)}. " if near else "")
+                                + "Check the name (`az group list -o table`) or the --subscription.")
 
 
 class SubscriptionCount(TypedDict):

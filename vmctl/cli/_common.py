@@ -67,6 +67,10 @@ PowerStates = Annotated[list[str], typer.Option(
     "--power-state", metavar="STATE", help="running, stopped, deallocated, starting, stopping, deallocating (repeatable).")]
 IncludeProduction = Annotated[bool, typer.Option(
     "--include-production", help="Let action commands target production VMs (they are excluded by default).")]
+AllVms = Annotated[bool, typer.Option(
+    "--all", help="Act on every VM of the subscriptions: an action command with no -g, -n, --ids, --tag, "
+                  "--location or --power-state is refused without it. Production stays excluded unless "
+                  "--include-production.")]
 
 
 def spread_ids(args: list[str]) -> list[str]:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # annotations only: the CLI imports the core lazily so that -
     from ..report import Report
 
 from ._common import (
+    AllVms,
     ArmEndpoint,
     Cloud,
     Common,
@@ -147,7 +148,7 @@ def run_action(
     hook_timeout: float, hook_env: tuple[str, ...] = (), keep_allocation: bool = False, skip_shutdown: bool = False,
     hibernate: bool = False,
     hibernate_fallback: str = "fail", wave_by: str = "update-domain", pause: float = 300.0,
-    evidence_wait: float = 600.0,
+    evidence_wait: float = 600.0, all_vms: bool = False,
 ) -> None:
     from ..cloud import make_client
     from ..errors import REFUSED, GuardRefusal, InputError
@@ -157,10 +158,11 @@ def run_action(
     from ..planner import build_plan, plan_json
     from ..render import emit
     from ..safety import STOP_BILLED, confirm, stop_or_deallocate
+    from ..selection import require_match
     from ..views import plan_output
     from .inventory import _setup
 
-    ctx = _setup(common, **sel)
+    ctx = _setup(common, all_vms=all_vms, **sel)
     cfg, fmt, selector, subs, connection = ctx.config, ctx.fmt, ctx.selector, ctx.subscriptions, ctx.connection
     if hibernate_fallback != "fail" and hibernate_fallback != "deallocate":
         raise InputError(f"--hibernate-fallback '{hibernate_fallback}' is not fail or deallocate.")
@@ -214,6 +216,8 @@ def run_action(
     pacer = make_pacer(cfg)
     needs: tuple[Need, ...] = ("maintenance", "domains") if verb == "maintenance start" else ()
     inv = load_inventory(client, subs, selector, cfg, parallel=cfg.parallel, needs=needs, pacer=pacer)  # before
+    if inv.selection is not None:
+        require_match(inv.selection, len(inv.vms))
     plan = build_plan(verb, list(inv.vms), opts, totals=inv.totals, set_sizes=inv.set_sizes)
     if stop_refused:
         plan = replace(plan, refusals=plan.refusals + (STOP_BILLED.rstrip("."),))
@@ -336,7 +340,7 @@ def _sel(resource_group: list[str], name: list[str], ids: list[str], tag: list[s
 def _action_options(
     resource_group: Groups = [], name: Names = [], ids: Ids = [], tag: Tags = [], exclude_tag: ExcludeTags = [],
     location: Locations = [], power_state: PowerStates = [], include_production: IncludeProduction = False,
-    dry_run: DryRun = False, yes: Yes = False, plan_out: PlanOut = None, journal: JournalPath = None,
+    all_vms: AllVms = False, dry_run: DryRun = False, yes: Yes = False, plan_out: PlanOut = None, journal: JournalPath = None,
     report: ReportPath = None, ticket: Ticket = None, max_targets: MaxTargets = None, max_percent: MaxPercent = None,
     parallel: Parallel = None, timeout: Timeout = 3600.0, pre_hook: PreHook = None, post_hook: PostHook = None,
     hook_timeout: HookTimeout = 300.0, hook_env: HookEnv = [], evidence_wait: EvidenceWait = "10m",
@@ -365,7 +369,8 @@ def action_command(verb: str, doc: str, extras: Callable[..., RunExtras] | None 
             report_path=kw["report"], ticket=kw["ticket"], max_targets=kw["max_targets"],
             max_percent=kw["max_percent"], parallel=kw["parallel"], timeout=kw["timeout"], pre_hook=kw["pre_hook"],
             post_hook=kw["post_hook"], hook_timeout=kw["hook_timeout"], hook_env=tuple(kw["hook_env"]),
-            evidence_wait=evidence_seconds(kw["evidence_wait"], kw["no_evidence_wait"]), **more)
+            evidence_wait=evidence_seconds(kw["evidence_wait"], kw["no_evidence_wait"]), all_vms=kw["all_vms"],
+            **more)
 
     cmd.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
     cmd.__doc__ = doc
