@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from typer.testing import CliRunner
 
-from conftest import SUB_A, SimHandle
+from conftest import SUB_A, SUB_B, SimHandle
 from vmctl.cli import app
 from vmctl.cli._common import spread_ids
 from vmctl.selection import ids_from_text
@@ -148,3 +148,34 @@ def test_missing_or_non_executable_hook_is_refused_in_dry_run(sim: SimHandle, tm
     r = vmctl("restart", "-g", "rg-app", "--post-hook", str(script), "--dry-run")
     assert r.exit_code == 2 and "is not executable" in r.stderr, r.output
     assert sim.stats()["requests"] == 0
+
+
+# --------------------------------------------------------------------------- subscription names
+def test_subscription_names_are_accepted_wherever_ids_are(sim: SimHandle) -> None:
+    r = vmctl("list", "-s", "test-sub-b", "-o", "json")
+    assert r.exit_code == 0, r.output
+    assert {d["subscriptionId"] for d in json.loads(r.stdout)["data"]} == {SUB_B}
+    r = vmctl("restart", "-s", "TEST-SUB-A", "-s", SUB_B, "-n", "app-01", "-n", "b-1", "--dry-run", "-o", "json")
+    assert r.exit_code == 0, r.output  # case-insensitive, as az account set -s; names and ids mixed
+    assert plan_names(r) == ["app-01", "b-1"]
+    r = vmctl("show", "-s", "test-sub-b", "-g", "rg-b", "b-2", "-o", "json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["data"][0]["vm"]["subscriptionId"] == SUB_B
+
+
+def test_unknown_subscription_name_exits_2_with_the_closest_names(sim: SimHandle) -> None:
+    r = vmctl("deallocate", "-s", "test-sub-c", "-g", "rg-b", "--yes")
+    assert r.exit_code == 2, r.output
+    assert "subscription 'test-sub-c'" in r.stderr and "closest: test-sub-b, test-sub-a" in r.stderr
+    assert sim.stats()["writes"] == 0
+
+
+def test_ambiguous_subscription_name_is_refused_listing_the_matches(make_sim: Make) -> None:
+    vm = {"name": "rg", "vms": [{"name": "x-1"}]}
+    sim = make_sim({"subscriptions": [{"id": SUB_A, "name": "shared", "resource_groups": [vm]},
+                                      {"id": SUB_B, "name": "Shared", "resource_groups": [vm]}]})
+    r = vmctl("restart", "-s", "shared", "-n", "x-1", "--dry-run")
+    assert r.exit_code == 2, r.output
+    assert "matches 2 subscriptions" in r.stderr and SUB_A in r.stderr and SUB_B in r.stderr
+    assert "Give the subscription ID" in r.stderr
+    assert sim.stats()["writes"] == 0

@@ -37,7 +37,8 @@ class SelectionArgs(TypedDict):
 
 # ---------------------------------------------------------------- connection and output
 Subscriptions = Annotated[list[str], typer.Option(
-    "--subscription", "-s", metavar="ID", help="Subscription ID (repeatable). Default: AZURE_SUBSCRIPTION_ID, then the config file.")]
+    "--subscription", "-s", metavar="ID|NAME",
+    help="Subscription ID or name (repeatable). Default: AZURE_SUBSCRIPTION_ID, then the config file.")]
 Cloud = Annotated[Optional[str], typer.Option(
     "--cloud", metavar="NAME", help="AzureCloud (default), AzureUSGovernment or AzureChinaCloud: picks ARM endpoint, token scope, authority.")]
 ArmEndpoint = Annotated[Optional[str], typer.Option(

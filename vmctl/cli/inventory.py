@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Callable, Optional
 
 import typer
 
 if TYPE_CHECKING:
+    from ..cloud import Connection
     from ..inventory import Inventory
 
 from ._common import (
@@ -56,9 +57,21 @@ def _setup(common: Common, *, groups: list[str], names: list[str], ids: list[str
         tag_values_case_sensitive=config.tag_values_case_sensitive)
     if all_vms is not None:
         check_scope(selector, all_vms)
-    subs = resolve_subscriptions(common.subscriptions, os.environ.get("AZURE_SUBSCRIPTION_ID"), config, selector)
     connection = connection_for(common, config)
+    subs = resolve_subscriptions(common.subscriptions, os.environ.get("AZURE_SUBSCRIPTION_ID"), config, selector,
+                                 lister=subscription_lister(connection))
     return CommandContext(config, fmt, selector, subs, connection)
+
+
+def subscription_lister(connection: Connection) -> Callable[[], list[tuple[str, str]]]:
+    """Names given for subscriptions are looked up through GET /subscriptions, only when one is."""
+
+    def lister() -> list[tuple[str, str]]:
+        from ..cloud import make_client
+
+        return make_client(connection).list_subscriptions()
+
+    return lister
 
 
 @handle_errors
@@ -144,11 +157,12 @@ def show_cmd(
         raise InputError(f"VM '{by_name[0]}' is given by name without --resource-group.",
                          "Add -g GROUP, or give the full resource ID.")
     default_sub = None
+    connection = connection_for(common, cfg)
     if by_name:
-        default_sub = resolve_subscriptions(common.subscriptions, os.environ.get("AZURE_SUBSCRIPTION_ID"), cfg)[0]
+        default_sub = resolve_subscriptions(common.subscriptions, os.environ.get("AZURE_SUBSCRIPTION_ID"), cfg,
+                                            lister=subscription_lister(connection))[0]
     for v in vms:
         refs.append(parse_resource_id(v) if v.startswith("/") else VmRef(default_sub or "", resource_group or "", v))
-    connection = connection_for(common, cfg)
     client = make_client(connection)
     names: dict[str, str] = {}
     shown = []
