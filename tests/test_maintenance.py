@@ -194,7 +194,7 @@ def test_interrupted_mid_wave_then_resume_continues_at_the_first_unfinished_wave
     assert len(done) == 4                          # waves 1 and 2 (UD0, UD1) finished; wave 3 never started
     assert [r["wave"] for r in records if r["type"] == "wave-start"] == [1, 2]
     assert posts(msim) == 4
-    resume = subprocess.run([sys.executable, "-m", "vmctl", "resume", str(journal), "-o", "json"], env=env,
+    resume = subprocess.run([sys.executable, "-m", "vmctl", "resume", str(journal), "--yes", "-o", "json"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert resume.returncode == 0, resume.stderr
     rep = json.loads(resume.stdout)["data"]

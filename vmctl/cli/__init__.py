@@ -6,7 +6,7 @@ import typer
 from typer.core import TyperGroup
 
 from .. import __version__
-from . import actions, evidence, inventory, maintenance, sim
+from . import actions, evidence, inventory, maintenance, runs, sim
 from ._common import spread_ids
 
 
@@ -42,8 +42,9 @@ app.command("start")(actions.start_cmd)
 app.command("restart")(actions.restart_cmd)
 app.add_typer(maintenance.app, name="maintenance")
 app.command("evidence")(evidence.evidence_cmd)
-app.command("resume")(actions.resume_cmd)
-app.command("report")(actions.report_cmd)
+app.command("resume")(runs.resume_cmd)
+app.command("report")(runs.report_cmd)
+app.command("runs")(runs.runs_cmd)
 
 
 def _version(value: bool) -> None:

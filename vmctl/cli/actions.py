@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # annotations only: the CLI imports the core lazily so that -
     from ..journal import Record
     from ..models import Outcome, Plan, Step
     from ..pacing import Pacer
+    from ..render import Output
     from ..report import Report
 
 from ._common import (
@@ -295,15 +296,21 @@ def _execute(client: FleetClient, plan: Plan, cfg: Config, fmt: str, common: Com
             r()
         for p in progress:
             p.close()
-    _show_report(build(result.records), fmt, common.query, report_path)
+    _show_report(build(result.records), fmt, common.query, report_path, journal=result.path)
 
 
 def _show_report(rep: Report, fmt: str, query: str | None, report_path: Path | None,
-                 exit_with_run: bool = True) -> None:
+                 exit_with_run: bool = True, journal: Path | None = None) -> None:
+    """Write --report and show the report; `journal` is named in its hints (what to run next)."""
     from ..journal import write_private
     from ..render import emit, envelope
-    from ..views import report_markdown as markdown
-    from ..views import report_output as output
+    from ..views import report_markdown, report_output
+
+    def output(rep: Report) -> Output:
+        return report_output(rep, str(journal) if journal else None)
+
+    def markdown(rep: Report) -> str:
+        return report_markdown(rep, str(journal) if journal else None)
 
     if report_path:
         if report_path.suffix.lower() == ".json":
@@ -422,89 +429,3 @@ restart_cmd = action_command("restart", """Restart running VMs (the guest reboot
 
         vmctl restart -n 'web-*' --pre-hook ./drain.sh --post-hook ./healthcheck.sh --parallel 2 --yes
     """)
-
-
-@handle_errors
-def resume_cmd(
-    journal: Annotated[Path, typer.Argument(metavar="JOURNAL", help="The run journal (JSONL) of an interrupted run.")],
-    report: ReportPath = None, output: OutputFormat = None, query: Query = None, config: ConfigPath = None,
-    cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, evidence_wait: EvidenceWait = "10m",
-    no_evidence_wait: NoEvidenceWait = False, debug: Debug = False,
-) -> None:
-    """Continue an interrupted run: re-read current state, never repeat a completed step.
-
-    Example:
-
-        vmctl resume ~/.local/state/vmctl/runs/20261122T101500Z-1a2b3c.jsonl
-    """
-    from .. import journal as jr
-    from .. import preflight
-    from ..cloud import make_client
-    from ..config import load_config
-    from ..journal import iter_type
-    from ..planner import plan_from_json
-    from ._common import connection_for, resolve_output
-
-    cfg = load_config(config)
-    fmt = resolve_output(output, cfg.output)
-    preflight.check_query(query)
-    preflight.check_writable(report, "--report")
-    records = jr.read(journal)
-    plan = plan_from_json(next(iter_type(records, "plan"))["plan"])
-    common = Common([], cloud, arm_endpoint, config, output, query, debug)
-    client = make_client(connection_for(common, cfg))
-    _execute(client, plan, cfg, fmt, common, journal, report, resume_records=records,
-             evidence_wait=evidence_seconds(evidence_wait, no_evidence_wait))
-
-
-@handle_errors
-def report_cmd(
-    journal: Annotated[Path, typer.Argument(metavar="JOURNAL", help="A run journal (JSONL).")],
-    report: ReportPath = None,
-    bundle: Annotated[Optional[Path], typer.Option("--bundle", metavar="DIR", help="Write plan.json, journal.jsonl, report.md, report.json, evidence.json and SHA256SUMS into DIR.")] = None,
-    output: OutputFormat = None, query: Query = None, debug: Debug = False,
-) -> None:
-    """Re-render any past run from its journal (no request is sent).
-
-    Example:
-
-        vmctl report ~/.local/state/vmctl/runs/20261122T101500Z-1a2b3c.jsonl -o markdown
-    """
-    from .. import journal as jr
-    from .. import preflight
-    from ..report import build
-    from ._common import resolve_output
-
-    fmt = resolve_output(output, None)
-    preflight.check_query(query)
-    preflight.check_writable(report, "--report")
-    preflight.check_bundle_dir(bundle)
-    records = jr.read(journal)
-    rep = build(records)
-    if bundle is not None:
-        write_bundle(bundle, journal, records, rep)
-    # re-rendering succeeds (exit 0) whatever the run's own exit code was; the data carries it
-    _show_report(rep, fmt, query, report, exit_with_run=False)
-
-
-def write_bundle(directory: Path, journal: Path, records: list[Record], rep: Report) -> None:
-    """The attachment for a change ticket, verifiable later with `sha256sum -c SHA256SUMS`."""
-    from ..evidence import collected
-    from ..journal import iter_type
-    from ..render import envelope
-    from ..run import write_bundle as bundle
-    from ..views import report_markdown as markdown
-    from ..views import report_output as output
-
-    plan = next(iter_type(records, "plan"))["plan"]
-    files = {
-        "plan.json": json.dumps(plan, indent=2, default=str) + "\n",
-        "report.md": markdown(rep),
-        "report.json": json.dumps(envelope(output(rep)), indent=2, default=str) + "\n",
-        "evidence.json": json.dumps({"runId": rep["runId"], "events": collected(records),
-                                     "missing": [e.get("correlationId") for v in rep["vms"]
-                                                 if (e := v["evidence"]) and not e["complete"]]},
-                                    indent=2, default=str) + "\n",
-    }
-    names = bundle(directory, journal, files)
-    print(f"bundle: {directory} ({', '.join(n for n in names)}, SHA256SUMS)", file=sys.stderr)
