@@ -91,7 +91,7 @@ def journal_phases(path: Path) -> dict[str, float]:
 
 def run_vmctl(sim: SimProcess, n: int, parallel: int | None, workdir: Path, label: str) -> dict[str, Any]:
     journal = workdir / f"{label}.jsonl"
-    cmd = [sys.executable, "-m", "vmctl", "deallocate", "--yes", "--max-targets", str(n), "-o", "json",
+    cmd = [sys.executable, "-m", "vmctl", "deallocate", "--all", "--yes", "--max-targets", str(n), "-o", "json",
            "--journal", str(journal)]
     if parallel:
         cmd += ["--parallel", str(parallel)]

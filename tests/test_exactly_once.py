@@ -174,7 +174,7 @@ def test_killed_between_request_and_answer_then_resume_sends_nothing_twice(
         proc.wait(timeout=10)
     assert not [x for x in records(journal) if x["type"] in ("accepted", "outcome")]  # killed in between
     sim.control("DELETE", "/_sim/faults")
-    r = vmctl("resume", journal, "--no-evidence-wait", "-o", "json", "--config", cfg)
+    r = vmctl("resume", journal, "--yes", "--no-evidence-wait", "-o", "json", "--config", cfg)
     assert r.exit_code == 0, r.output
     assert [v["outcome"] for v in json.loads(r.stdout)["data"]["vms"]] == ["succeeded"] * 3
     assert started(sim) == 3  # resume sent nothing again
@@ -280,7 +280,7 @@ def test_resume_skips_a_vm_that_no_longer_exists_with_a_truthful_outcome(
     journal.write_text(json.dumps({"ts": "2026-11-23T00:00:00Z", "type": "run", "runId": plan["runId"]}) + "\n"
                        + json.dumps({"ts": "2026-11-23T00:00:00Z", "type": "plan", "plan": plan}) + "\n",
                        encoding="utf-8")
-    r = vmctl("resume", journal, "--no-evidence-wait", "-o", "json", "--config", cfg)
+    r = vmctl("resume", journal, "--yes", "--no-evidence-wait", "-o", "json", "--config", cfg)
     vms = {v["name"]: v for v in json.loads(r.stdout)["data"]["vms"]}
     assert vms["vm-00"]["outcome"] == "succeeded"
     assert vms["vm-99"]["outcome"] == "skipped" and "no longer exists" in vms["vm-99"]["reason"]

@@ -69,9 +69,34 @@ def test_vm_show_envelope_snapshot(sim: SimHandle) -> None:
     assert "statuses" in doc["data"][0]["instanceView"]
 
 
+RUN_KEYS = ["runId", "startedAt", "endedAt", "verb", "action", "ticket", "command", "user", "host", "vms",
+            "summary", "exitCode", "state", "resumed", "journal", "error"]
+RESUME_KEYS = ["runId", "verb", "action", "journal", "steps"]
+RESUME_STEP_KEYS = ["index", "subscriptionId", "resourceGroup", "name", "id", "production", "action", "resume",
+                    "reason", "correlationId"]
+RESUME_SUMMARY_KEYS = ["finished", "send", "watch", "resend", "found-done", "failed", "unknown", "gone"]
+
+
+def test_runs_and_resume_plan_envelopes(sim: SimHandle) -> None:
+    r = CliRunner().invoke(app, ["restart", "-n", "app-01", "--yes", "--no-evidence-wait"])
+    assert r.exit_code == 0, r.output
+    doc = run("runs", "-o", "json")
+    assert list(doc) == ENVELOPE_KEYS and doc["kind"] == "runs"
+    (item,) = doc["data"]
+    assert list(item) == RUN_KEYS
+    assert item["state"] == "finished" and item["exitCode"] == 0 and item["verb"] == "restart"
+    assert list(item["summary"]) == ["succeeded", "failed", "preempted", "unknown", "skipped", "cancelled",
+                                     "in-flight", "pending", "leftStoppedButBilled"]
+    assert list(doc["summary"]) == ["runs", "total"]
+    plan = run("resume", item["journal"], "--dry-run", "-o", "json")
+    assert list(plan) == ENVELOPE_KEYS and plan["kind"] == "resume-plan"
+    assert list(plan["data"]) == RESUME_KEYS and plan["data"]["steps"] == []
+    assert list(plan["summary"]) == RESUME_SUMMARY_KEYS and plan["summary"]["finished"] == 1
+
+
 def test_docs_describe_every_key() -> None:
     text = (DOCS / "json-output.md").read_text()
-    for key in ENVELOPE_KEYS + VM_KEYS + MAINT_KEYS:
+    for key in ENVELOPE_KEYS + VM_KEYS + MAINT_KEYS + RUN_KEYS + RESUME_KEYS + RESUME_STEP_KEYS + RESUME_SUMMARY_KEYS:
         assert f"`{key}`" in text, key
 
 

@@ -96,7 +96,7 @@ def test_status_most_urgent_first_with_summary(msim: SimHandle) -> None:
 def test_dry_run_shows_waves_and_preflight_skips_without_a_request(msim: SimHandle, tmp_path: Path) -> None:
     msim.reset("stats")
     plan_file = tmp_path / "plan.json"
-    r = vmctl("maintenance", "start", "--parallel", "4", "--dry-run", "--plan-out", str(plan_file))
+    r = vmctl("maintenance", "start", "--all", "--parallel", "4", "--dry-run", "--plan-out", str(plan_file))
     assert r.exit_code == 0, r.output
     assert msim.stats()["writes"] == 0
     plan = json.loads(plan_file.read_text())
@@ -111,7 +111,7 @@ def test_dry_run_shows_waves_and_preflight_skips_without_a_request(msim: SimHand
 
 def test_start_runs_waves_and_records_results(msim: SimHandle) -> None:
     msim.reset("stats")
-    r = vmctl("maintenance", "start", "--pause", "0", "--parallel", "4", "--yes", "-o", "json")
+    r = vmctl("maintenance", "start", "--all", "--pause", "0", "--parallel", "4", "--yes", "-o", "json")
     assert r.exit_code == 0, r.output
     rep = json.loads(r.stdout)["data"]
     vms = {v["name"]: v for v in rep["vms"]}
@@ -194,7 +194,7 @@ def test_interrupted_mid_wave_then_resume_continues_at_the_first_unfinished_wave
     assert len(done) == 4                          # waves 1 and 2 (UD0, UD1) finished; wave 3 never started
     assert [r["wave"] for r in records if r["type"] == "wave-start"] == [1, 2]
     assert posts(msim) == 4
-    resume = subprocess.run([sys.executable, "-m", "vmctl", "resume", str(journal), "-o", "json"], env=env,
+    resume = subprocess.run([sys.executable, "-m", "vmctl", "resume", str(journal), "--yes", "-o", "json"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert resume.returncode == 0, resume.stderr
     rep = json.loads(resume.stdout)["data"]
@@ -228,7 +228,7 @@ def test_status_and_plan_find_the_same_maintenance_whether_or_not_the_listing_ca
         sim.reset("stats")
         status = vmctl("maintenance", "status", "-o", "json")
         assert status.exit_code == 0, status.output
-        plan = vmctl("maintenance", "start", "--dry-run", "-o", "json")
+        plan = vmctl("maintenance", "start", "--all", "--dry-run", "-o", "json")
         assert plan.exit_code == 0, plan.output
         views = sim.stats()["by_operation"].get("virtualMachines.instanceView", 0)
         steps = json.loads(plan.stdout)["data"]["steps"]

@@ -229,7 +229,7 @@ def _one_outcome_per_step(recs: list[dict[str, Any]], n: int) -> dict[int, dict[
 
 def _resume_finishes(sim: SimHandle, journal: Path, n: int, tmp_path: Path) -> None:
     """`vmctl resume` ends every VM deallocated without repeating a step; the report says all succeeded."""
-    r = vmctl("resume", journal, "-o", "json", "--config", config_file(tmp_path))
+    r = vmctl("resume", journal, "--yes", "-o", "json", "--config", config_file(tmp_path))
     assert r.exit_code == 0, r.output
     rep = json.loads(r.stdout)["data"]
     assert [v["outcome"] for v in rep["vms"]] == ["succeeded"] * n
@@ -327,7 +327,7 @@ def test_resume_does_not_resend_an_operation_that_failed_while_abandoned(
         r = vmctl("list", "-g", "rg-t", "-o", "json")
         return all(v["provisioningState"].lower() != "updating" for v in json.loads(r.stdout)["data"])
     poll_until(settled, timeout=15, interval=0.2)
-    r = vmctl("resume", journal, "-o", "json", "--config", config_file(tmp_path))
+    r = vmctl("resume", journal, "--yes", "-o", "json", "--config", config_file(tmp_path))
     assert r.exit_code == 3, r.output
     vms = by_name(json.loads(r.stdout)["data"])
     assert vms["vm-00"]["outcome"] == "failed" and "AllocationFailed" in vms["vm-00"]["reason"]

@@ -64,10 +64,10 @@ def test_two_resumes_of_one_journal_the_second_refuses_and_each_vm_gets_one_oper
     poll_until(lambda: count(journal, "accepted") == 2, timeout=30)
     run.send_signal(signal.SIGKILL)  # its locks are left behind, held by a dead process
     run.communicate(timeout=10)
-    first = spawn("resume", journal, "--no-evidence-wait", "--config", cfg)
+    first = spawn("resume", journal, "--yes", "--no-evidence-wait", "--config", cfg)
     try:
         poll_until(lambda: count(journal, "resume") == 1, timeout=30)
-        r = vmctl("resume", journal, "--no-evidence-wait", "--config", cfg)
+        r = vmctl("resume", journal, "--yes", "--no-evidence-wait", "--config", cfg)
         assert r.exit_code == 4, r.output
         assert "another vmctl run holds 2 of the 2 VMs" in r.stderr
     finally:

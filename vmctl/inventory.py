@@ -9,17 +9,18 @@ no tag selector; a VM whose status could not be read is planned as unknown, neve
 
 from __future__ import annotations
 
+import difflib
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Literal, NotRequired, TypedDict
+from typing import Callable, Iterable, Literal, NotRequired, TypedDict
 
 from .cloud import FleetClient, ThrottledError
 from .config import Config
 from .errors import InputError, NotFoundError
 from .models import Vm, VmStatus
 from .pacing import Pacer
-from .selection import Selector
+from .selection import SelectionReport, Selector, selection_report
 
 # What a command needs beyond the listings: maintenanceRedeployStatus, update domains.
 Need = Literal["maintenance", "domains"]
@@ -35,11 +36,17 @@ class Inventory:
     subscriptions: dict[str, str]            # id -> display name, in the order asked
     totals: dict[str, int]                   # id -> all VMs in the subscription (before selection)
     set_sizes: dict[str, int] = field(default_factory=dict)  # availability set key -> all its VMs
+    selection: SelectionReport | None = None  # what was searched; values that matched no VM, with the closest names
+
+
+SubscriptionLister = Callable[[], list[tuple[str, str]]]  # (id, display name) of every visible subscription
 
 
 def resolve_subscriptions(flags: Iterable[str], env_value: str | None, config: Config,
-                          selector: Selector | None = None) -> list[str]:
-    """--subscription (repeatable) > AZURE_SUBSCRIPTION_ID > config; --ids add their own."""
+                          selector: Selector | None = None, lister: SubscriptionLister | None = None) -> list[str]:
+    """--subscription (repeatable) > AZURE_SUBSCRIPTION_ID > config; --ids add their own. Each an ID
+    or a name; names are looked up (case-insensitively, as az does) with `lister`, called at most
+    once and only when a name was given."""
     subs = [s.strip() for s in flags if s.strip()]
     if not subs and selector is not None and selector.ids:
         subs = list(selector.subscriptions_from_ids)
@@ -49,10 +56,14 @@ def resolve_subscriptions(flags: Iterable[str], env_value: str | None, config: C
         subs = list(config.subscriptions)
     if not subs:
         raise InputError("No subscription given.",
-                         "Pass --subscription ID, set AZURE_SUBSCRIPTION_ID, or list subscriptions in the config file.")
-    for s in subs:
-        if not _GUID.match(s):
-            raise InputError(f"'{s}' is not a subscription ID.", "A subscription ID is a GUID; `az account list -o table` shows yours.")
+                         "Pass --subscription ID or NAME, set AZURE_SUBSCRIPTION_ID, or list subscriptions in the config file.")
+    if any(not _GUID.match(s) for s in subs):
+        if lister is None:
+            bad = next(s for s in subs if not _GUID.match(s))
+            raise InputError(f"'{bad}' is not a subscription ID.",
+                             "A subscription ID is a GUID; `az account list -o table` shows yours.")
+        visible = lister()
+        subs = [s if _GUID.match(s) else subscription_by_name(s, visible) for s in subs]
     subs = list(dict.fromkeys(s.lower() for s in subs))
     if selector is not None:
         for ref in selector.ids:
@@ -60,6 +71,30 @@ def resolve_subscriptions(flags: Iterable[str], env_value: str | None, config: C
                 raise InputError(f"--ids names subscription {ref.subscription_id}, which is not among --subscription {', '.join(subs)}.",
                                  "Drop --subscription, or add that subscription to it.")
     return subs
+
+
+def subscription_by_name(name: str, visible: list[tuple[str, str]]) -> str:
+    """The ID of the one visible subscription called `name` (case-insensitive, as `az account set -s`);
+    none or several is an InputError (exit 2) naming the closest names or the matches."""
+    hits = [(sid, n) for sid, n in visible if n.lower() == name.lower()]
+    if len(hits) == 1:
+        return hits[0][0]
+    if hits:
+        raise InputError(f"subscription name '{name}' matches {len(hits)} subscriptions: "
+                         + ", ".join(f"{n} ({sid})" for sid, n in hits) + ".",
+                         "Give the subscription ID instead of the name.")
+    names = sorted({n for _, n in visible if n}, key=str.lower)
+    near = difflib.get_close_matches(name.lower(), [n.lower() for n in names], n=3, cutoff=0.6)
+    spelled = {n.lower(): n for n in names}
+    if near:
+        listing = "closest: " + ", ".join(spelled[n] for n in near)
+    elif names:
+        listing = "visible: " + ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+    else:
+        listing = "this identity can see no subscription"
+    raise NotFoundError(f"subscription '{name}' is not the name or ID of any subscription this identity can see "
+                        f"({listing}).",
+                        "Give a subscription ID or its exact name; `az account list -o table` lists both.")
 
 
 def sort_key(vm: Vm) -> tuple[str, str, str]:
@@ -79,12 +114,13 @@ def load_inventory(client: FleetClient, subscriptions: list[str], selector: Sele
     everything = [replace(vm, production=config.is_production(vm)) for _, _, vms in results for vm in vms]
     selected = sorted((vm for vm in everything if selector.matches(vm)), key=sort_key)
     _check_named_targets(client, selector, subscriptions, everything)
+    report = selection_report(selector, everything, names, len(selected))
     selected = complete(client, selected, set(needs), pacer or Pacer())
     sizes: dict[str, int] = {}
     for vm in everything:
         if vm.availability_set:
             sizes[set_key(vm)] = sizes.get(set_key(vm), 0) + 1
-    return Inventory(tuple(selected), names, totals, sizes)
+    return Inventory(tuple(selected), names, totals, sizes, report)
 
 
 def _wants_view(vm: Vm, needs: set[Need]) -> bool:
@@ -190,8 +226,11 @@ def _check_named_targets(client: FleetClient, selector: Selector, subscriptions:
         if g.lower() in groups_with_vms:
             continue
         if not any(client.resource_group_exists(sub, g) for sub in subscriptions):
+            near = difflib.get_close_matches(g.lower(), sorted(groups_with_vms), n=3, cutoff=0.6)
+            spelled = {vm.resource_group.lower(): vm.resource_group for vm in everything}
             raise NotFoundError(f"Resource group '{g}' was not found in subscription {', '.join(subscriptions)}.",
-                                "Check the name (`az group list -o table`) or the --subscription.")
+                                (f"Closest groups with VMs: {', '.join(spelled[n] for n in near)}. " if near else "")
+                                + "Check the name (`az group list -o table`) or the --subscription.")
 
 
 class SubscriptionCount(TypedDict):

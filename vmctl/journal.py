@@ -102,6 +102,29 @@ def default_path(run_id: str) -> Path:
     return state_dir() / f"{run_id}.jsonl"
 
 
+def journals() -> list[Path]:
+    """The run journals (`*.jsonl`) in the state directory, newest first by the start time in their
+    run record (microseconds: two runs may start in one second); files that are not journals last."""
+    d = state_dir()
+    try:
+        found = [p for p in d.iterdir() if p.suffix == ".jsonl" and p.is_file()]
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise InputError(f"cannot read the state directory {d}: {exc.strerror}.",
+                         "Check its permissions (XDG_STATE_HOME sets where it is).") from exc
+
+    def started(p: Path) -> str:
+        try:
+            with open(p, "rb") as fh:
+                head = json.loads(fh.readline(FIRST_LINE_MAX).decode("utf-8"))
+            return str(head.get("ts") or "") if isinstance(head, dict) and head.get("type") == "run" else ""
+        except (OSError, ValueError):
+            return ""
+
+    return sorted(found, key=lambda p: (started(p), p.name), reverse=True)  # unreadable ones last
+
+
 def now_iso() -> str:
     return stamp()
 

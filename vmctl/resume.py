@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Callable
+from typing import Callable, Literal
 
 from .cloud import FleetClient
 from .errors import NotFoundError
@@ -33,6 +33,35 @@ class ResumeTargets:
     resumed: dict[int, Resumed]     # steps to watch instead of sending
 
 
+# What a resume does with one unfinished step: send it (never sent), watch it (it was accepted, or
+# it landed), resend it (proven never to have landed), or settle it now without a request.
+Verdict = Literal["send", "watch", "resend", "found-done", "failed", "unknown", "gone"]
+MAY_WRITE: tuple[Verdict, ...] = ("send", "resend", "watch", "unknown")  # a resume may send a request for these
+VERDICT_OUTCOME: dict[Verdict, str] = {"found-done": "succeeded", "failed": "failed", "unknown": "unknown",
+                                       "gone": "skipped"}
+
+
+@dataclass(frozen=True)
+class ResumeStep:
+    step: Step
+    verdict: Verdict
+    reason: str
+    correlation_id: str | None = None
+    resumed: Resumed | None = None   # for "watch": what to watch
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What a resume of a journal will do, decided from the journal and current state, with no
+    write anywhere (the journal included): `vmctl resume` shows it, `--dry-run` stops there."""
+
+    finished: tuple[int, ...]         # steps that already have a final outcome: never touched again
+    steps: tuple[ResumeStep, ...]     # the unfinished acting steps, in plan order
+
+    def count(self, verdict: Verdict) -> int:
+        return sum(1 for d in self.steps if d.verdict == verdict)
+
+
 def _outcome(journal: Journal, s: Step, status: str, reason: str, cid: str | None, skip: str | None = None) -> None:
     journal.write("outcome", vm=s.vm.id, index=s.index, status=status, reason=reason, retries=0,
                   correlationId=cid, duration=None, path=s.path, skipCode=skip)
@@ -42,7 +71,31 @@ def resume_targets(client: FleetClient, plan: Plan, records: list[Record], journ
                    *, activity_log_lag: float = ACTIVITY_LOG_LAG,
                    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> ResumeTargets:
     """Steps a previous run did not finish; a completed step is never repeated, and a request that
-    may have landed is never sent again without proof that it did not."""
+    may have landed is never sent again without proof that it did not. Journals what it settles."""
+    only: list[int] = []
+    resumed: dict[int, Resumed] = {}
+    for d in assess(client, plan, records, pacer, activity_log_lag=activity_log_lag, now=now).steps:
+        s = d.step
+        if d.verdict == "send":
+            only.append(s.index)
+        elif d.verdict == "watch":
+            assert d.resumed is not None
+            resumed[s.index] = d.resumed
+            only.append(s.index)
+        elif d.verdict == "resend":
+            journal.write("resend", index=s.index, vm=s.vm.id, correlationId=d.correlation_id, reason=d.reason)
+            only.append(s.index)
+        else:
+            _outcome(journal, s, VERDICT_OUTCOME[d.verdict], d.reason, d.correlation_id,
+                     "vm-not-found" if d.verdict == "gone" else None)
+    return ResumeTargets(only, resumed)
+
+
+def assess(client: FleetClient, plan: Plan, records: list[Record], pacer: Pacer,
+           *, activity_log_lag: float = ACTIVITY_LOG_LAG,
+           now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> Assessment:
+    """Decide, for each step a previous run did not finish, what a resume does with it. Reads the
+    VMs' state (and the Activity Log for requests sent but never answered); writes nothing."""
     final = {r["index"] for r in iter_type(records, "outcome")
              if r["status"] in ("succeeded", "failed", "preempted", "skipped")}
     accepted = {r["index"]: r for r in iter_type(records, "accepted")}
@@ -52,19 +105,17 @@ def resume_targets(client: FleetClient, plan: Plan, records: list[Record], journ
     todo = [s for s in plan.steps if s.acts and s.index not in final]
     current = current_state(client, (s.vm for s in todo), pacer,
                             maintenance=any(s.action == "performMaintenance" for s in todo))
-    only: list[int] = []
-    resumed: dict[int, Resumed] = {}
+    out: list[ResumeStep] = []
     for s in todo:
         st = current.get(s.vm.key)
         if st is None:
             try:
                 st = client.instance_view(s.vm.subscription_id, s.vm.resource_group, s.vm.name)
             except NotFoundError:
-                _outcome(journal, s, "skipped", "the VM no longer exists (not found on resume); nothing sent", None,
-                         "vm-not-found")
+                out.append(ResumeStep(s, "gone", "the VM no longer exists (not found on resume); nothing sent"))
                 continue
             except Exception as exc:  # noqa: BLE001 - recorded: the step stays open for the next resume
-                _outcome(journal, s, "unknown", f"its state could not be read on resume ({exc}); nothing sent", None)
+                out.append(ResumeStep(s, "unknown", f"its state could not be read on resume ({exc}); nothing sent"))
                 continue
         acc = accepted.get(s.index)
         req = requested.get(s.index)
@@ -72,53 +123,53 @@ def resume_targets(client: FleetClient, plan: Plan, records: list[Record], journ
                 acc["ts"] < req["ts"]:
             acc = None  # the answer belongs to an earlier attempt
         if _done(s, st, acc is not None):
-            _outcome(journal, s, "succeeded", "completed while the run was interrupted (found done on resume)",
-                     (acc or req or Record(type="")).get("correlationId"))
+            out.append(ResumeStep(s, "found-done", "completed while the run was interrupted (found done on resume)",
+                                  (acc or req or Record(type="")).get("correlationId")))
             continue
         if acc and acc.get("statusUrl"):
             # sent and accepted: its own status says how it ended; never resend
-            resumed[s.index] = Resumed(acc["statusUrl"], acc.get("correlationId") or "")
-            only.append(s.index)
+            acid = acc.get("correlationId") or ""
+            out.append(ResumeStep(s, "watch", "accepted before the interruption: watching its operation", acid,
+                                  Resumed(acc["statusUrl"], acid)))
             continue
         if req is None:
-            only.append(s.index)  # never sent
+            out.append(ResumeStep(s, "send", "not sent before the interruption"))
             continue
         cid = req.get("correlationId")
         if not cid:  # a damaged request record: never guess that it did not land
-            _outcome(journal, s, "unknown", "sent, result not known: its request record has no correlation id; "
-                     "not resent", None)
+            out.append(ResumeStep(s, "unknown", "sent, result not known: its request record has no correlation id; "
+                                  "not resent"))
             continue
         if vm_busy(st.power_state, st.provisioning_state):
-            resumed[s.index] = Resumed(None, cid, attached="the run was interrupted between sending the request and "
-                                       "journaling its answer; the VM is busy: watching it instead of sending again")
-            only.append(s.index)
+            why = ("the run was interrupted between sending the request and journaling its answer; the VM is busy: "
+                   "watching it instead of sending again")
+            out.append(ResumeStep(s, "watch", why, cid, Resumed(None, cid, attached=why)))
             continue
         verdict = _activity_log(client, s, req, cid)
         if isinstance(verdict, Exception):
-            _outcome(journal, s, "unknown", f"sent, result not known: the Activity Log could not be read ({verdict}); "
-                     "not resent", cid)
+            out.append(ResumeStep(s, "unknown", f"sent, result not known: the Activity Log could not be read "
+                                  f"({verdict}); not resent", cid))
         elif verdict is None:
             sent = parse_iso(req["ts"])
             waited = (now() - sent).total_seconds()
             if waited >= activity_log_lag:
-                journal.write("resend", index=s.index, vm=s.vm.id, correlationId=cid,
-                              reason=f"no Activity Log event for {cid} {waited:.0f} s after it was sent: it never landed")
-                only.append(s.index)
+                out.append(ResumeStep(s, "resend", f"no Activity Log event for {cid} {waited:.0f} s after it was sent: "
+                                      "it never landed", cid))
             else:
-                _outcome(journal, s, "unknown",
-                         f"sent, result not known: the Activity Log has no event for correlation id {cid} yet and "
-                         f"may lag up to {activity_log_lag / 60:g} min; not resent. Resume again after "
-                         f"{(sent + timedelta(seconds=activity_log_lag)):%H:%M:%S} UTC", cid)
+                out.append(ResumeStep(
+                    s, "unknown", f"sent, result not known: the Activity Log has no event for correlation id {cid} yet "
+                    f"and may lag up to {activity_log_lag / 60:g} min; not resent. Resume again after "
+                    f"{(sent + timedelta(seconds=activity_log_lag)):%H:%M:%S} UTC", cid))
         else:
             status, message = verdict
             if status == "succeeded":
-                _outcome(journal, s, "succeeded", "found done on resume (the Activity Log records it)", cid)
+                out.append(ResumeStep(s, "found-done", "found done on resume (the Activity Log records it)", cid))
             elif status == "failed":
-                _outcome(journal, s, "failed", f"the Activity Log records it failed: {message}", cid)
+                out.append(ResumeStep(s, "failed", f"the Activity Log records it failed: {message}", cid))
             else:
-                resumed[s.index] = Resumed(None, cid, attached="the Activity Log records the request; watching the VM")
-                only.append(s.index)
-    return ResumeTargets(only, resumed)
+                why = "the Activity Log records the request; watching the VM"
+                out.append(ResumeStep(s, "watch", why, cid, Resumed(None, cid, attached=why)))
+    return Assessment(tuple(sorted(final)), tuple(out))
 
 
 def _done(s: Step, st: VmStatus, accepted: bool) -> bool:

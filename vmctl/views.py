@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .cloud import Event, InstanceViewJson, StatusJson
     from .inventory import FleetSummary, Inventory
     from .report import Report, ReportVm
+    from .resume import Assessment, Verdict
 
 class SetPending(TypedDict):
     availabilitySet: str
@@ -327,15 +328,16 @@ def vm_list_output(inv: Inventory, subscriptions: list[str], tag_columns: list[s
 EVIDENCE_COLUMNS = ["NAME", "OPERATION", "STATUSES", "CALLER", "EVENT TIME (END)", "SUBMITTED (END)", "OPERATION ID"]
 
 
-def evidence_rows(rep: Report) -> list[list[str]]:
+def evidence_rows(rep: Report, journal: str | None = None) -> list[list[str]]:
     rows = []
+    where = journal or "<the run's journal>"
     for v in rep["vms"]:
         ev = v.get("evidence")
         if ev is None:
             continue
         if ev.get("missing") or not ev.get("statuses"):
             rows.append([v["name"], "-", "MISSING: not in the Activity Log yet", "-", "-", "-",
-                         f"vmctl evidence --journal JOURNAL fetches it (correlation id {ev['correlationId']})"])
+                         f"vmctl evidence --journal {where} fetches it (correlation id {ev['correlationId']})"])
             continue
         end = ev["statuses"][-1]
         statuses = " > ".join(ev["statuses"]) + ("" if ev["complete"] else " (no end event yet)")
@@ -357,7 +359,9 @@ def _action_label(v: ReportVm) -> str:
     return str(v["action"])
 
 
-def report_output(rep: Report) -> Output:
+def report_output(rep: Report, journal: str | None = None) -> Output:
+    """The report; `journal` (the run's journal path) goes into the hints on what to run next."""
+    where = journal or "<the run's journal>"
     rows = [[v["subscriptionName"] or v["subscriptionId"], v["resourceGroup"], v["name"], v["before"],
              _action_label(v), v["after"] or "-", f"{v['duration']:.1f}s" if v["duration"] is not None else "-",
              str(v["retries"]), v["correlationId"] or "-", v["outcome"], v["reason"] or ""] for v in rep["vms"]]
@@ -390,18 +394,18 @@ def report_output(rep: Report) -> Output:
         footer.append(f"Stopped after wave {w['wave']}: {w['reason']}; waves not started: "
                       f"{', '.join(str(n) for n in w['notStarted']) or 'none'}.")
     if rep["interrupted"]:
-        footer.append("The run was interrupted; `vmctl resume JOURNAL` continues it.")
+        footer.append(f"The run was interrupted; `vmctl resume {where}` continues it.")
     for warning in rep.get("warnings") or []:
         footer.append(f"WARNING: {warning[0].upper()}{warning[1:]}.")
     sections = [Section("Run", meta)]
-    ev_rows = evidence_rows(rep)
+    ev_rows = evidence_rows(rep, journal)
     if ev_rows:
         title = "Activity Log evidence" + ("" if rep.get("evidenceCollected") else
-                                           " (not collected yet: vmctl evidence --journal JOURNAL)")
+                                           f" (not collected yet: vmctl evidence --journal {where})")
         missing = sum(1 for r in ev_rows if r[2].startswith("MISSING"))
         if missing:
             footer.append(f"{missing} operations have no Activity Log evidence yet; "
-                          "`vmctl evidence --journal JOURNAL` fetches it later.")
+                          f"`vmctl evidence --journal {where}` fetches it later.")
         sections.append(Section(title, columns=EVIDENCE_COLUMNS, rows=ev_rows))
     return Output(kind="run-report", data=rep, summary=s, sections=sections, columns=columns,
                   rows=rows, footer=footer,
@@ -409,11 +413,11 @@ def report_output(rep: Report) -> Output:
                               for v in rep["vms"]])
 
 
-def report_markdown(rep: Report) -> str:
+def report_markdown(rep: Report, journal: str | None = None) -> str:
     from .render import markdown as md
     from .render import md_escape
 
-    out = report_output(rep)
+    out = report_output(rep, journal)
     meta = "\n".join(f"- {md_escape(line)}" for line in out.sections[0].lines)
     out.sections = out.sections[1:]
     title = f"## vmctl {rep['verb']}: run {rep['runId']}" + (f" ({md_escape(rep['ticket'])})" if rep["ticket"] else "")
@@ -443,12 +447,12 @@ def activity_events_output(events: list[Event], fetched: int, start: datetime, e
                   rows=activity_rows(events), footer=footer)
 
 
-def run_evidence_output(rep: Report, expected: int, missing: list[str]) -> Output:
+def run_evidence_output(rep: Report, expected: int, missing: list[str], journal: str | None = None) -> Output:
     data = [{"name": v["name"], "id": v["id"], **(v["evidence"] or {})} for v in rep["vms"] if v["evidence"]]
     footer = [f"{expected - len(missing)} of {expected} operations have their end event in the Activity Log"
               + (f"; {len(missing)} still missing." if missing else ".")]
     return Output(kind="run-evidence", data=data, summary={"expected": expected, "missing": missing},
-                  columns=EVIDENCE_COLUMNS, rows=evidence_rows(rep), footer=footer)
+                  columns=EVIDENCE_COLUMNS, rows=evidence_rows(rep, journal), footer=footer)
 
 
 # ---------------------------------------------------------------- vmctl show
@@ -459,3 +463,97 @@ def vm_show_output(shown: list[tuple[Vm, InstanceViewJson]], now: datetime) -> O
         sections += show_sections(vm, view, now)
     return Output(kind="vm-show", data=[{"vm": vm_json(vm, now), "instanceView": view} for vm, view in shown],
                   sections=sections)
+
+
+# ---------------------------------------------------------------- vmctl runs
+class RunEntry(TypedDict):
+    """One past run in `vmctl runs -o json` (kind `runs`; the contract test pins it)."""
+
+    runId: str | None
+    startedAt: str | None
+    endedAt: str | None
+    verb: str | None
+    action: str | None
+    ticket: str | None
+    command: str | None
+    user: str | None
+    host: str | None
+    vms: int
+    summary: dict[str, int] | None
+    exitCode: int | None
+    state: str            # finished | interrupted | unfinished (no end record: running now, or killed) | unreadable
+    resumed: int
+    journal: str
+    error: str | None     # why the journal could not be read (state `unreadable`)
+
+
+def run_entry(journal: str, rep: Report | None, error: str | None = None) -> RunEntry:
+    if rep is None:
+        return {"runId": None, "startedAt": None, "endedAt": None, "verb": None, "action": None, "ticket": None,
+                "command": None, "user": None, "host": None, "vms": 0, "summary": None, "exitCode": None,
+                "state": "unreadable", "resumed": 0, "journal": journal, "error": error}
+    state = "interrupted" if rep["interrupted"] else "finished" if rep["endedAt"] else "unfinished"
+    return {"runId": rep["runId"], "startedAt": rep["startedAt"], "endedAt": rep["endedAt"], "verb": rep["verb"],
+            "action": rep["action"], "ticket": rep["ticket"], "command": rep["command"], "user": rep["user"],
+            "host": rep["host"], "vms": len(rep["vms"]), "summary": rep["summary"],
+            "exitCode": None if state == "unfinished" else rep["exitCode"], "state": state,
+            "resumed": rep["resumed"], "journal": journal, "error": None}
+
+
+def _counts(summary: dict[str, int] | None) -> str:
+    if not summary:
+        return "-"
+    order = ("succeeded", "failed", "preempted", "unknown", "skipped", "cancelled", "in-flight", "pending")
+    return ", ".join(f"{summary[k]} {k}" for k in order if summary.get(k))
+
+
+def runs_output(entries: list[RunEntry], total: int) -> Output:
+    rows = [[e["startedAt"] or "-", e["verb"] or "-", e["ticket"] or "", _counts(e["summary"]),
+             "-" if e["exitCode"] is None else str(e["exitCode"]),
+             e["state"] + (f" (resumed {e['resumed']}x)" if e["resumed"] else ""), e["journal"]] for e in entries]
+    footer = [f"{len(entries)} of {total} runs in the state directory, newest first."
+              if entries else "No runs in the state directory yet."]
+    if any(e["state"] in ("interrupted", "unfinished") for e in entries):
+        first = next(e for e in entries if e["state"] in ("interrupted", "unfinished"))
+        footer.append(f"Continue an interrupted run: vmctl resume {first['journal']}  (or vmctl resume --last)")
+    return Output(kind="runs", data=entries, summary={"runs": len(entries), "total": total},
+                  columns=["STARTED (UTC)", "VERB", "TICKET", "OUTCOMES", "EXIT", "STATE", "JOURNAL"], rows=rows,
+                  footer=footer,
+                  row_styles=["failed" if e["exitCode"] not in (0, None) or e["state"] == "unreadable" else ""
+                              for e in entries])
+
+
+# ---------------------------------------------------------------- vmctl resume: what is left, and what it will do
+RESUME_LABEL: dict[Verdict, str] = {"send": "send", "watch": "watch", "resend": "send again", "found-done": "found done",
+                "failed": "found failed", "unknown": "unknown: not sent", "gone": "VM gone: skipped"}
+
+
+def resume_plan_output(plan: Plan, assessment: Assessment, journal: str) -> Output:
+    """The remaining plan of an interrupted run: per unfinished step, what `vmctl resume` will do."""
+    steps = [{"index": d.step.index, "subscriptionId": d.step.vm.subscription_id,
+              "resourceGroup": d.step.vm.resource_group, "name": d.step.vm.name, "id": d.step.vm.id,
+              "production": d.step.vm.production, "action": d.step.action, "resume": d.verdict, "reason": d.reason,
+              "correlationId": d.correlation_id} for d in assessment.steps]
+    from .planner import CONSEQUENCE
+
+    counts = {v: assessment.count(v) for v in RESUME_LABEL}
+    summary: dict[str, int] = {"finished": len(assessment.finished)}
+    summary.update((str(v), n) for v, n in counts.items())
+    rows = [[str(d.step.index + 1), d.step.vm.subscription_name or d.step.vm.subscription_id, d.step.vm.resource_group,
+             d.step.vm.name, "PROD" if d.step.vm.production else "", str(d.step.action), RESUME_LABEL[d.verdict],
+             d.reason] for d in assessment.steps]
+    what = ", ".join(f"{n} {RESUME_LABEL[v]}" for v, n in counts.items() if n)
+    footer = [f"Resume of run {plan.run_id} (vmctl {plan.verb}), journal {journal}: "
+              + (what or "nothing left to do")
+              + f"; {len(assessment.finished)} step(s) already finished are not touched."]
+    if counts["send"] or counts["resend"]:
+        footer.append(f"{counts['send'] + counts['resend']} request(s) will be sent: "
+                      + CONSEQUENCE.get(plan.action, plan.action) + ".")
+    return Output(kind="resume-plan",
+                  data={"runId": plan.run_id, "verb": plan.verb, "action": plan.action, "journal": journal,
+                        "steps": steps},
+                  summary=summary,
+                  columns=["#", "SUBSCRIPTION", "GROUP", "NAME", "PROD", "ACTION", "RESUME", "WHY"], rows=rows,
+                  footer=footer,
+                  row_styles=["prod" if d.step.vm.production and d.verdict in ("send", "resend") else
+                              "" if d.verdict in ("send", "resend", "watch") else "dim" for d in assessment.steps])

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import typer
+from typer.core import TyperGroup
 
 from .. import __version__
-from . import actions, apply, evidence, inventory, maintenance, sim
+from . import actions, apply, evidence, inventory, maintenance, runs, sim
+from ._common import spread_ids
+
+
+class _Vmctl(TyperGroup):
+    """The root command: `--ids A B C` is spread into repeated --ids before any parsing, so every
+    command that selects VMs takes several ids after one flag, as az does."""
+
+    # typer vendors click privately (typer._click.Context); typer.Context is its public subclass
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        return super().parse_args(ctx, spread_ids(args))
+
 
 app = typer.Typer(
     name="vmctl",
+    cls=_Vmctl,
     help="""Safe, fast maintenance of Azure VM fleets: plan first, production excluded, evidence kept.
 
     Example:
@@ -30,8 +43,9 @@ app.command("restart")(actions.restart_cmd)
 app.add_typer(maintenance.app, name="maintenance")
 app.command("evidence")(evidence.evidence_cmd)
 app.command("apply")(apply.apply_cmd)
-app.command("resume")(actions.resume_cmd)
-app.command("report")(actions.report_cmd)
+app.command("resume")(runs.resume_cmd)
+app.command("report")(runs.report_cmd)
+app.command("runs")(runs.runs_cmd)
 
 
 def _version(value: bool) -> None:

@@ -37,7 +37,8 @@ class SelectionArgs(TypedDict):
 
 # ---------------------------------------------------------------- connection and output
 Subscriptions = Annotated[list[str], typer.Option(
-    "--subscription", "-s", metavar="ID", help="Subscription ID (repeatable). Default: AZURE_SUBSCRIPTION_ID, then the config file.")]
+    "--subscription", "-s", metavar="ID|NAME",
+    help="Subscription ID or name (repeatable). Default: AZURE_SUBSCRIPTION_ID, then the config file.")]
 Cloud = Annotated[Optional[str], typer.Option(
     "--cloud", metavar="NAME", help="AzureCloud (default), AzureUSGovernment or AzureChinaCloud: picks ARM endpoint, token scope, authority.")]
 ArmEndpoint = Annotated[Optional[str], typer.Option(
@@ -55,7 +56,9 @@ Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks and the SD
 Groups = Annotated[list[str], typer.Option("--resource-group", "-g", metavar="GROUP", help="Resource group (repeatable).")]
 Names = Annotated[list[str], typer.Option("--name", "-n", metavar="GLOB", help="VM name or glob, e.g. 'web-*' (repeatable).")]
 Ids = Annotated[list[str], typer.Option(
-    "--ids", metavar="ID|@FILE|-", help="Full VM resource IDs; @FILE reads them from a file, - from stdin (repeatable).")]
+    "--ids", metavar="ID...|@FILE|-",
+    help="Full VM resource IDs, several after one --ids as az takes them (space- or newline-separated); "
+         "@FILE reads them from a file, - from stdin.")]
 Tags = Annotated[list[str], typer.Option(
     "--tag", metavar="EXPR", help="Tag expression, all must match: key=value, key=v1,v2, key, key!=value, !key (repeatable).")]
 ExcludeTags = Annotated[list[str], typer.Option(
@@ -65,23 +68,62 @@ PowerStates = Annotated[list[str], typer.Option(
     "--power-state", metavar="STATE", help="running, stopped, deallocated, starting, stopping, deallocating (repeatable).")]
 IncludeProduction = Annotated[bool, typer.Option(
     "--include-production", help="Let action commands target production VMs (they are excluded by default).")]
+AllVms = Annotated[bool, typer.Option(
+    "--all", help="Act on every VM of the subscriptions: an action command with no -g, -n, --ids, --tag, "
+                  "--location or --power-state is refused without it. Production stays excluded unless "
+                  "--include-production.")]
+
+
+def spread_ids(args: list[str]) -> list[str]:
+    """`--ids A B C` as az takes it (argparse nargs='+'): every word after --ids's value up to the
+    next option (a word starting with '-', except '-' itself, which is stdin) is one more --ids
+    value. Rewritten to `--ids A --ids B --ids C` before the command line is parsed; nothing after
+    `--` is touched."""
+    out: list[str] = []
+    state = ""  # "value": the next word is --ids's own value; "more": further words are ids too
+    for i, a in enumerate(args):
+        if a == "--":
+            out.extend(args[i:])
+            break
+        if state == "value":
+            out.append(a)
+            state = "more"
+            continue
+        if state == "more" and (a == "-" or not a.startswith("-")):
+            out += ["--ids", a]
+            continue
+        state = "value" if a == "--ids" else "more" if a.startswith("--ids=") else ""
+        out.append(a)
+    return out
 
 
 def read_ids(values: list[str]) -> list[str]:
-    """Expand --ids values: literal IDs, @FILE, or - (stdin), as `az ... -o tsv` prints them.
-    An unreadable file, a directory or text that is not UTF-8 is an InputError naming it."""
-    from ..selection import split_ids
+    """Expand --ids values: literal IDs (several words after one --ids, see `spread_ids`), @FILE, or
+    - (stdin), as `az ... -o tsv` prints them or as JSON (`selection.ids_from_text`). An unreadable
+    file, a directory or text that is not UTF-8 is an InputError naming it."""
+    from ..selection import ids_from_text
 
     out: list[str] = []
+    literal: list[str] = []
+
+    def flush() -> None:
+        # words of one JSON document split by the shell (`--ids $(vmctl list -o json --query [].id)`)
+        # are joined again, as az does; plain IDs come out the same either way
+        if literal:
+            out.extend(ids_from_text(" ".join(literal), "value"))
+            literal.clear()
+
     for v in values:
         if v == "-":
+            flush()
             try:
                 text = sys.stdin.read()
             except UnicodeDecodeError:
                 raise InputError("--ids -: standard input is not UTF-8 text.",
                                  "Pipe resource IDs in, one per line (az ... --query [].id -o tsv).") from None
-            out.extend(split_ids(text.splitlines()))
+            out.extend(ids_from_text(text, "-"))
         elif v.startswith("@"):
+            flush()
             name = v[1:]
             if not name:
                 raise InputError("--ids @ needs a file name after the @.", "Example: --ids @vms.txt, or --ids - for stdin.")
@@ -96,9 +138,10 @@ def read_ids(values: list[str]) -> list[str]:
             except UnicodeDecodeError:
                 raise InputError(f"--ids {v}: {name} is not UTF-8 text.",
                                  "Give a text file with one resource ID per line.") from None
-            out.extend(split_ids(text.splitlines()))
+            out.extend(ids_from_text(text, v))
         else:
-            out.extend(split_ids([v]))
+            literal.append(v)
+    flush()
     if values and not out:
         raise InputError("--ids was given but no resource IDs were read.", "Pipe IDs in, one per line, or check the file.")
     return out

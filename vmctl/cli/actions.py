@@ -22,9 +22,11 @@ if TYPE_CHECKING:  # annotations only: the CLI imports the core lazily so that -
     from ..journal import Record
     from ..models import Outcome, Plan, Step
     from ..pacing import Pacer
+    from ..render import Output
     from ..report import Report
 
 from ._common import (
+    AllVms,
     ArmEndpoint,
     Cloud,
     Common,
@@ -147,7 +149,7 @@ def run_action(
     hook_timeout: float, hook_env: tuple[str, ...] = (), keep_allocation: bool = False, skip_shutdown: bool = False,
     hibernate: bool = False,
     hibernate_fallback: str = "fail", wave_by: str = "update-domain", pause: float = 300.0,
-    evidence_wait: float = 600.0, approved: Plan | None = None,
+    evidence_wait: float = 600.0, all_vms: bool = False, approved: Plan | None = None,
 ) -> None:
     from ..cloud import make_client
     from ..errors import REFUSED, GuardRefusal, InputError
@@ -157,10 +159,11 @@ def run_action(
     from ..planner import build_plan, plan_json
     from ..render import emit
     from ..safety import STOP_BILLED, confirm, plan_drift, stop_or_deallocate
+    from ..selection import require_match
     from ..views import plan_output
     from .inventory import _setup
 
-    ctx = _setup(common, **sel)
+    ctx = _setup(common, all_vms=all_vms, **sel)
     cfg, fmt, selector, subs, connection = ctx.config, ctx.fmt, ctx.selector, ctx.subscriptions, ctx.connection
     if hibernate_fallback != "fail" and hibernate_fallback != "deallocate":
         raise InputError(f"--hibernate-fallback '{hibernate_fallback}' is not fail or deallocate.")
@@ -214,6 +217,8 @@ def run_action(
     pacer = make_pacer(cfg)
     needs: tuple[Need, ...] = ("maintenance", "domains") if verb == "maintenance start" else ()
     inv = load_inventory(client, subs, selector, cfg, parallel=cfg.parallel, needs=needs, pacer=pacer)  # before
+    if inv.selection is not None:
+        require_match(inv.selection, len(inv.vms))
     plan = build_plan(verb, list(inv.vms), opts, totals=inv.totals, set_sizes=inv.set_sizes)
     if stop_refused:
         plan = replace(plan, refusals=plan.refusals + (STOP_BILLED.rstrip("."),))
@@ -298,15 +303,21 @@ def _execute(client: FleetClient, plan: Plan, cfg: Config, fmt: str, common: Com
             r()
         for p in progress:
             p.close()
-    _show_report(build(result.records), fmt, common.query, report_path)
+    _show_report(build(result.records), fmt, common.query, report_path, journal=result.path)
 
 
 def _show_report(rep: Report, fmt: str, query: str | None, report_path: Path | None,
-                 exit_with_run: bool = True) -> None:
+                 exit_with_run: bool = True, journal: Path | None = None) -> None:
+    """Write --report and show the report; `journal` is named in its hints (what to run next)."""
     from ..journal import write_private
     from ..render import emit, envelope
-    from ..views import report_markdown as markdown
-    from ..views import report_output as output
+    from ..views import report_markdown, report_output
+
+    def output(rep: Report) -> Output:
+        return report_output(rep, str(journal) if journal else None)
+
+    def markdown(rep: Report) -> str:
+        return report_markdown(rep, str(journal) if journal else None)
 
     if report_path:
         if report_path.suffix.lower() == ".json":
@@ -343,7 +354,7 @@ def _sel(resource_group: list[str], name: list[str], ids: list[str], tag: list[s
 def _action_options(
     resource_group: Groups = [], name: Names = [], ids: Ids = [], tag: Tags = [], exclude_tag: ExcludeTags = [],
     location: Locations = [], power_state: PowerStates = [], include_production: IncludeProduction = False,
-    dry_run: DryRun = False, yes: Yes = False, plan_out: PlanOut = None, journal: JournalPath = None,
+    all_vms: AllVms = False, dry_run: DryRun = False, yes: Yes = False, plan_out: PlanOut = None, journal: JournalPath = None,
     report: ReportPath = None, ticket: Ticket = None, max_targets: MaxTargets = None, max_percent: MaxPercent = None,
     parallel: Parallel = None, timeout: Timeout = 3600.0, pre_hook: PreHook = None, post_hook: PostHook = None,
     hook_timeout: HookTimeout = 300.0, hook_env: HookEnv = [], evidence_wait: EvidenceWait = "10m",
@@ -372,7 +383,8 @@ def action_command(verb: str, doc: str, extras: Callable[..., RunExtras] | None 
             report_path=kw["report"], ticket=kw["ticket"], max_targets=kw["max_targets"],
             max_percent=kw["max_percent"], parallel=kw["parallel"], timeout=kw["timeout"], pre_hook=kw["pre_hook"],
             post_hook=kw["post_hook"], hook_timeout=kw["hook_timeout"], hook_env=tuple(kw["hook_env"]),
-            evidence_wait=evidence_seconds(kw["evidence_wait"], kw["no_evidence_wait"]), **more)
+            evidence_wait=evidence_seconds(kw["evidence_wait"], kw["no_evidence_wait"]), all_vms=kw["all_vms"],
+            **more)
 
     cmd.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
     cmd.__doc__ = doc
@@ -424,89 +436,3 @@ restart_cmd = action_command("restart", """Restart running VMs (the guest reboot
 
         vmctl restart -n 'web-*' --pre-hook ./drain.sh --post-hook ./healthcheck.sh --parallel 2 --yes
     """)
-
-
-@handle_errors
-def resume_cmd(
-    journal: Annotated[Path, typer.Argument(metavar="JOURNAL", help="The run journal (JSONL) of an interrupted run.")],
-    report: ReportPath = None, output: OutputFormat = None, query: Query = None, config: ConfigPath = None,
-    cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, evidence_wait: EvidenceWait = "10m",
-    no_evidence_wait: NoEvidenceWait = False, debug: Debug = False,
-) -> None:
-    """Continue an interrupted run: re-read current state, never repeat a completed step.
-
-    Example:
-
-        vmctl resume ~/.local/state/vmctl/runs/20261122T101500Z-1a2b3c.jsonl
-    """
-    from .. import journal as jr
-    from .. import preflight
-    from ..cloud import make_client
-    from ..config import load_config
-    from ..journal import iter_type
-    from ..planner import plan_from_json
-    from ._common import connection_for, resolve_output
-
-    cfg = load_config(config)
-    fmt = resolve_output(output, cfg.output)
-    preflight.check_query(query)
-    preflight.check_writable(report, "--report")
-    records = jr.read(journal)
-    plan = plan_from_json(next(iter_type(records, "plan"))["plan"])
-    common = Common([], cloud, arm_endpoint, config, output, query, debug)
-    client = make_client(connection_for(common, cfg))
-    _execute(client, plan, cfg, fmt, common, journal, report, resume_records=records,
-             evidence_wait=evidence_seconds(evidence_wait, no_evidence_wait))
-
-
-@handle_errors
-def report_cmd(
-    journal: Annotated[Path, typer.Argument(metavar="JOURNAL", help="A run journal (JSONL).")],
-    report: ReportPath = None,
-    bundle: Annotated[Optional[Path], typer.Option("--bundle", metavar="DIR", help="Write plan.json, journal.jsonl, report.md, report.json, evidence.json and SHA256SUMS into DIR.")] = None,
-    output: OutputFormat = None, query: Query = None, debug: Debug = False,
-) -> None:
-    """Re-render any past run from its journal (no request is sent).
-
-    Example:
-
-        vmctl report ~/.local/state/vmctl/runs/20261122T101500Z-1a2b3c.jsonl -o markdown
-    """
-    from .. import journal as jr
-    from .. import preflight
-    from ..report import build
-    from ._common import resolve_output
-
-    fmt = resolve_output(output, None)
-    preflight.check_query(query)
-    preflight.check_writable(report, "--report")
-    preflight.check_bundle_dir(bundle)
-    records = jr.read(journal)
-    rep = build(records)
-    if bundle is not None:
-        write_bundle(bundle, journal, records, rep)
-    # re-rendering succeeds (exit 0) whatever the run's own exit code was; the data carries it
-    _show_report(rep, fmt, query, report, exit_with_run=False)
-
-
-def write_bundle(directory: Path, journal: Path, records: list[Record], rep: Report) -> None:
-    """The attachment for a change ticket, verifiable later with `sha256sum -c SHA256SUMS`."""
-    from ..evidence import collected
-    from ..journal import iter_type
-    from ..render import envelope
-    from ..run import write_bundle as bundle
-    from ..views import report_markdown as markdown
-    from ..views import report_output as output
-
-    plan = next(iter_type(records, "plan"))["plan"]
-    files = {
-        "plan.json": json.dumps(plan, indent=2, default=str) + "\n",
-        "report.md": markdown(rep),
-        "report.json": json.dumps(envelope(output(rep)), indent=2, default=str) + "\n",
-        "evidence.json": json.dumps({"runId": rep["runId"], "events": collected(records),
-                                     "missing": [e.get("correlationId") for v in rep["vms"]
-                                                 if (e := v["evidence"]) and not e["complete"]]},
-                                    indent=2, default=str) + "\n",
-    }
-    names = bundle(directory, journal, files)
-    print(f"bundle: {directory} ({', '.join(n for n in names)}, SHA256SUMS)", file=sys.stderr)

@@ -175,4 +175,4 @@ def _journal_evidence(path: Path, common: Common, cfg: Config, fmt: str, wait: f
     finally:
         j.close()
     rep = build(records + j.records)  # what was read, and what was just appended
-    emit(run_evidence_output(rep, len(expected), missing), fmt, common.query)
+    emit(run_evidence_output(rep, len(expected), missing, str(path)), fmt, common.query)

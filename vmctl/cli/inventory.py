@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Callable, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from ..cloud import Connection
+    from ..inventory import Inventory
 
 from ._common import (
     ArmEndpoint,
@@ -36,12 +40,13 @@ from ._common import (
 
 def _setup(common: Common, *, groups: list[str], names: list[str], ids: list[str], tags: list[str],
            exclude_tags: list[str], locations: list[str], power_states: list[str],
-           include_production: bool) -> CommandContext:
-    """Everything that can be refused without a request: config, output, selection, subscriptions."""
+           include_production: bool, all_vms: bool | None = None) -> CommandContext:
+    """Everything that can be refused without a request: config, output, selection, subscriptions.
+    `all_vms` is given by action commands (their --all): they must select something or say --all."""
     from ..config import load_config
     from ..inventory import resolve_subscriptions
     from ..preflight import check_query
-    from ..selection import build_selector
+    from ..selection import build_selector, check_scope
 
     config = load_config(common.config_path)
     fmt = resolve_output(common.output, config.output)
@@ -50,9 +55,23 @@ def _setup(common: Common, *, groups: list[str], names: list[str], ids: list[str
         resource_groups=groups, names=names, ids=read_ids(list(ids)), tags=tags, exclude_tags=exclude_tags,
         locations=locations, power_states=power_states, include_production=include_production,
         tag_values_case_sensitive=config.tag_values_case_sensitive)
-    subs = resolve_subscriptions(common.subscriptions, os.environ.get("AZURE_SUBSCRIPTION_ID"), config, selector)
+    if all_vms is not None:
+        check_scope(selector, all_vms)
     connection = connection_for(common, config)
+    subs = resolve_subscriptions(common.subscriptions, os.environ.get("AZURE_SUBSCRIPTION_ID"), config, selector,
+                                 lister=subscription_lister(connection))
     return CommandContext(config, fmt, selector, subs, connection)
+
+
+def subscription_lister(connection: Connection) -> Callable[[], list[tuple[str, str]]]:
+    """Names given for subscriptions are looked up through GET /subscriptions, only when one is."""
+
+    def lister() -> list[tuple[str, str]]:
+        from ..cloud import make_client
+
+        return make_client(connection).list_subscriptions()
+
+    return lister
 
 
 @handle_errors
@@ -86,7 +105,22 @@ def list_cmd(
     tag_cols = [t.strip() for t in (show_tags or "").split(",") if t.strip()]
     inv = load_inventory(make_client(ctx.connection), ctx.subscriptions, ctx.selector, ctx.config,
                          parallel=ctx.config.parallel)
+    note_selection(inv)
     emit(vm_list_output(inv, ctx.subscriptions, tag_cols, datetime.now(timezone.utc)), ctx.fmt, query)
+
+
+def note_selection(inv: Inventory) -> None:
+    """A read says on stderr when a -n / --location value, or the whole selection, matched no VM
+    (exit 0 stays: nothing was asked to change)."""
+    rep = inv.selection
+    if rep is None:
+        return
+    for miss in rep.misses:
+        typer.echo(f"note: {miss}.", err=True)
+    if not inv.vms:
+        typer.echo(f"note: no VM matches the selection; searched {rep.searched}.", err=True)
+        for reason in rep.reasons:
+            typer.echo(f"note: {reason}.", err=True)
 
 
 @handle_errors
@@ -123,11 +157,12 @@ def show_cmd(
         raise InputError(f"VM '{by_name[0]}' is given by name without --resource-group.",
                          "Add -g GROUP, or give the full resource ID.")
     default_sub = None
+    connection = connection_for(common, cfg)
     if by_name:
-        default_sub = resolve_subscriptions(common.subscriptions, os.environ.get("AZURE_SUBSCRIPTION_ID"), cfg)[0]
+        default_sub = resolve_subscriptions(common.subscriptions, os.environ.get("AZURE_SUBSCRIPTION_ID"), cfg,
+                                            lister=subscription_lister(connection))[0]
     for v in vms:
         refs.append(parse_resource_id(v) if v.startswith("/") else VmRef(default_sub or "", resource_group or "", v))
-    connection = connection_for(common, cfg)
     client = make_client(connection)
     names: dict[str, str] = {}
     shown = []

@@ -109,6 +109,9 @@ class FleetClient(Protocol):
 
     def subscription_name(self, subscription_id: str) -> str: ...
 
+    def list_subscriptions(self) -> list[tuple[str, str]]:
+        """(id, display name) of every subscription the identity can see: GET /subscriptions, every page."""
+
     def list_vms(self, subscription_id: str, subscription_name: str) -> list[Vm]:
         """Every VM of the subscription: full listing joined with the status listing."""
 

@@ -208,6 +208,12 @@ class AzureFleet:
                 "Check the ID (`az account list -o table`) or ask for Reader access on it.") from None
         return str(doc.get("displayName") or subscription_id)
 
+    def list_subscriptions(self) -> list[tuple[str, str]]:
+        # a tenant-level read: the SDK client it goes through is keyed "" (send_request uses the URL as given)
+        return [(str(d.get("subscriptionId") or ""), str(d.get("displayName") or ""))
+                for items in self._pages("", f"/subscriptions?api-version={RESOURCES_API}", "listing subscriptions")
+                for d in items]
+
     def _pages(self, subscription_id: str, url: str, context: str) -> Iterator[list[dict[str, Any]]]:
         """Each page's items, following nextLink; one request per page."""
         next_url: str | None = url
