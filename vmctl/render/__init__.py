@@ -13,14 +13,23 @@ import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Mapping, Sequence, TextIO
+from typing import Literal, Mapping, Sequence, TextIO
 
 from .. import __version__
 from ..errors import InputError
 from ..timefmt import stamp
 
 SCHEMA = "vmctl/v1"
-FORMATS = ("table", "json", "csv", "markdown")
+FORMATS = ("table", "json", "csv", "markdown", "tsv")
+
+
+@dataclass(frozen=True)
+class Col:
+    """How a table column gives way on a narrow terminal (render/table.py says in which order)."""
+
+    drop: int | None = None                    # left out when the table does not fit, lowest first; None: never
+    short: Literal["id", "time"] | None = None  # its declared short form: ids to 8 characters, times to the second
+    key: bool = False                          # identifies the row: never lifted, heads the row's block
 
 
 @dataclass
@@ -31,6 +40,7 @@ class Section:
     lines: list[str] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
     rows: list[list[str]] = field(default_factory=list)
+    layout: Mapping[str, Col] = field(default_factory=dict)
 
 
 @dataclass
@@ -43,6 +53,9 @@ class Output:
     footer: list[str] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)
     row_styles: list[str] = field(default_factory=list)
+    layout: Mapping[str, Col] = field(default_factory=dict)  # per column name; a column not named: Col()
+    tsv_rows: list[list[str]] | None = None  # -o tsv when there is no main table (vmctl show)
+    recap: list[str] = field(default_factory=list)  # a long table's summary, repeated right above a prompt
 
 
 def envelope(out: Output, now: datetime | None = None) -> dict[str, object]:
