@@ -408,6 +408,30 @@ def _action_label(v: ReportVm) -> str:
     return str(v["action"])
 
 
+def confirmed_text(how: str | None) -> str:
+    from .report import CONFIRMED_BY
+
+    if not how:
+        return "not recorded in the journal"
+    return CONFIRMED_BY.get(how, how)
+
+
+def history_lines(rep: Report) -> list[str]:
+    """When the run was interrupted and resumed, and by whom, in order."""
+    events: list[tuple[str, str]] = []
+    for i in rep.get("interruptions") or []:
+        events.append((i["at"], f"interrupted at {i['at']}" + (" (in-flight operations abandoned)" if i["abandoned"] else "")))
+    for r in rep.get("resumes") or []:
+        who = f" by {r['user']}@{r['host']}" if r.get("user") else ""
+        how = f", confirmed by {confirmed_text(r['confirmedBy'])}" if r.get("confirmedBy") else ""
+        events.append((r["at"], f"resumed at {r['at']}{who}{how}"))
+    if not events:
+        return []
+    n_int, n_res = len(rep.get("interruptions") or []), len(rep.get("resumes") or [])
+    head = f"Interrupted {n_int} time{'s' if n_int != 1 else ''}, resumed {n_res} time{'s' if n_res != 1 else ''}: "
+    return [head + "; ".join(text for _, text in sorted(events)) + "."]
+
+
 def report_output(rep: Report) -> Output:
     rows = [[v["subscriptionName"] or v["subscriptionId"], v["resourceGroup"], v["name"], v["before"],
              _action_label(v), v["after"] or "-", f"{v['duration']:.1f}s" if v["duration"] is not None else "-",
@@ -425,7 +449,9 @@ def report_output(rep: Report) -> Output:
         f"Run {rep['runId']}: vmctl {rep['verb']} ({rep['action']})" + (f", ticket {rep['ticket']}" if rep["ticket"] else ""),
         f"Ran as {who}, from {rep.get('user')}@{rep.get('host')}, started {rep['startedAt']}, ended {rep['endedAt'] or '-'}",
         f"Command: {rep['command']}",
+        f"Confirmed by: {confirmed_text(rep.get('confirmedBy'))}",
     ]
+    meta += history_lines(rep)
     footer = [
         f"{s['succeeded']} succeeded, {s['failed']} failed, "
         + (f"{s['preempted']} preempted (another request superseded vmctl's), " if s.get("preempted") else "")
