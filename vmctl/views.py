@@ -536,4 +536,4 @@ def vm_show_output(shown: list[tuple[Vm, InstanceViewJson]], now: datetime) -> O
     for vm, view in shown:
         sections += show_sections(vm, view, now)
     return Output(kind="vm-show", data=[{"vm": vm_json(vm, now), "instanceView": view} for vm, view in shown],
-                  sections=sections)
+                  sections=sections, tsv_rows=[list_row(vm, now, []) for vm, _ in shown])

@@ -84,6 +84,8 @@ def emit(out: Output, fmt: str, query: str | None = None, stream: TextIO | None 
         stream.write(json.dumps(envelope(out), indent=2, default=str) + "\n")
     elif fmt == "csv":
         _csv(out, stream)
+    elif fmt == "tsv":
+        _tsv(out, stream)
     elif fmt == "markdown":
         stream.write(markdown(out))
     else:
@@ -104,7 +106,13 @@ def emit_query(out: Output, fmt: str, query: str, stream: TextIO) -> None:
                          "Example: --query \"[?powerState=='stopped'].id\"") from exc
     scalars = isinstance(result, (str, int, float, bool)) or (
         isinstance(result, list) and all(isinstance(x, (str, int, float, bool)) for x in result))
-    if fmt != "json" and scalars and result is not None:
+    rows = isinstance(result, list) and all(
+        isinstance(r, list) and all(isinstance(x, (str, int, float, bool)) or x is None for x in r) for r in result)
+    if fmt == "tsv" and isinstance(result, (list, dict)) and not scalars and (rows or isinstance(result, dict)):
+        # az's habit: `--query "[].[name, resourceGroup]" -o tsv` gives one tab-separated line per item
+        for r in (result if isinstance(result, list) else [list(result.values())]):
+            stream.write("\t".join(tsv_cell("" if x is None else x) for x in r) + "\n")
+    elif fmt != "json" and scalars and result is not None:
         for item in (result if isinstance(result, list) else [result]):
             stream.write(f"{item}\n")
     else:
@@ -146,6 +154,25 @@ def _csv(out: Output, stream: TextIO) -> None:
         else:
             for line in s.lines:
                 row([s.title, line])
+
+
+_TSV_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_TSV_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def tsv_cell(value: object) -> str:
+    """One field of a TSV line: a tab, newline or CR inside a value would start a new field or
+    line, so it is written as \\t, \\n or \\r; other control characters as \\xNN. Nothing else
+    changes: no quoting, no truncation."""
+    return _TSV_CONTROL.sub(lambda m: _TSV_ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), str(value))
+
+
+def _tsv(out: Output, stream: TextIO) -> None:
+    """`-o tsv`, as az prints it for piping: the table's cells, tab-separated, one row per line, no
+    header, no colour, nothing cut. A command without a main table (show) prints its `tsv_rows`."""
+    rows = out.rows if out.columns else (out.tsv_rows or [])
+    for r in rows:
+        stream.write("\t".join(tsv_cell(c) for c in r) + "\n")
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
