@@ -199,3 +199,32 @@ def test_a_long_plan_is_summed_up_right_above_the_prompt(sim: SimHandle) -> None
     assert "rg-twin-with-a-longer-name 2" in text and "10 no longer billed for compute" in text
     assert not before_prompt(shown, True, io.StringIO(), height=200)   # it all fits: nothing repeated
     assert not before_prompt(shown, False, io.StringIO(), height=15)   # --yes: no prompt, no recap
+
+
+def _commands() -> list[tuple[list[str], Any]]:
+    import typer.main
+
+    out: list[tuple[list[str], Any]] = []
+
+    def walk(cmd: Any, path: list[str]) -> None:
+        out.append((path, cmd))
+        for name, sub in getattr(cmd, "commands", {}).items():
+            if not getattr(sub, "hidden", False):
+                walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return out
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=" ".join(p) or "vmctl") for p, _ in _commands()])
+def test_help_at_80_columns_shows_every_example_line_whole(path: list[str]) -> None:
+    cmd = dict((" ".join(p), c) for p, c in _commands())[" ".join(path)]
+    source = [line.strip() for line in (cmd.help or "").splitlines()
+              if line.startswith((" ", "\t")) and line.strip() and line.strip() != "\b"]
+    assert any(line.startswith("vmctl ") for line in source), f"no example in {path}"
+    r = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80", "NO_COLOR": "1", "TERM": "dumb"},
+                      terminal_width=80)
+    assert r.exit_code == 0, r.output
+    shown = [line.strip() for line in r.output.splitlines()]
+    for line in source:   # every line of every example, exactly as written: not re-flowed, not split
+        assert line in shown, f"vmctl {' '.join(path)} --help at 80 columns re-wraps {line!r}:\n{r.output}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import actions, evidence, inventory, maintenance, sim
+from . import _help, actions, evidence, inventory, maintenance, sim
 
 app = typer.Typer(
     name="vmctl",
@@ -48,3 +48,6 @@ def _root(
 
 def main() -> None:
     app()
+
+
+_help.keep_all_examples_whole(app)  # every example in every --help shown as written, never re-wrapped
