@@ -93,8 +93,9 @@ LIST_COLUMNS = ["SUBSCRIPTION", "GROUP", "NAME", "LOCATION", "SIZE", "POWER", "P
 LIST_LAYOUT = {"GROUP": Col(key=True), "NAME": Col(key=True), "PROVISIONING": Col(drop=1), "LOCATION": Col(drop=2),
                "FLAGS": Col(drop=3), "SIZE": Col(drop=4), "PLACEMENT": Col(drop=5), "MAINTENANCE": Col(drop=6)}
 PLAN_LAYOUT = {"#": Col(key=True), "GROUP": Col(key=True), "NAME": Col(key=True), "POWER": Col(drop=2),
-               "PLACEMENT": Col(drop=1)}
-REPORT_LAYOUT = {"GROUP": Col(key=True), "NAME": Col(key=True), "RETRIES": Col(drop=1), "BEFORE": Col(drop=2),
+               "PLACEMENT": Col(drop=1), "ACTION": Col(note=False)}
+REPORT_LAYOUT = {"GROUP": Col(key=True), "NAME": Col(key=True), "ACTION": Col(note=False), "RETRIES": Col(drop=1),
+                 "BEFORE": Col(drop=2),
                  "DURATION": Col(drop=3), "CORRELATION ID": Col(short="id", drop=4), "WAVE": Col(drop=5)}
 EVIDENCE_LAYOUT = {"GROUP": Col(key=True), "NAME": Col(key=True), "SUBMITTED (END)": Col(short="time", drop=1),
                    "OPERATION ID": Col(short="id", drop=2), "EVENT TIME (END)": Col(short="time"),

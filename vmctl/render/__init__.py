@@ -30,6 +30,7 @@ class Col:
     drop: int | None = None                    # left out when the table does not fit, lowest first; None: never
     short: Literal["id", "time"] | None = None  # its declared short form: ids to 8 characters, times to the second
     key: bool = False                          # identifies the row: never lifted, heads the row's block
+    note: bool = True                          # a long value repeated in it may become a numbered note
 
 
 @dataclass

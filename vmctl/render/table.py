@@ -47,7 +47,8 @@ def clean(text: object) -> str:
 STYLE = {"stopped": "bold yellow", "prod": "bold red", "dim": "dim", "failed": "red", "ok": "green"}
 
 GAP = 2            # spaces between columns
-WRAP_FLOOR = 14    # a wrapping column is never made narrower than this (or its longest word)
+WRAP_FLOORS = (20, 14)  # a wrapping column is never made narrower than this (or its longest word):
+                       # 20 unless that costs a column or the table, then 14
 NOTE_MIN = 24      # a value this long, repeated in a column, becomes a note below the table
 
 # A word for wrapping: a date with its time (and zone) is one word; so is anything without spaces.
@@ -107,10 +108,10 @@ def _natural(header: str, cells: list[str]) -> int:
     return max([cell_len(header)] + [cell_len(c) for c in cells])
 
 
-def _minimum(header: str, cells: list[str]) -> int:
+def _minimum(header: str, cells: list[str], floor: int) -> int:
     longest = max([cell_len(w) for w in words(header)] + [cell_len(w) for c in cells for w in words(c)] + [1])
     natural = _natural(header, cells)
-    return min(natural, max(longest, WRAP_FLOOR))
+    return min(natural, max(longest, floor))
 
 
 def _total(widths: list[int]) -> int:
@@ -118,7 +119,16 @@ def _total(widths: list[int]) -> int:
 
 
 def fit(columns: list[str], rows: list[list[str]], layout: Mapping[str, Col], width: int | None) -> Fitted:
-    """Lay a table out for `width` columns (None: unlimited) by the steps in the module's docstring."""
+    """Lay a table out for `width` columns (None: unlimited) by the steps in the module's docstring:
+    text columns at least 20 wide, unless that leaves out a column more (or needs blocks) than 14."""
+    wide, narrow = (_fit(columns, rows, layout, width, floor) for floor in WRAP_FLOORS)
+    if wide.widths is not None and len(wide.columns) >= len(narrow.columns):
+        return wide
+    return narrow
+
+
+def _fit(columns: list[str], rows: list[list[str]], layout: Mapping[str, Col], width: int | None,
+         floor: int) -> Fitted:
     cols = [clean(c) for c in columns]
     body = [[clean(c) for c in r] + [""] * (len(cols) - len(r)) for r in rows]
     specs = [layout.get(c, Col()) for c in columns]
@@ -137,7 +147,7 @@ def fit(columns: list[str], rows: list[list[str]], layout: Mapping[str, Col], wi
         return fitted(keep, [_natural(cols[i], column(i)) for i in keep])
 
     def fits() -> bool:
-        return _total([_minimum(cols[i], column(i)) for i in keep]) <= width
+        return _total([_minimum(cols[i], column(i), floor) for i in keep]) <= width
 
     # 1. the same value in every row: said once, above the table
     if len(body) >= 2:
@@ -155,7 +165,7 @@ def fit(columns: list[str], rows: list[list[str]], layout: Mapping[str, Col], wi
     if not fits() or _total([_natural(cols[i], column(i)) for i in keep]) > width:
         notes: dict[str, int] = {}
         for i in keep:
-            if specs[i].key:
+            if specs[i].key or not specs[i].note:
                 continue
             counts: dict[str, int] = {}
             for v in column(i):
@@ -196,7 +206,7 @@ def fit(columns: list[str], rows: list[list[str]], layout: Mapping[str, Col], wi
         below[:] = [b for b in below if not b.startswith(("Short forms", "Left out"))]
         return Fitted([cols[i] for i in in_blocks], [[r[i] for i in in_blocks] for r in whole], None,
                       [specs[i].key for i in in_blocks], above, below)
-    mins = [_minimum(cols[i], column(i)) for i in keep]
+    mins = [_minimum(cols[i], column(i), floor) for i in keep]
     nats = [_natural(cols[i], column(i)) for i in keep]
     spare = width - _total(mins)
     widths = list(mins)
