@@ -199,7 +199,12 @@ def _fit(columns: list[str], rows: list[list[str]], layout: Mapping[str, Col], w
             break
         keep.remove(i)
         dropped.append(cols[i])
-    if dropped:
+    if dropped:   # a column left out is not also said to be shortened
+        below[:] = [b if not b.startswith("Short forms") else
+                    re.sub(r"(?:, )?(" + "|".join(re.escape(d) for d in dropped) + r") \([^)]*\)", "", b)
+                    for b in below]
+        below[:] = [b.replace("columns: , ", "columns: ") for b in below
+                    if not re.match(r"Short forms at \d+ columns: ?;", b)]
         below.append(f"Left out at {width} columns: {', '.join(dropped)}; a wider terminal, -o json or -o markdown "
                      "shows them.")
     if not fits():  # 5. one block per row
