@@ -362,7 +362,8 @@ def test_hibernate_fallback_deallocate_is_shown_in_the_report(sim: SimHandle, tm
     r = vmctl("deallocate", "-n", "hib-01", "-n", "app-06", "--hibernate", "--hibernate-fallback", "deallocate",
               "--yes", "--journal", str(j), "--report", str(md))
     assert r.exit_code == 0, r.output
-    rows = {line.split(" | ")[2]: line.split(" | ") for line in md.read_text(encoding="utf-8").splitlines()
+    main_table = md.read_text(encoding="utf-8").split("### Activity Log evidence")[0]  # not the evidence rows
+    rows = {line.split(" | ")[2]: line.split(" | ") for line in main_table.splitlines()
             if line.startswith("| test-sub-a ")}
     assert rows["app-06"][4] == "deallocate (fallback)"
     plan_row = next(line for line in r.stdout.splitlines() if " app-06 " in line)  # the plan says it too
@@ -441,7 +442,7 @@ def test_markdown_report_has_table_run_id_ticket_principal_and_command(
     assert "Ran as tester@contoso.example" in text
     assert f"Command: vmctl deallocate -n app-01 -n eph-01 --yes --ticket CHG-1234 --journal {j}" in text
     assert "| SUBSCRIPTION | GROUP | NAME | BEFORE | ACTION | AFTER |" in text and "| CORRELATION ID |" in text
-    rows = [line for line in text.splitlines() if line.startswith("| test-sub-a ")]
+    rows = [line for line in text.split("### Activity Log evidence")[0].splitlines() if line.startswith("| test-sub-a ")]
     assert len(rows) == 2
     assert "| app-01 | running | deallocate | deallocated |" in rows[0] and "| succeeded |" in rows[0]
     assert "| eph-01 | running | skip: ephemeral-os-disk | running |" in rows[1] and "| skipped |" in rows[1]

@@ -238,6 +238,12 @@ def _resume_finishes(sim: SimHandle, journal: Path, n: int, tmp_path: Path) -> N
     again = report_data(journal)
     assert again["exitCode"] == 0 and again["summary"]["succeeded"] == n and not again["interrupted"]
     assert again["resumed"] == 1
+    # the report says when it was interrupted and resumed, in order
+    assert again["interruptions"] and len(again["resumes"]) == 1
+    assert again["interruptions"][0]["at"] < again["resumes"][0]["at"]
+    shown = vmctl("report", journal).stdout
+    assert f"resumed 1 time: interrupted at {again['interruptions'][0]['at']}" in shown
+    assert f"resumed at {again['resumes'][0]['at']} by " in shown
 
 
 def test_sigint_lets_in_flight_finish_then_resume_completes(make_sim: Callable[..., SimHandle], tmp_path: Path) -> None:

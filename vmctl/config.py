@@ -237,8 +237,8 @@ def parse_config(doc: Mapping[str, object], path: Path | None = None) -> Config:
     poll_interval = _number(execution.get("poll_interval", 5.0), f"{where}: execution.poll_interval", high=3600)
     pace_scale = _number(execution.get("pace_scale", 1.0), f"{where}: execution.pace_scale", high=MAX_PACE_SCALE)
     output = data.get("output")
-    if output is not None and output not in ("table", "json", "csv", "markdown"):
-        raise ConfigError(f"{where}: output must be table, json, csv or markdown.")
+    if output is not None and output not in ("table", "json", "csv", "markdown", "tsv"):
+        raise ConfigError(f"{where}: output must be table, json, csv, markdown or tsv.")
     case_sensitive = _bool(data.get("selection", {}).get("tag_values_case_sensitive", True),
                            f"{where}: selection.tag_values_case_sensitive")
     return Config(

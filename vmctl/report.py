@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Literal, Mapping, TypedDict, cast
 
 from .errors import FAILED, INTERRUPTED, OK, PARTIAL
 from .evidence import Summary, collected, summarize
@@ -44,6 +44,29 @@ class ReportVm(TypedDict):
     maintenanceResult: str | None
 
 
+ConfirmedBy = Literal["yes-flag", "prompt", "typed-count", "typed-phrase", "plan-file"]
+CONFIRMED_BY: dict[str, str] = {
+    "yes-flag": "--yes (no prompt)",
+    "prompt": "an interactive yes at the [y/N] prompt",
+    "typed-count": "the number of production VMs, typed at the prompt",
+    "typed-phrase": "the typed phrase for a hard power-off of production VMs",
+    "plan-file": "applying a reviewed plan file",
+}
+
+
+class Interruption(TypedDict):
+    at: str
+    abandoned: bool          # a second Ctrl-C: operations in flight were no longer watched
+
+
+class Resumption(TypedDict):
+    at: str
+    user: str | None
+    host: str | None
+    command: str | None
+    confirmedBy: str | None
+
+
 class StoppedWave(TypedDict):
     wave: int
     reason: str
@@ -72,6 +95,9 @@ class Report(TypedDict):
     evidenceCollected: bool
     wavesStopped: list[StoppedWave]
     warnings: list[str]
+    confirmedBy: str | None              # how the run was confirmed (CONFIRMED_BY); None: not journaled
+    interruptions: list[Interruption]    # each Ctrl-C/SIGTERM that stopped it, in order
+    resumes: list[Resumption]            # each `vmctl resume` of it, in order
 
 FAILURE_SKIPS = {"pre-hook-failed"}  # skips that mean the operator's intent was not carried out
 
@@ -150,7 +176,18 @@ def build(records: list[Record]) -> Report:
         "wavesStopped": [{"wave": r["wave"], "reason": r["reason"], "notStarted": r.get("notStarted", [])}
                          for r in stopped_waves],
         "warnings": warnings(records),
+        "confirmedBy": _confirmed_by(run),
+        "interruptions": [{"at": r.get("ts", ""), "abandoned": bool(r.get("abandoned"))}
+                          for r in iter_type(records, "interrupted")],
+        "resumes": [{"at": r.get("ts", ""), "user": r.get("user"), "host": r.get("host"), "command": r.get("command"),
+                     "confirmedBy": _confirmed_by(r)} for r in resumed],
     }
+
+
+def _confirmed_by(record: Record) -> str | None:
+    """The `confirmedBy` field of a `run` or `resume` record (a journal from an older vmctl has none)."""
+    value = cast(Mapping[str, object], record).get("confirmedBy")
+    return value if isinstance(value, str) and value else None
 
 
 def _str_or_none(v: object) -> str | None:

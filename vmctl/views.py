@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypedDict
 
 from .models import FAILED_OUTCOMES, Maintenance, Plan, Vm
-from .render import Output, Section
+from .render import Col, Output, Section
 from .timefmt import iso, local, relative, utc
 
 if TYPE_CHECKING:
@@ -88,6 +88,24 @@ def vm_json(vm: Vm, now: datetime) -> dict[str, object]:
 
 LIST_COLUMNS = ["SUBSCRIPTION", "GROUP", "NAME", "LOCATION", "SIZE", "POWER", "PROVISIONING", "PLACEMENT",
                 "MAINTENANCE", "PROD", "FLAGS"]
+# How each table gives way on a narrow terminal (render/table.py): the key columns identify a row
+# and are never left out; the others go in their `drop` order. SUBSCRIPTION, POWER, PROD, ACTION,
+# OUTCOME and REASON are never left out (a subscription shared by every row is said once above).
+LIST_LAYOUT = {"GROUP": Col(key=True), "NAME": Col(key=True), "PROVISIONING": Col(drop=1), "LOCATION": Col(drop=2),
+               "FLAGS": Col(drop=3), "SIZE": Col(drop=4), "PLACEMENT": Col(drop=5), "MAINTENANCE": Col(drop=6)}
+PLAN_LAYOUT = {"#": Col(key=True), "GROUP": Col(key=True), "NAME": Col(key=True), "POWER": Col(drop=2),
+               "PLACEMENT": Col(drop=1), "ACTION": Col(note=False)}
+REPORT_LAYOUT = {"GROUP": Col(key=True), "NAME": Col(key=True), "ACTION": Col(note=False), "RETRIES": Col(drop=1),
+                 "BEFORE": Col(drop=2),
+                 "DURATION": Col(drop=3), "CORRELATION ID": Col(short="id", drop=4), "WAVE": Col(drop=5)}
+EVIDENCE_LAYOUT = {"GROUP": Col(key=True), "NAME": Col(key=True), "SUBMITTED (END)": Col(short="time", drop=1),
+                   "OPERATION ID": Col(short="id", drop=2), "EVENT TIME (END)": Col(short="time"),
+                   "CALLER": Col(drop=3)}
+ACTIVITY_LAYOUT = {"EVENT TIME": Col(short="time", key=True), "RESOURCE GROUP": Col(key=True), "RESOURCE": Col(key=True),
+                   "SUBMITTED": Col(short="time", drop=1), "OPERATION ID": Col(short="id", drop=2),
+                   "CORRELATION ID": Col(short="id", drop=3), "CALLER": Col(drop=4)}
+MAINTENANCE_LAYOUT = {"GROUP": Col(key=True), "NAME": Col(key=True), "PLACEMENT": Col(drop=1),
+                      "LAST RESULT": Col(drop=2)}
 
 
 def list_row(vm: Vm, now: datetime, show_tags: list[str]) -> list[str]:
@@ -223,7 +241,40 @@ def plan_output(plan: Plan) -> Output:
     if maint:
         columns[4:4] = ["PLACEMENT", "WAVE"]
     return Output(kind="plan", data=plan_json(plan), summary=sm, columns=columns,
-                  rows=[[cell or "" for cell in row] for row in rows], footer=footer, row_styles=styles)
+                  rows=[[cell or "" for cell in row] for row in rows], footer=footer, row_styles=styles,
+                  layout=PLAN_LAYOUT, recap=prompt_recap(plan))
+
+
+BILLING = {"powerOff": "left stopped and STILL BILLED for compute", "deallocate": "no longer billed for compute",
+           "hibernate": "hibernated, no longer billed for compute", "start": "billed for compute again",
+           "restart": "still billed (compute stays allocated)",
+           "performMaintenance": "still billed (redeployed, compute stays allocated)"}
+
+
+def prompt_recap(plan: Plan) -> list[str]:
+    """What a long plan comes to, in three lines, for right above the confirmation prompt: the
+    counts, which subscriptions and groups, production, and what happens to the bill."""
+    sm = plan.summary()
+    acting = plan.acting
+    where: dict[str, dict[str, int]] = {}
+    for s in acting:
+        groups = where.setdefault(s.vm.subscription_name or s.vm.subscription_id, {})
+        groups[s.vm.resource_group] = groups.get(s.vm.resource_group, 0) + 1
+    places = "; ".join(f"{sub}: " + ", ".join(f"{g} {n}" for g, n in sorted(gs.items()))
+                       for sub, gs in sorted(where.items()))
+    what = ", ".join(f"{a} {n}" for a, n in sm["actions"].items())
+    skipped = len(plan.steps) - len(acting)
+    lines = [f"Plan {plan.run_id}: {what} of {len(plan.steps)} VMs"
+             + (f" ({skipped} skipped)" if skipped else "") + f", in {places}."]
+    prod = plan.production_acting
+    lines.append(f"Production: {len(prod)} VMs ({', '.join(s.vm.name for s in prod[:5])}"
+                 f"{', ...' if len(prod) > 5 else ''})." if prod else "Production: none.")
+    billing: dict[str, int] = {}
+    for a, n in sm["actions"].items():
+        billing[BILLING.get(a, a)] = billing.get(BILLING.get(a, a), 0) + n
+    lines.append("After the run: " + "; ".join(f"{n} {text}" for text, n in billing.items()) + "."
+                 + (" HARD POWER-OFF, no guest shutdown (--skip-shutdown)." if plan.options.skip_shutdown else ""))
+    return lines
 
 
 def wave_lines(plan: Plan) -> list[str]:
@@ -303,7 +354,7 @@ def maintenance_status_output(vms: list[Vm], now: datetime) -> Output:
     return Output(kind="maintenance-status", data=data, summary=summary,
                 columns=["SUBSCRIPTION", "GROUP", "NAME", "START NOW", "SELF-SERVICE WINDOW", "SCHEDULED WINDOW (AZURE)",
                          "LAST RESULT", "PLACEMENT", "PROD"],
-                rows=rows, footer=footer,
+                rows=rows, footer=footer, layout=MAINTENANCE_LAYOUT,
                 row_styles=["ok" if r[3] == "yes" else "dim" for r in rows])
 
 
@@ -320,12 +371,12 @@ def vm_list_output(inv: Inventory, subscriptions: list[str], tag_columns: list[s
         rows=[list_row(vm, now, tag_columns) for vm in inv.vms],
         row_styles=["prod" if vm.production else "stopped" if vm.stopped_but_billed else
                     "dim" if vm.power_state == "deallocated" else "" for vm in inv.vms],
-        footer=list_footer(summary),
+        footer=list_footer(summary), layout=LIST_LAYOUT,
     )
 
 
 # ---------------------------------------------------------------- the run report (data from report.build)
-EVIDENCE_COLUMNS = ["NAME", "OPERATION", "STATUSES", "CALLER", "EVENT TIME (END)", "SUBMITTED (END)", "OPERATION ID"]
+EVIDENCE_COLUMNS = ["SUBSCRIPTION", "GROUP", "NAME", "OPERATION", "STATUSES", "CALLER", "EVENT TIME (END)", "SUBMITTED (END)", "OPERATION ID"]
 
 
 def evidence_rows(rep: Report, journal: str | None = None) -> list[list[str]]:
@@ -335,13 +386,14 @@ def evidence_rows(rep: Report, journal: str | None = None) -> list[list[str]]:
         ev = v.get("evidence")
         if ev is None:
             continue
+        who = [v["subscriptionName"] or v["subscriptionId"], v["resourceGroup"], v["name"]]
         if ev.get("missing") or not ev.get("statuses"):
-            rows.append([v["name"], "-", "MISSING: not in the Activity Log yet", "-", "-", "-",
+            rows.append([*who, "-", "MISSING: not in the Activity Log yet", "-", "-", "-",
                          f"vmctl evidence --journal {where} fetches it (correlation id {ev['correlationId']})"])
             continue
         end = ev["statuses"][-1]
         statuses = " > ".join(ev["statuses"]) + ("" if ev["complete"] else " (no end event yet)")
-        rows.append([v["name"], str(ev.get("operationName", "")).replace("Microsoft.Compute/virtualMachines/", ""),
+        rows.append([*who, str(ev.get("operationName", "")).replace("Microsoft.Compute/virtualMachines/", ""),
                      statuses, str(ev.get("caller") or "-"), str(ev["eventTimestamps"].get(end, "-")),
                      str(ev["submissionTimestamps"].get(end, "-")), str(ev.get("operationId") or "-")])
     return rows
@@ -357,6 +409,30 @@ def _action_label(v: ReportVm) -> str:
     if v["path"]:  # "deallocate (fallback)" already names the action; "hibernate" does not
         return v["path"] if v["path"].startswith(str(v["action"])) else f"{v['action']} ({v['path']})"
     return str(v["action"])
+
+
+def confirmed_text(how: str | None) -> str:
+    from .report import CONFIRMED_BY
+
+    if not how:
+        return "not recorded in the journal"
+    return CONFIRMED_BY.get(how, how)
+
+
+def history_lines(rep: Report) -> list[str]:
+    """When the run was interrupted and resumed, and by whom, in order."""
+    events: list[tuple[str, str]] = []
+    for i in rep.get("interruptions") or []:
+        events.append((i["at"], f"interrupted at {i['at']}" + (" (in-flight operations abandoned)" if i["abandoned"] else "")))
+    for r in rep.get("resumes") or []:
+        who = f" by {r['user']}@{r['host']}" if r.get("user") else ""
+        how = f", confirmed by {confirmed_text(r['confirmedBy'])}" if r.get("confirmedBy") else ""
+        events.append((r["at"], f"resumed at {r['at']}{who}{how}"))
+    if not events:
+        return []
+    n_int, n_res = len(rep.get("interruptions") or []), len(rep.get("resumes") or [])
+    head = f"Interrupted {n_int} time{'s' if n_int != 1 else ''}, resumed {n_res} time{'s' if n_res != 1 else ''}: "
+    return [head + "; ".join(text for _, text in sorted(events)) + "."]
 
 
 def report_output(rep: Report, journal: str | None = None) -> Output:
@@ -378,7 +454,9 @@ def report_output(rep: Report, journal: str | None = None) -> Output:
         f"Run {rep['runId']}: vmctl {rep['verb']} ({rep['action']})" + (f", ticket {rep['ticket']}" if rep["ticket"] else ""),
         f"Ran as {who}, from {rep.get('user')}@{rep.get('host')}, started {rep['startedAt']}, ended {rep['endedAt'] or '-'}",
         f"Command: {rep['command']}",
+        f"Confirmed by: {confirmed_text(rep.get('confirmedBy'))}",
     ]
+    meta += history_lines(rep)
     footer = [
         f"{s['succeeded']} succeeded, {s['failed']} failed, "
         + (f"{s['preempted']} preempted (another request superseded vmctl's), " if s.get("preempted") else "")
@@ -402,13 +480,13 @@ def report_output(rep: Report, journal: str | None = None) -> Output:
     if ev_rows:
         title = "Activity Log evidence" + ("" if rep.get("evidenceCollected") else
                                            f" (not collected yet: vmctl evidence --journal {where})")
-        missing = sum(1 for r in ev_rows if r[2].startswith("MISSING"))
+        missing = sum(1 for r in ev_rows if r[EVIDENCE_COLUMNS.index("STATUSES")].startswith("MISSING"))
         if missing:
             footer.append(f"{missing} operations have no Activity Log evidence yet; "
                           f"`vmctl evidence --journal {where}` fetches it later.")
-        sections.append(Section(title, columns=EVIDENCE_COLUMNS, rows=ev_rows))
+        sections.append(Section(title, columns=EVIDENCE_COLUMNS, rows=ev_rows, layout=EVIDENCE_LAYOUT))
     return Output(kind="run-report", data=rep, summary=s, sections=sections, columns=columns,
-                  rows=rows, footer=footer,
+                  rows=rows, footer=footer, layout=REPORT_LAYOUT,
                   row_styles=["failed" if v["outcome"] in FAILED_OUTCOMES else "ok" if v["outcome"] == "succeeded" else ""
                               for v in rep["vms"]])
 
@@ -444,15 +522,16 @@ def activity_events_output(events: list[Event], fetched: int, start: datetime, e
     footer = [f"{len(events)} events ({fetched} read from the Activity Log, every page) between "
               f"{start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC."]
     return Output(kind="activity-events", data=events, summary=summary, columns=ACTIVITY_COLUMNS,
-                  rows=activity_rows(events), footer=footer)
+                  rows=activity_rows(events), footer=footer, layout=ACTIVITY_LAYOUT)
 
 
 def run_evidence_output(rep: Report, expected: int, missing: list[str], journal: str | None = None) -> Output:
-    data = [{"name": v["name"], "id": v["id"], **(v["evidence"] or {})} for v in rep["vms"] if v["evidence"]]
+    data = [{"name": v["name"], "id": v["id"], "resourceGroup": v["resourceGroup"], "subscriptionId": v["subscriptionId"],
+             **(v["evidence"] or {})} for v in rep["vms"] if v["evidence"]]
     footer = [f"{expected - len(missing)} of {expected} operations have their end event in the Activity Log"
               + (f"; {len(missing)} still missing." if missing else ".")]
     return Output(kind="run-evidence", data=data, summary={"expected": expected, "missing": missing},
-                  columns=EVIDENCE_COLUMNS, rows=evidence_rows(rep, journal), footer=footer)
+                  columns=EVIDENCE_COLUMNS, rows=evidence_rows(rep, journal), footer=footer, layout=EVIDENCE_LAYOUT)
 
 
 # ---------------------------------------------------------------- vmctl show
@@ -462,7 +541,7 @@ def vm_show_output(shown: list[tuple[Vm, InstanceViewJson]], now: datetime) -> O
     for vm, view in shown:
         sections += show_sections(vm, view, now)
     return Output(kind="vm-show", data=[{"vm": vm_json(vm, now), "instanceView": view} for vm, view in shown],
-                  sections=sections)
+                  sections=sections, tsv_rows=[list_row(vm, now, []) for vm, _ in shown])
 
 
 # ---------------------------------------------------------------- vmctl runs

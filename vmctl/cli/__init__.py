@@ -6,7 +6,7 @@ import typer
 from typer.core import TyperGroup
 
 from .. import __version__
-from . import actions, apply, evidence, inventory, maintenance, runs, sim
+from . import _help, actions, apply, evidence, inventory, maintenance, runs, sim
 from ._common import spread_ids
 
 
@@ -63,3 +63,6 @@ def _root(
 
 def main() -> None:
     app()
+
+
+_help.keep_all_examples_whole(app)  # every example in every --help shown as written, never re-wrapped

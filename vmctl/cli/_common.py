@@ -47,7 +47,7 @@ ArmEndpoint = Annotated[Optional[str], typer.Option(
 ConfigPath = Annotated[Optional[str], typer.Option(
     "--config", metavar="PATH", help="Config file. Default: VMCTL_CONFIG, ./vmctl.toml, ~/.config/vmctl/config.toml.")]
 OutputFormat = Annotated[Optional[str], typer.Option(
-    "--output", "-o", envvar="VMCTL_OUTPUT", show_envvar=True, metavar="FORMAT", help="table (default), json, csv or markdown.")]
+    "--output", "-o", envvar="VMCTL_OUTPUT", show_envvar=True, metavar="FORMAT", help="table (default), json, csv, markdown or tsv (tab-separated cells, no header, for piping).")]
 Query = Annotated[Optional[str], typer.Option(
     "--query", metavar="JMESPATH", help="JMESPath expression over the JSON data, e.g. \"[?powerState=='stopped'].id\".")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks and the SDK's HTTP log on errors.")]

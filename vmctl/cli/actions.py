@@ -249,6 +249,8 @@ def run_action(
             raise GuardRefusal("; ".join(plan.refusals) + ".")
         print("Nothing to do: no request sent.", file=sys.stderr)
         return
+    from ..render.table import before_prompt  # a long plan's counts again, right above the prompt
+    before_prompt(shown, is_tty and (not yes or (opts.skip_shutdown and bool(plan.production_acting))))
     confirm(plan, yes, is_tty, _ask)
     _execute(client, plan, cfg, fmt, common, journal_path, report_path, evidence_wait=evidence_wait, pacer=pacer)
 

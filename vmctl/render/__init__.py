@@ -13,14 +13,24 @@ import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Mapping, Sequence, TextIO
+from typing import Literal, Mapping, Sequence, TextIO
 
 from .. import __version__
 from ..errors import InputError
 from ..timefmt import stamp
 
 SCHEMA = "vmctl/v1"
-FORMATS = ("table", "json", "csv", "markdown")
+FORMATS = ("table", "json", "csv", "markdown", "tsv")
+
+
+@dataclass(frozen=True)
+class Col:
+    """How a table column gives way on a narrow terminal (render/table.py says in which order)."""
+
+    drop: int | None = None                    # left out when the table does not fit, lowest first; None: never
+    short: Literal["id", "time"] | None = None  # its declared short form: ids to 8 characters, times to the second
+    key: bool = False                          # identifies the row: never lifted, heads the row's block
+    note: bool = True                          # a long value repeated in it may become a numbered note
 
 
 @dataclass
@@ -31,6 +41,7 @@ class Section:
     lines: list[str] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
     rows: list[list[str]] = field(default_factory=list)
+    layout: Mapping[str, Col] = field(default_factory=dict)
 
 
 @dataclass
@@ -43,6 +54,9 @@ class Output:
     footer: list[str] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)
     row_styles: list[str] = field(default_factory=list)
+    layout: Mapping[str, Col] = field(default_factory=dict)  # per column name; a column not named: Col()
+    tsv_rows: list[list[str]] | None = None  # -o tsv when there is no main table (vmctl show)
+    recap: list[str] = field(default_factory=list)  # a long table's summary, repeated right above a prompt
 
 
 def envelope(out: Output, now: datetime | None = None) -> dict[str, object]:
@@ -71,6 +85,8 @@ def emit(out: Output, fmt: str, query: str | None = None, stream: TextIO | None 
         stream.write(json.dumps(envelope(out), indent=2, default=str) + "\n")
     elif fmt == "csv":
         _csv(out, stream)
+    elif fmt == "tsv":
+        _tsv(out, stream)
     elif fmt == "markdown":
         stream.write(markdown(out))
     else:
@@ -91,7 +107,13 @@ def emit_query(out: Output, fmt: str, query: str, stream: TextIO) -> None:
                          "Example: --query \"[?powerState=='stopped'].id\"") from exc
     scalars = isinstance(result, (str, int, float, bool)) or (
         isinstance(result, list) and all(isinstance(x, (str, int, float, bool)) for x in result))
-    if fmt != "json" and scalars and result is not None:
+    rows = isinstance(result, list) and all(
+        isinstance(r, list) and all(isinstance(x, (str, int, float, bool)) or x is None for x in r) for r in result)
+    if fmt == "tsv" and isinstance(result, (list, dict)) and not scalars and (rows or isinstance(result, dict)):
+        # az's habit: `--query "[].[name, resourceGroup]" -o tsv` gives one tab-separated line per item
+        for r in (result if isinstance(result, list) else [list(result.values())]):
+            stream.write("\t".join(tsv_cell("" if x is None else x) for x in r) + "\n")
+    elif fmt != "json" and scalars and result is not None:
         for item in (result if isinstance(result, list) else [result]):
             stream.write(f"{item}\n")
     else:
@@ -133,6 +155,25 @@ def _csv(out: Output, stream: TextIO) -> None:
         else:
             for line in s.lines:
                 row([s.title, line])
+
+
+_TSV_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_TSV_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def tsv_cell(value: object) -> str:
+    """One field of a TSV line: a tab, newline or CR inside a value would start a new field or
+    line, so it is written as \\t, \\n or \\r; other control characters as \\xNN. Nothing else
+    changes: no quoting, no truncation."""
+    return _TSV_CONTROL.sub(lambda m: _TSV_ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), str(value))
+
+
+def _tsv(out: Output, stream: TextIO) -> None:
+    """`-o tsv`, as az prints it for piping: the table's cells, tab-separated, one row per line, no
+    header, no colour, nothing cut. A command without a main table (show) prints its `tsv_rows`."""
+    rows = out.rows if out.columns else (out.tsv_rows or [])
+    for r in rows:
+        stream.write("\t".join(tsv_cell(c) for c in r) + "\n")
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
