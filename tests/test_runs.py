@@ -61,3 +61,18 @@ def test_runs_lists_past_runs_newest_first(sim: SimHandle) -> None:
     one = vmctl("runs", "--limit", "1", "-o", "json")
     assert [d["verb"] for d in json.loads(one.stdout)["data"]] == ["deallocate"]
     assert vmctl("runs", "--limit", "-1").exit_code == 2
+
+
+def test_a_run_journaled_elsewhere_is_listed_and_found_by_last(sim: SimHandle, tmp_path: Path) -> None:
+    """--journal PATH outside the state directory: a link there lets `runs` and `--last` find it,
+    shown by its real path; a removed journal leaves a dangling link that is not listed."""
+    kept = tmp_path / "tickets" / "CHG-7.jsonl"
+    r = vmctl("restart", "-n", "app-01", "--yes", "--no-evidence-wait", "--journal", kept)
+    assert r.exit_code == 0, r.output
+    assert jr.journals() == [kept.resolve()]
+    doc = json.loads(vmctl("runs", "-o", "json").stdout)
+    assert [d["journal"] for d in doc["data"]] == [str(kept.resolve())]
+    r = vmctl("resume", "--last", "--dry-run")
+    assert str(kept.resolve()) in r.output
+    kept.unlink()
+    assert jr.journals() == []

@@ -85,6 +85,8 @@ class RecordFields(TypedDict, total=False):
     interrupted: bool
     abandoned: bool
     line: int                        # corrupt: the line that was not a record
+    linkError: str                   # run: why a journal kept elsewhere is not linked in the state dir
+    confirmedBy: str                 # run, resume: how the operator said go (report.CONFIRMED_BY)
 
 
 class Record(RecordFields, total=False):
@@ -107,7 +109,8 @@ def journals() -> list[Path]:
     run record (microseconds: two runs may start in one second); files that are not journals last."""
     d = state_dir()
     try:
-        found = [p for p in d.iterdir() if p.suffix == ".jsonl" and p.is_file()]
+        # a link (a run journaled elsewhere) is followed; a dangling one (its journal was removed) is left out
+        found = list(dict.fromkeys(p.resolve() for p in d.iterdir() if p.suffix == ".jsonl" and p.is_file()))
     except FileNotFoundError:
         return []
     except OSError as exc:
@@ -215,6 +218,17 @@ def write_private(path: Path, data: str | bytes, *, flag: str | None = None, exc
 
 
 # ------------------------------------------------------------------ the journal
+def _link_into_state_dir(path: Path, run_id: str) -> str:
+    """A symlink <state>/runs/<run id>.jsonl -> path; the reason when it could not be made (the
+    run goes on: the link only helps `vmctl runs` find it, and the run record says why not)."""
+    try:
+        ensure_state_dir()
+        os.symlink(os.path.abspath(path), state_dir() / f"{run_id}.jsonl")
+    except OSError as exc:
+        return f"not listed in {state_dir()}: {exc.strerror or exc}"
+    return ""
+
+
 class Journal:
     """Append-only JSONL, mode 0600. A new journal is created exclusively: an existing file is never
     overwritten (InputError). `append=True` continues an existing one (resume, evidence)."""
@@ -239,8 +253,16 @@ class Journal:
                              "Check its permissions and its directory's, or give another path.") from exc
         self._fh = os.fdopen(fd, "a", encoding="utf-8")
         self._lock = threading.Lock()
+        # a journal kept elsewhere (--journal PATH) gets a link in the state directory, so that
+        # `vmctl runs` and `--last` find every run
+        self._link = not append and os.path.abspath(path.parent) != os.path.abspath(state_dir())
 
     def write(self, type_: str, **fields: Unpack[RecordFields]) -> None:
+        if type_ == "run" and self._link and fields.get("runId"):
+            self._link = False
+            error = _link_into_state_dir(self.path, str(fields.get("runId")))
+            if error:
+                fields["linkError"] = error
         record = {"ts": now_iso(), "type": type_, **fields}
         line = json.dumps(record, default=str, separators=(",", ":"))
         with self._lock:
