@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import actions, apply, evidence, inventory, maintenance, sim
+from . import actions, apply, evidence, guest, inventory, maintenance, sim
 
 app = typer.Typer(
     name="vmctl",
@@ -32,6 +32,7 @@ app.command("evidence")(evidence.evidence_cmd)
 app.command("apply")(apply.apply_cmd)
 app.command("resume")(actions.resume_cmd)
 app.command("report")(actions.report_cmd)
+app.add_typer(guest.app, name="guest")
 
 
 def _version(value: bool) -> None:

@@ -244,7 +244,7 @@ class ImdsState:
     def approve(self, vm: "Vm", ids: list[str], now: float) -> str | None:
         """POST StartRequests from `vm`: None, or the reason for a 400."""
         mine = {ev.id.lower(): ev for ev in self.events
-                if ev.removed_at is None and ev.created <= now and vm in ev.vms}
+                if ev.removed_at is None and ev.created <= now and self.sees(vm, ev)}
         unknown = [i for i in ids if i.lower() not in mine]
         if unknown:
             return f"Bad request. EventId '{unknown[0]}' is not a current event of this VM."
@@ -260,13 +260,29 @@ class ImdsState:
         return None
 
     # ------------------------------------------------------------ guest side
+    @staticmethod
+    def sees(vm: "Vm", ev: SimEvent) -> bool:
+        """An event reaches the VMs it names and every member of their availability set or scale
+        set ("each VM must check for its own name", wire §14.2)."""
+        if vm in ev.vms:
+            return True
+        s = vm.spec
+        for other in ev.vms:
+            o = other.spec
+            if (o.subscription_id, o.resource_group.lower()) != (s.subscription_id, s.resource_group.lower()):
+                continue
+            if (s.availability_set and o.availability_set == s.availability_set) or \
+                    (s.scale_set and o.scale_set == s.scale_set):
+                return True
+        return False
+
     def document(self, vm: "Vm", now: float) -> dict[str, Any]:
         self.settle(now)
         g = self.guest(vm)
         visible = self.flowing(vm, now)
         items = []
         for ev in self.events:
-            if not visible or ev.removed_at is not None or ev.created > now or vm not in ev.vms:
+            if not visible or ev.removed_at is not None or ev.created > now or not self.sees(vm, ev):
                 continue
             started = ev.started_at is not None
             items.append({
