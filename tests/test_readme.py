@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = str(Path(sys.executable).parent)
 EXIT = re.compile(r"#\s*exit (\d+)\b")
 BLOCK = re.compile(r"^```sh\n(.*?)^```", re.S | re.M)
-SET_UP = ("vmctl sim serve",)  # the set-up block's simulator: the fixture serves it
+# the set-up block's simulator (the fixture serves it), and the guest side, which runs inside a VM
+# against its IMDS (tests/test_guest_*.py run those commands against the simulator's IMDS)
+SET_UP = ("vmctl sim serve", "vmctl guest ")
 
 
 def readme_commands() -> list[tuple[str, int]]:

@@ -109,14 +109,20 @@ def run_hook(command: str, vm: Vm, action: str, phase: str, timeout: float,
     interrupt". `extra_env`: variable names passed through from vmctl's environment on top of the
     allow-list (see hook_env).
     """
-    env = hook_env(vm, action, phase, extra_env)
+    return run_command(command, hook_env(vm, action, phase, extra_env), timeout, phase, cancel)
+
+
+def run_command(command: str, env: dict[str, str], timeout: float, phase: str,
+                cancel: threading.Event | None = None, kill_grace: float = KILL_GRACE) -> HookResult:
+    """`run_hook` with the environment given whole (the guest watcher builds its own) and the
+    SIGTERM-to-SIGKILL grace chosen by the caller."""
     try:
         proc = subprocess.Popen(command, shell=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     except OSError as exc:
         return HookResult(False, None, "", f"{phase}-hook could not start: {exc.strerror}")
     cap = _Capture()
-    stopped = _pump(proc, cap, time.monotonic() + timeout, cancel)
+    stopped = _pump(proc, cap, time.monotonic() + timeout, cancel, kill_grace)
     out = cap.text()
     end = _last(cap.end_text())
     last = f": {end}" if end else ""
@@ -133,7 +139,7 @@ def run_hook(command: str, vm: Vm, action: str, phase: str, timeout: float,
 
 
 def _pump(proc: subprocess.Popen[bytes], cap: _Capture, deadline: float,
-          cancel: threading.Event | None) -> str | None:
+          cancel: threading.Event | None, kill_grace: float = KILL_GRACE) -> str | None:
     """Read the hook's output until it exits (and its output closes); stop it at the deadline or on
     cancel. Returns None (it exited), "timeout" or "cancel"."""
     assert proc.stdout is not None
@@ -155,7 +161,7 @@ def _pump(proc: subprocess.Popen[bytes], cap: _Capture, deadline: float,
                     stopped = "timeout"
                 if stopped is not None:
                     _signal(proc, signal.SIGTERM)
-                    kill_at = now + KILL_GRACE
+                    kill_at = now + kill_grace
             if kill_at is not None and now >= kill_at and proc.poll() is None:
                 _signal(proc, signal.SIGKILL)
                 kill_at = None

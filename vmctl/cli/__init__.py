@@ -6,7 +6,7 @@ import typer
 from typer.core import TyperGroup
 
 from .. import __version__
-from . import _help, actions, apply, evidence, inventory, maintenance, runs, sim
+from . import _help, actions, apply, evidence, guest, inventory, maintenance, runs, sim
 from ._common import spread_ids
 
 
@@ -46,6 +46,7 @@ app.command("apply")(apply.apply_cmd)
 app.command("resume")(runs.resume_cmd)
 app.command("report")(runs.report_cmd)
 app.command("runs")(runs.runs_cmd)
+app.add_typer(guest.app, name="guest")
 
 
 def _version(value: bool) -> None:

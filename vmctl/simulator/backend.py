@@ -7,9 +7,11 @@ by the time scale. Compute's state refusals are synchronous 409s checked against
 VM is set to reach; a second operation on a busy VM preempts the running one (it ends Canceled,
 OperationPreempted) unless the fleet's `platform.busy_vm` says refuse.
 
+A user restart/redeploy of a VM whose IMDS is enabled waits for its Scheduled Event (imds.py):
+the operation is accepted at once but its reboot starts only at approval or NotBefore.
+
 Left out: VM create/update/delete, disks and NICs as writable resources, scale-set (VMSS) APIs,
-Spot evictions, the Scheduled Events approval wait of a user restart/redeploy, regions other than
-the VM's own.
+regions other than the VM's own.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from .exceptions import (
     SubscriptionNotFound,
 )
 from .fleet import AvailabilitySetSpec, Fleet, SubscriptionSpec, VmSpec, load_fleet
+from .imds import ImdsState
 
 MAX_TIME_SCALE = 100000.0  # beyond this simulated durations round to nothing: a typo, not a wish
 PREEMPTED = ("OperationPreempted", "The operation has been preempted by a more recent operation.")
@@ -77,6 +80,7 @@ class Operation:
     cancel: bool = False  # an injected fault: the operation ends Canceled (OperationPreempted)
     status: str = "InProgress"
     end_time: float | None = None
+    impact_start: float = 0.0  # when the VM is really touched: later than `started` while a Scheduled Event holds it
 
     def status_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"startTime": iso(self.started), "status": self.status, "name": self.id}
@@ -172,6 +176,8 @@ class Backend:
         self._seq = itertools.count()
         self.rng = random.Random(fleet.seed)  # durations and delays: reproducible with time.seed
         self.activity.clear()
+        self.imds = ImdsState(self)
+        self.imds.load(fleet.scheduled_events, now)
 
     def reset(self) -> None:
         """Back to the fleet as loaded; relative times are resolved again from now."""
@@ -193,8 +199,21 @@ class Backend:
         due = self._due
         while due and due[0][0] <= now:
             _, _, op = heapq.heappop(due)
-            if op.status == "InProgress":  # a preempted operation has already ended
+            if op.status == "InProgress" and op.ends <= now:  # a preempted (or re-timed) one has ended
                 self._complete(op)
+        self.imds.settle(now)
+
+    def release(self, op: Operation, now: float, seconds: float) -> None:
+        """A held operation's Scheduled Event was approved: its reboot starts now."""
+        op.impact_start, op.ends = now, now + seconds
+        op.vm.rev += 1
+        heapq.heappush(self._due, (op.ends, next(self._seq), op))
+
+    def evict(self, vm: Vm, when: float) -> None:
+        """A Preempt/Terminate event started: the VM is deallocated (Spot eviction policy Deallocate)."""
+        if vm.op is None and vm.power != "deallocated":
+            vm.power, vm.power_changed = "deallocated", when
+            vm.rev += 1
 
     # ----------------------------------------------------------------- lookups
     def subscription(self, sub: str) -> SubscriptionSpec:
@@ -350,8 +369,11 @@ class Backend:
         op = Operation(
             id=str(uuid.uuid4()), vm=vm, kind=kind, started=now, ends=now + seconds,
             prev_power=shown, target=_TARGET.get(kind, state), ctx=ctx, hibernate=hibernate,
-            fail=PREEMPTED if cancel else fail, cancel=cancel,
+            fail=PREEMPTED if cancel else fail, cancel=cancel, impact_start=now,
         )
+        held = self.imds.hold(vm, op, now)
+        if held is not None:  # the guest listens: the reboot waits for approval or NotBefore
+            op.impact_start, op.ends = held, held + seconds
         self.ops[op.id] = op
         vm.op = op
         vm.rev += 1
@@ -365,6 +387,7 @@ class Backend:
         vm = op.vm
         op.status, op.end_time, op.fail = "Canceled", now, PREEMPTED
         vm.op = None
+        self.imds.operation_ended(op, now, cancelled=True)
         vm.rev += 1
         self._emit(vm, op.kind, "Failed", op.ctx, op.id, now,
                    error={"code": PREEMPTED[0], "message": PREEMPTED[1]}, lro_status="Canceled")
@@ -376,6 +399,7 @@ class Backend:
         vm.rev += 1
         if op.cancel:
             op.status = "Canceled"  # power and provisioning state stay as they were
+            self.imds.operation_ended(op, op.ends, cancelled=True)
             self._emit(vm, op.kind, "Failed", op.ctx, op.id, op.ends,
                        error={"code": PREEMPTED[0], "message": PREEMPTED[1]}, lro_status="Canceled")
             return
@@ -431,7 +455,9 @@ class Backend:
         op = self.visible_op(vm, now)
         if op is None:
             return vm.power if vm.op is None else vm.op.prev_power
-        half = now >= (op.started + op.ends) / 2
+        if now < op.impact_start:  # held by its Scheduled Event: the VM still runs
+            return op.prev_power
+        half = now >= (op.impact_start + op.ends) / 2
         if op.kind == "powerOff":
             return "stopping"
         if op.kind == "deallocate":

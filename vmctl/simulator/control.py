@@ -17,7 +17,7 @@ from aiohttp import web
 from .backend import Backend, CallContext
 from .exceptions import BadRequest, NotFound, SimError
 from .faults import Faults
-from .fleet import FleetError, parse_faults
+from .fleet import FleetError, parse_event, parse_faults
 from .identity import Identity
 from .throttle import Throttle
 from .urls import ACTIONS
@@ -141,6 +141,8 @@ class Control:
                 body["tokens_issued"] = self.identity.issued
                 body["operations_started"] = len(self.backend.ops)
                 body["activity_events"] = len(self.backend.activity)
+                self.backend.settle(self.backend.now())
+                body["scheduled_events"] = self.backend.imds.stats()
             return json_response(200, body)
         if path == "/_sim/faults":
             if method == "GET":
@@ -156,6 +158,8 @@ class Control:
                     err = BadRequest(str(exc))
                     return json_response(err.status, err.body())
                 return json_response(200, {"faults": self.faults.describe()})
+        if path == "/_sim/events":
+            return await self._events(request)
         if path == "/_sim/act" and method == "POST":
             return await self._act(request)
         if path == "/_sim/reset" and method == "POST":
@@ -169,8 +173,44 @@ class Control:
                     self.faults.add(self.backend.fleet.faults)
             return json_response(200, {"reset": scope})
         missing = NotFound("Control endpoints: GET /_sim/stats, GET|POST|DELETE /_sim/faults, "
-                           "POST /_sim/act, POST /_sim/reset[?scope=stats]")
+                           "POST /_sim/act, GET|POST /_sim/events, POST /_sim/reset[?scope=stats]")
         return json_response(missing.status, missing.body())
+
+    async def _events(self, request: web.Request) -> web.Response:
+        """GET: the record of every Scheduled Event and each VM's IMDS state; POST: add an event
+        (the keys of a fleet file's `scheduled_events` entry; `at` defaults to now)."""
+        b = self.backend
+        if request.method == "POST":
+            try:
+                raw = await request.json()
+                spec = parse_event(raw, "event")
+            except (ValueError, FleetError) as exc:
+                err = BadRequest(str(exc))
+                return json_response(err.status, err.body())
+            with b.lock:
+                now = b.now()
+                try:
+                    ev = b.imds.add(spec, now)
+                except SimError as err:
+                    return json_response(err.status, err.body())
+                b.settle(now)
+                return json_response(200, ev.record())
+        if request.method != "GET":
+            wrong = BadRequest("use GET /_sim/events (the record) or POST /_sim/events (add one)")
+            return json_response(405, wrong.body())
+        with b.lock:
+            now = b.now()
+            b.settle(now)
+            imds = b.imds
+            vms = {}
+            for vm in b.vms.values():
+                g = imds.guests.get(id(vm))
+                if g is not None and g.enabled_at is not None:
+                    vms[vm.name] = {"enabledAt": datetime.fromtimestamp(g.enabled_at, tz=timezone.utc).isoformat(),
+                                    "enabled": imds.enabled(vm, now), "flowing": imds.flowing(vm, now),
+                                    "documentIncarnation": g.incarnation}
+            return json_response(200, {"events": [ev.record() for ev in imds.events if ev.created <= now],
+                                       "vms": vms, "stats": imds.stats()})
 
     async def _act(self, request: web.Request) -> web.Response:
         """Someone else acts on a VM: the same path as an ARM POST (refusals, preemption, Activity

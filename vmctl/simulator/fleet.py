@@ -136,6 +136,44 @@ class PlatformSpec:
         return self.busy_pairs.get((new, running), self.busy_default)
 
 
+EVENT_TYPES = ("Freeze", "Reboot", "Redeploy", "Preempt", "Terminate")
+
+# Minimum notice (Scheduled -> NotBefore), wire §14.2 [DOC]: Freeze 15 min, Reboot 15 min, Redeploy
+# 10 min, Preempt 30 s, Terminate 5-15 min (configurable on the scale set; 5 min, the shortest, here).
+MIN_NOTICE_SECONDS: dict[str, float] = {
+    "Freeze": 900.0, "Reboot": 900.0, "Redeploy": 600.0, "Preempt": 30.0, "Terminate": 300.0,
+}
+EVENT_DESCRIPTIONS: dict[str, str] = {
+    "Freeze": "Virtual machine is being paused because of a memory-preserving Live Migration operation.",
+    "Reboot": "Host server is undergoing maintenance.",
+    "Redeploy": "Host server is undergoing maintenance.",
+    "Preempt": "Virtual machine is being evicted because of a Spot capacity change.",
+    "Terminate": "Virtual machine is being deleted.",
+}
+
+
+@dataclass
+class EventSpec:
+    """A Scheduled Event from the fleet file (`scheduled_events:`), for the VMs named in `vms`."""
+    type: str
+    vms: list[str]
+    at: float                       # seconds after load/reset when the event is scheduled
+    notice: float | None            # Scheduled -> NotBefore, seconds; None: starts at once (hardware failure)
+    duration_seconds: int
+    description: str
+    source: str = "Platform"
+
+
+@dataclass
+class ImdsSpec:
+    """IMDS behaviours (wire §14); each default is the documented bound or the stricter case."""
+    first_call_seconds: float = 120.0     # "the first call may take up to 2 minutes"
+    events_flow_seconds: float = 300.0    # "events flow within 5 minutes" of the first call
+    started_seconds: float = 600.0        # Started -> removed, "about 10 min" (mock server median)
+    idle_off_seconds: float = 86400.0     # the service switches off after 24 h without a call
+    rate_per_second: float = 5.0          # "5 requests per second per VM", excess -> 429
+
+
 @dataclass
 class Fleet:
     tenant_id: str
@@ -155,6 +193,8 @@ class Fleet:
     seed: int | None = None
     resource_page_size: int = 1000
     platform: PlatformSpec = field(default_factory=PlatformSpec)
+    scheduled_events: list[EventSpec] = field(default_factory=list)
+    imds: ImdsSpec = field(default_factory=ImdsSpec)
 
 
 MAX_COUNT = 100_000            # VMs one generator entry may expand to
@@ -364,7 +404,7 @@ def parse_faults(raw: Any, where: str = "faults") -> list[FaultSpec]:
 
 
 _TOP_KEYS = {"tenant_id", "defaults", "time", "paging", "identity", "subscriptions", "faults", "throttling",
-             "platform"}
+             "platform", "scheduled_events", "imds"}
 _PAIR = re.compile(r"^\s*(\w+)\s+over\s+(\w+)\s*$")
 
 
@@ -421,6 +461,59 @@ def _number(value: Any, where: str, *, low: float = 0.0, high: float | None = No
         rng = f"from {low:g} up to (not including) {high:g}" if high is not None else f"of at least {low:g}"
         raise FleetError(f"{where}: expected a number {rng}, got {value!r}")
     return float(value)
+
+
+_EVENT_KEYS = {"type", "vms", "at", "notice", "duration_seconds", "description", "source", "status"}
+
+
+def parse_event(raw: Any, where: str, vm_names: set[str] | None = None) -> EventSpec:
+    """One Scheduled Event rule: {type, vms, at, notice, duration_seconds, description, source,
+    status}. `vm_names` (lower case): the fleet's VM names, each name in `vms` must be one."""
+    e = _check_keys(raw, _EVENT_KEYS, where)
+    canon = {t.lower(): t for t in EVENT_TYPES}
+    etype = canon.get(str(e.get("type", "")).lower())
+    if etype is None:
+        raise FleetError(f"{where}.type: expected one of {', '.join(EVENT_TYPES)}, got {e.get('type')!r}")
+    vms = e.get("vms")
+    if isinstance(vms, str):
+        vms = [vms]
+    if not isinstance(vms, list) or not vms or not all(isinstance(v, str) and v for v in vms):
+        raise FleetError(f"{where}.vms: expected a list of VM names, e.g. [web-01, web-02]")
+    if vm_names is not None:
+        for v in vms:
+            if v.lower() not in vm_names:
+                raise FleetError(f"{where}.vms: no VM named {v!r} in this fleet")
+    at = parse_duration(e.get("at", 0), f"{where}.at")
+    if at < 0:
+        raise FleetError(f"{where}.at: expected a time from now (0s, 30s, 5m), got {e.get('at')!r}")
+    status = str(e.get("status", "Scheduled"))
+    if status not in ("Scheduled", "Started"):
+        raise FleetError(f"{where}.status: expected Scheduled or Started (a hardware failure), got {status!r}")
+    notice: float | None = None
+    if status == "Scheduled":
+        notice = _seconds(e.get("notice", MIN_NOTICE_SECONDS[etype]), f"{where}.notice", maximum=MAX_SPAN_SECONDS)
+    elif "notice" in e:
+        raise FleetError(f"{where}.notice: an event that is Started at once has no notice; leave one of them out")
+    dur = e.get("duration_seconds", 5 if etype == "Freeze" else -1)
+    if isinstance(dur, bool) or not isinstance(dur, int) or dur < -1:
+        raise FleetError(f"{where}.duration_seconds: expected a whole number of seconds, -1 (unknown) or more, got {dur!r}")
+    source = str(e.get("source", "Platform"))
+    if source not in ("Platform", "User"):
+        raise FleetError(f"{where}.source: expected Platform or User, got {source!r}")
+    return EventSpec(type=etype, vms=[str(v) for v in vms], at=at, notice=notice, duration_seconds=dur,
+                     description=str(e.get("description", EVENT_DESCRIPTIONS[etype])), source=source)
+
+
+def parse_imds(raw: Any, where: str = "imds") -> ImdsSpec:
+    i = _check_keys(raw or {}, {"first_call_seconds", "events_flow_seconds", "started_seconds",
+                                "idle_off_seconds", "rate_per_second"}, where)
+    spec = ImdsSpec()
+    for key in ("first_call_seconds", "events_flow_seconds", "started_seconds", "idle_off_seconds"):
+        if key in i:
+            setattr(spec, key, _seconds(i[key], f"{where}.{key}", maximum=MAX_SPAN_SECONDS))
+    if "rate_per_second" in i:
+        spec.rate_per_second = _number(i["rate_per_second"], f"{where}.rate_per_second", low=0.001)
+    return spec
 
 
 def load_fleet(source: str | Path | dict[str, Any], now: datetime | None = None) -> Fleet:
@@ -528,6 +621,18 @@ def load_fleet(source: str | Path | dict[str, Any], now: datetime | None = None)
     thr = data.get("throttling") or {}
     if not isinstance(thr, dict):
         raise FleetError("throttling: expected a mapping")
+    raw_events = data.get("scheduled_events") or []
+    if not isinstance(raw_events, list):
+        raise FleetError("scheduled_events: expected a list of events, e.g. [{type: Reboot, vms: [web-01], at: 1m}]")
+    counts: dict[str, int] = {}
+    for v in vms:
+        counts[v.name.lower()] = counts.get(v.name.lower(), 0) + 1
+    events = [parse_event(r, f"scheduled_events[{i}]", set(counts)) for i, r in enumerate(raw_events)]
+    for i, ev in enumerate(events):
+        for name in ev.vms:
+            if counts[name.lower()] > 1:
+                raise FleetError(f"scheduled_events[{i}].vms: VM name {name!r} is used in several resource groups; "
+                                 "Scheduled Events name VMs by name alone, so give it a unique name")
     return Fleet(
         tenant_id=str(data.get("tenant_id", "72f988bf-0000-0000-0000-000000000000")),
         subscriptions=subs, vms=vms, availability_sets=avsets, lro_seconds=lro,
@@ -542,4 +647,5 @@ def load_fleet(source: str | Path | dict[str, Any], now: datetime | None = None)
         faults=parse_faults(data.get("faults")),
         throttling=ThrottleSpec(enabled=bool(thr.get("enabled", True)), overrides={k: v for k, v in thr.items() if k != "enabled"}),
         jitter=jitter, seed=seed, resource_page_size=page_sizes.get("resources", 1000), platform=platform,
+        scheduled_events=events, imds=parse_imds(data.get("imds")),
     )

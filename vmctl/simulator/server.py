@@ -1,4 +1,5 @@
-"""The simulator's HTTPS server: aiohttp on loopback with a test CA generated at start-up.
+"""The simulator's HTTPS server: aiohttp on loopback with a test CA generated at start-up, and a
+second, plain-HTTP listener for the VMs' IMDS views (imds.py; `Simulator.imds_url`).
 
 Python's TLS server stalls ~40 ms per new connection when it sends session tickets to a client
 that waits for them with Nagle on; `num_tickets = 0` (and aiohttp's TCP_NODELAY) removes it.
@@ -26,6 +27,7 @@ from .backend import Backend
 from .faults import Faults
 from .fleet import Fleet
 from .identity import Identity
+from .imds import ImdsHandler
 from .responses import Handler
 from .throttle import Throttle
 
@@ -46,7 +48,7 @@ class Simulator:
 
     def __init__(
         self, fleet: str | Path | dict[str, Any] | Fleet, *, host: str = "127.0.0.1", port: int = 0,
-        time_scale: float = 1.0, state_dir: str | Path | None = None,
+        time_scale: float = 1.0, state_dir: str | Path | None = None, imds_port: int = 0,
     ) -> None:
         self.backend = Backend(fleet, time_scale=time_scale)
         f = self.backend.fleet
@@ -56,6 +58,8 @@ class Simulator:
         self.faults.add(f.faults)
         self.handler = Handler(self.backend, self.identity, self.throttle, self.faults)
         self.host, self.port = host, port
+        self.imds_port = imds_port
+        self.imds_handler = ImdsHandler(self.backend, self.faults)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if state_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="vmctl-sim-")
@@ -66,6 +70,7 @@ class Simulator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self._imds_runner: web.AppRunner | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
 
@@ -101,6 +106,22 @@ class Simulator:
         sock = server.sockets[0]  # type: ignore[attr-defined]
         self.port = sock.getsockname()[1]
         self._runner = runner
+        # IMDS is plain HTTP (wire §14.1), on its own port so no TLS client meets it by mistake
+        imds_app = web.Application(client_max_size=1024 * 1024)
+        imds = self.imds_handler
+
+        async def imds_dispatch(request: web.Request) -> web.StreamResponse:
+            return await imds(request)
+
+        imds_app.router.add_route("*", "/{tail:.*}", imds_dispatch)
+        imds_runner = web.AppRunner(imds_app, access_log=None, handle_signals=False)
+        await imds_runner.setup()
+        imds_site = web.TCPSite(imds_runner, self.host, self.imds_port, backlog=256, reuse_address=True)
+        await imds_site.start()
+        imds_server = imds_site._server
+        assert imds_server is not None
+        self.imds_port = imds_server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._imds_runner = imds_runner
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
@@ -119,6 +140,8 @@ class Simulator:
         finally:
             if self._runner is not None:
                 loop.run_until_complete(self._runner.cleanup())
+            if self._imds_runner is not None:
+                loop.run_until_complete(self._imds_runner.cleanup())
             loop.close()
 
     def start(self) -> "Simulator":
@@ -152,6 +175,19 @@ class Simulator:
         if ":" in host:
             host = f"[{host}]"
         return f"https://{host}:{self.port}"
+
+    @property
+    def imds_url(self) -> str:
+        """The plain-HTTP IMDS listener; a VM's IMDS is `imds_endpoint(name)` under it."""
+        host = self.url.split("://", 1)[1].rsplit(":", 1)[0]
+        return f"http://{host}:{self.imds_port}"
+
+    def imds_endpoint(self, vm: str, resource_group: str | None = None, subscription: str | None = None) -> str:
+        """What a guest on `vm` uses as its IMDS base (for `http://169.254.169.254`)."""
+        if resource_group is None:
+            return f"{self.imds_url}/vm/{vm}"
+        sub = subscription or self.backend.find_vm(vm, resource_group).spec.subscription_id
+        return f"{self.imds_url}/vm/{sub}/{resource_group}/{vm}"
 
     @property
     def subscription_ids(self) -> list[str]:
@@ -219,12 +255,14 @@ def serve(
         f = sim.backend.fleet
         print(f"vmctl simulator listening on {sim.url}", file=out)
         print(f"  CA certificate: {sim.ca_path}", file=out)
+        print(f"  IMDS (plain HTTP, per VM): {sim.imds_url}/vm/<name>  (a guest's --imds-endpoint)", file=out)
         print(f"  fleet: {fleet} ({len(f.vms)} VMs in {len(f.subscriptions)} subscriptions), "
               f"time scale {time_scale:g}", file=out)
         if env_file:
             sim.write_env_file(env_file)
             print(f"  environment: {env_file}  (load it with: set -a; . {env_file}; set +a)", file=out)
-        print("  control: GET /_sim/stats, POST /_sim/faults, POST /_sim/act, POST /_sim/reset; Ctrl-C stops", file=out)
+        print("  control: GET /_sim/stats, POST /_sim/faults, POST /_sim/act, GET|POST /_sim/events, POST /_sim/reset;"
+              " Ctrl-C stops", file=out)
         out.flush()
         while not stop.wait(0.5):
             pass
