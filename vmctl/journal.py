@@ -84,6 +84,7 @@ class RecordFields(TypedDict, total=False):
     missing: list[str]
     interrupted: bool
     abandoned: bool
+    signal: str                      # interrupted: SIGINT or SIGTERM (empty when not known)
     line: int                        # corrupt: the line that was not a record
 
 
