@@ -127,7 +127,7 @@ class Signals:
         if not self.armed:
             try:
                 sys.stdout.flush()
-            except (OSError, ValueError):
+            except Exception:  # noqa: BLE001 - reentrant (the signal came mid-write) or closed: exit anyway
                 pass
             _err(f"\ninterrupted ({signal.Signals(signum).name}) while {self.phase}: no request was sent, "
                  "nothing was changed and no journal was written.")
@@ -136,10 +136,10 @@ class Signals:
         if self.count == 1:
             self.stop.set()
             if self.phase == "execution":
-                _err(f"\nstopping ({name}): no new operations; waiting for {self.in_flight()} in flight to finish "
+                _err(f"\nstopping: no new operations ({name}); waiting for {self.in_flight()} in flight to finish "
                      "(press Ctrl-C again to stop waiting)")
             elif self.phase in ("verify", "evidence"):
-                _err(f"\nstopping ({name}): not waiting for more Activity Log evidence; writing the journal and "
+                _err(f"\nstopping: not waiting for more Activity Log evidence ({name}); writing the journal and "
                      "the report")
             else:
                 _err(f"\ninterrupted ({name}): finishing the report first")
@@ -194,6 +194,7 @@ class RunDisplay:
         self.in_flight: Callable[[], int] = lambda: 0
         self.phase = "execution"
         self.evidence: tuple[int, int, float, float] | None = None   # missing, total, left, at
+        self._evidence_said = False  # off a terminal the first round's status is always shown
         self.last_line = clock()
         self.live: Any = None
         self._done = threading.Event()
@@ -246,7 +247,9 @@ class RunDisplay:
     def evidence_round(self, missing: int, total: int, left: float) -> None:
         with self.lock:
             self.evidence = (missing, total, left, self.clock())
-            if self.live is None and missing and self.clock() - self.last_line >= self.interval:
+            first = not self._evidence_said
+            if self.live is None and missing and (first or self.clock() - self.last_line >= self.interval):
+                self._evidence_said = True
                 self._line(evidence_text(missing, total, left))
 
     def close(self) -> None:
