@@ -195,3 +195,40 @@ def test_the_evidence_wait_makes_the_same_activity_log_calls_on_a_terminal_and_o
     # on the terminal the wait's status is one line rewritten in place, not a line per round
     assert not [x for x in _visible(screen) if "not in the Activity Log yet" in x], screen
     assert len([x for x in r.stderr.splitlines() if "not in the Activity Log yet" in x]) <= 4 + 1
+
+
+def _screen(width: int, model: ProgressModel, phase: str = "execution") -> list[str]:
+    import io
+    import re
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    console = Console(width=width, file=buf, force_terminal=True, color_system="standard")
+    d = RunDisplay("deallocate", interval=60.0, parallel=5, tty=True, clock=lambda: 58.0)
+    d.model, d.phase = model, phase
+    d.evidence = (3, 15, 412.0, 58.0)
+
+    class Live:
+        pass
+
+    live = Live()
+    live.console = console  # type: ignore[attr-defined]
+    d.live = live
+    console.print(d._render())
+    return [re.sub(r"\x1b\[[0-9;]*m", "", x) for x in buf.getvalue().splitlines()]
+
+
+def test_the_live_line_is_one_line_with_every_value_whole_at_80_and_120_columns() -> None:
+    m = ProgressModel(total=15, parallel=5, now=0.0)
+    m.sample(5, now=0.3)
+    for d in (44.0, 46.5, 45.1):
+        m.finished(False, d)
+    m.finished(True, 12.0)
+    m.sample(5, now=47.0)
+    at80, at120 = _screen(80, m), _screen(120, m)
+    assert at80 == ["deallocate: 3/15 done, 5 in flight, 1 failed, 6 queued  4.1/min  ETA 1:14"]
+    assert len(at120) == 1 and len(at120[0]) <= 120 and "━" in at120[0]
+    assert at120[0].endswith("deallocate: 3/15 done, 5 in flight, 1 failed, 6 queued  4.1/min  ETA 1:14  0:58 elapsed")
+    for width in (80, 120):
+        assert _screen(width, m, "evidence") == ["evidence: 3 of 15 operations not in the Activity Log yet (6:52 left)"]

@@ -280,8 +280,8 @@ class RunDisplay:
         return None
 
     def _render(self) -> Any:
-        from rich.console import Group
         from rich.progress_bar import ProgressBar
+        from rich.table import Table
         from rich.text import Text
 
         width = self.live.console.width if self.live is not None else 80
@@ -289,11 +289,13 @@ class RunDisplay:
             text = self._status(width - 1) or ""
             model = self.model if self.phase == "execution" else None
         line = Text(text, no_wrap=True, overflow="ellipsis")
-        if model is None or width < 100:
+        room = min(40, width - 1 - len(text) - 1)
+        if model is None or room < 10:
             return line
-        # a wide terminal: the bar on a line of its own, above the counters
-        bar = ProgressBar(total=max(1, model.total), completed=model.done + model.failed, width=min(60, width - 1))
-        return Group(bar, line)
+        # room to spare on a wide terminal: a bar in front of the counters, on the same line
+        grid = Table.grid(padding=(0, 1))
+        grid.add_row(ProgressBar(total=max(1, model.total), completed=model.done + model.failed, width=room), line)
+        return grid
 
     def _tick(self) -> None:
         while not self._done.wait(0.25):
