@@ -39,6 +39,7 @@ def test_an_approved_plan_is_carried_out(sim: SimHandle, tmp_path: Path) -> None
     assert r.exit_code == 0, r.output
     rep = json.loads((tmp_path / "r.json").read_text())["data"]
     assert rep["verb"] == "deallocate" and rep["ticket"] == "CHG-9"  # the saved options, ticket included
+    assert rep["confirmedBy"] == "plan-file"  # journaled in the run record
     assert sorted(v["name"] for v in rep["vms"] if v["outcome"] == "succeeded") == ["b-1", "b-2", "b-3"]
     assert writes(sim) == 3
     # applied again: every VM is at its target, so there is nothing to do and nothing is sent
@@ -113,3 +114,17 @@ def test_a_file_that_is_not_a_plan_is_bad_input(sim: SimHandle, tmp_path: Path) 
     assert r.exit_code == 2 and "is not a vmctl plan" in r.output, r.output
     r = vmctl("apply", tmp_path / "missing.json", "--yes")
     assert r.exit_code == 2 and "cannot read plan" in r.output, r.output
+
+
+def test_how_a_run_was_confirmed_is_journaled() -> None:
+    """safety.confirm says how the operator said go; the run record keeps it for the report."""
+    from vmctl.planner import Options, build_plan
+    from vmctl.safety import confirm
+
+    from fakes import make_vm
+
+    plan = build_plan("restart", [make_vm("vm0")], Options())
+    assert confirm(plan, True, False, lambda _: "") == "yes-flag"
+    assert confirm(plan, False, True, lambda _: "y") == "prompt"
+    prod = build_plan("restart", [make_vm("vm0", production=True)], Options(include_production=True))
+    assert confirm(prod, False, True, lambda _: "1") == "typed-count"

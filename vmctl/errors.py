@@ -8,7 +8,8 @@ FAILED = 1
 BAD_INPUT = 2
 PARTIAL = 3
 REFUSED = 4
-INTERRUPTED = 130
+INTERRUPTED = 130   # SIGINT (Ctrl-C)
+TERMINATED = 143    # SIGTERM (128 + 15), as a shell reports a process SIGTERM ended
 
 
 class VmctlError(Exception):

@@ -84,6 +84,7 @@ class RecordFields(TypedDict, total=False):
     missing: list[str]
     interrupted: bool
     abandoned: bool
+    signal: str                      # interrupted: SIGINT or SIGTERM (empty when not known)
     line: int                        # corrupt: the line that was not a record
     linkError: str                   # run: why a journal kept elsewhere is not linked in the state dir
     confirmedBy: str                 # run, resume: how the operator said go (report.CONFIRMED_BY)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal, Mapping, TypedDict, cast
 
-from .errors import FAILED, INTERRUPTED, OK, PARTIAL
+from .errors import FAILED, INTERRUPTED, OK, PARTIAL, TERMINATED
 from .evidence import Summary, collected, summarize
 from .journal import Record, iter_type
 from .models import FAILED_OUTCOMES
@@ -115,6 +115,7 @@ def build(records: list[Record]) -> Report:
     for r in iter_type(records, "verify"):
         after.update(r.get("states") or {})
     interrupted = any(True for _ in iter_type(records, "interrupted"))
+    signals = [r.get("signal") for r in iter_type(records, "interrupted")]
     maint: dict[int, dict[str, object]] = {}
     for r in iter_type(records, "wave-end"):
         maint.update({int(k): v for k, v in (r.get("results") or {}).items()})
@@ -159,7 +160,7 @@ def build(records: list[Record]) -> Report:
         sum(1 for v in vms if (v["action"] == "powerOff" and v["outcome"] == "succeeded") or
             (v["action"] is None and v["before"] == "stopped"))
     if interrupted or counts["cancelled"] or counts["in-flight"] or counts["pending"]:
-        code = INTERRUPTED if interrupted else (PARTIAL if hard_failures or acted_ok else FAILED)
+        code = (TERMINATED if signals and signals[-1] == "SIGTERM" else INTERRUPTED) if interrupted else (PARTIAL if hard_failures or acted_ok else FAILED)
     elif hard_failures == 0:
         code = OK
     elif acted_ok == 0:

@@ -6,12 +6,13 @@ answers in tests). Without a terminal nothing is ever assumed: the flags must sa
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Literal
 
 from .errors import GuardRefusal, InputError
 from .models import Plan
 
 Ask = Callable[[str], str]
+Confirmation = Literal["yes-flag", "prompt", "typed-count", "typed-phrase", "plan-file"]  # report.CONFIRMED_BY
 
 STOP_BILLED = ("stop keeps compute allocated and billed; pass --keep-allocation if that is what you want, "
                "or use `vmctl deallocate` to stop paying for compute.")
@@ -33,8 +34,9 @@ def stop_or_deallocate(keep_allocation: bool, interactive: bool, ask: Ask) -> st
             raise GuardRefusal("aborted at the stop-versus-deallocate prompt; nothing was changed.")
 
 
-def confirm(plan: Plan, yes: bool, interactive: bool, ask: Ask) -> None:
-    """Raise unless the run may go ahead. Call only for a plan with something to do."""
+def confirm(plan: Plan, yes: bool, interactive: bool, ask: Ask) -> Confirmation:
+    """Raise unless the run may go ahead; say how the operator said go (the journal keeps it).
+    Call only for a plan with something to do."""
     if plan.refusals:
         raise GuardRefusal("; ".join(plan.refusals) + ".")
     acting = plan.acting
@@ -50,7 +52,7 @@ def confirm(plan: Plan, yes: bool, interactive: bool, ask: Ask) -> None:
                     f"Type 'power off {len(prod)} production' to continue: ").strip()
         if typed != f"power off {len(prod)} production":
             raise GuardRefusal("the typed confirmation did not match; nothing was changed.")
-        return
+        return "typed-phrase"
     if prod and not yes:
         if not interactive:
             raise InputError(f"the plan acts on {len(prod)} production VM(s); without a terminal that needs "
@@ -59,15 +61,16 @@ def confirm(plan: Plan, yes: bool, interactive: bool, ask: Ask) -> None:
                     f"Type the number of production VMs ({len(prod)}) to continue: ").strip()
         if typed != str(len(prod)):
             raise GuardRefusal("the typed count did not match; nothing was changed.")
-        return
+        return "typed-count"
     if yes:
-        return
+        return "yes-flag"
     if not interactive:
         raise InputError(f"the plan would change {len(acting)} VM(s) and there is no terminal to confirm it.",
                          "Review it with --dry-run, then run again with --yes.")
     answer = ask(f"Go ahead: {what} on {len(acting)} VM(s)? [y/N] ").strip().lower()
     if answer not in ("y", "yes"):
         raise GuardRefusal("aborted at the confirmation prompt; nothing was changed.")
+    return "prompt"
 
 
 def plan_drift(approved: Plan, fresh: Plan) -> list[str]:

@@ -10,6 +10,7 @@ import shlex
 import signal
 import sys
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional, TypedDict
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # annotations only: the CLI imports the core lazily so that -
     from ..pacing import Pacer
     from ..render import Output
     from ..report import Report
+    from ..run import ProgressModel, ProgressView
 
 from ._common import (
     AllVms,
@@ -73,73 +75,239 @@ def _ask(prompt: str) -> str:
     return str(typer.prompt(prompt, default="", show_default=False, err=True))
 
 
-class _Progress:
-    """Rich progress on a terminal; one plain line per VM otherwise. Thread-safe."""
+SIGNAL_EXIT: dict[int, int] = {signal.SIGINT.value: 130, signal.SIGTERM.value: 143}  # errors.INTERRUPTED, errors.TERMINATED
 
-    def __init__(self, total: int, verb: str) -> None:
-        self.total, self.done, self.failed = total, 0, 0
-        self.lock = threading.Lock()
-        self.rich = None
-        if total and sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
 
-            self.rich = Progress(TextColumn(f"{verb}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                                 TextColumn("failed: {task.fields[failed]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                 transient=True)
-            self.task = self.rich.add_task(verb, total=total, rate="", failed=0)
-            self.rich.start()
-            import time as _t
-            self.t0 = _t.monotonic()
+class Signals:
+    """SIGINT and SIGTERM for one command, from its first request to its report.
 
-    def __call__(self, step: Step, outcome: Outcome) -> None:
+    Until `arm` (planning, the confirmation prompt) nothing has been sent and no journal exists: a
+    signal ends the process at once with 130 (SIGINT) or 143 (SIGTERM), without waiting for the
+    inventory's reads (a throttled read may be sleeping in a retry). From `arm` on, the run owns the
+    journal: the first signal sets `stop` (no new operation starts, those in flight finish, the
+    evidence wait ends), a second sets `abandon` (stop waiting for those in flight); the run then
+    ends by itself, the report is written and the command exits with the first signal's code.
+    Used as a context manager; handlers are only installed on the main thread."""
+
+    def __init__(self) -> None:
+        self.stop, self.abandon = threading.Event(), threading.Event()
+        self.signum: int | None = None
+        self.count = 0
+        self.armed = False
+        self.phase = "planning"          # run.Phase once armed; "report" while the report is written
+        self.in_flight: Callable[[], int] = lambda: 0
+        self.interrupted_in = ""         # the phase the first signal arrived in
+        self._old: dict[int, Any] = {}
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ""
+
+    @property
+    def exit_code(self) -> int | None:
+        return SIGNAL_EXIT.get(self.signum) if self.signum else None
+
+    def __enter__(self) -> Signals:
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handle) for s in SIGNAL_EXIT}
+        return self
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        self._old = {}
+
+    def arm(self) -> None:
+        """From here on the run's journal must stay exact: signals set flags, never raise."""
+        self.armed = True
+        self.phase = "execution"
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.count += 1
+        self.signum = self.signum or signum
+        self.interrupted_in = self.interrupted_in or self.phase
+        if not self.armed:
+            try:
+                sys.stdout.flush()
+            except Exception:  # noqa: BLE001 - reentrant (the signal came mid-write) or closed: exit anyway
+                pass
+            _err(f"\ninterrupted ({signal.Signals(signum).name}) while {self.phase}: no request was sent, "
+                 "nothing was changed and no journal was written.")
+            os._exit(SIGNAL_EXIT[signum])
+        name = signal.Signals(signum).name
+        if self.count == 1:
+            self.stop.set()
+            if self.phase == "execution":
+                _err(f"\nstopping: no new operations ({name}); waiting for {self.in_flight()} in flight to finish "
+                     "(press Ctrl-C again to stop waiting)")
+            elif self.phase in ("verify", "evidence"):
+                _err(f"\nstopping: not waiting for more Activity Log evidence ({name}); writing the journal and "
+                     "the report")
+            else:
+                _err(f"\ninterrupted ({name}): finishing the report first")
+        elif self.phase == "execution" and not self.abandon.is_set():
+            self.abandon.set()
+            _err(f"\nstopping ({name}) again: not waiting for the {self.in_flight()} in flight; they are "
+                 "journaled as in-flight and `vmctl resume` watches them")
+
+
+def _err(message: str) -> None:
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except (RuntimeError, OSError):  # a signal arrived while the main thread was writing stderr
+        pass
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def progress_text(v: ProgressView, width: int | None = None) -> str:
+    """Counters (done / in flight / failed / queued), rate and ETA (none before the first operation
+    ends), elapsed: within `width` columns, the elapsed time, then the rate are left out; a value
+    is never cut."""
+    rate = f"{v.rate:.1f}/min" if v.rate is not None else "-/min"
+    eta = "ETA -" if v.eta is None else ("ETA any moment" if v.eta < 1 and v.in_flight + v.queued else
+                                         f"ETA {_clock(v.eta)}")
+    counts = f"{v.done}/{v.total} done, {v.in_flight} in flight, {v.failed} failed, {v.queued} queued"
+    variants = [f"{counts}  {rate}  {eta}  {_clock(v.elapsed)} elapsed", f"{counts}  {rate}  {eta}",
+                f"{counts}  {eta}"]
+    return next((t for t in variants if width is None or len(t) <= width), variants[-1])
+
+
+def evidence_text(missing: int, total: int, left: float) -> str:
+    return f"evidence: {missing} of {total} operations not in the Activity Log yet ({_clock(left)} left)"
+
+
+class RunDisplay:
+    """What the operator sees while a run executes, and its evidence wait. Thread-safe.
+
+    On a terminal (stderr is one, NO_COLOR unset): one live line updated in place (Rich), the
+    counters and ETA while operations run, then the evidence wait's status; permanent lines only
+    for failed VMs and messages. Otherwise one line per VM outcome, and while nothing else is
+    printed, at most one status line per `interval` seconds (a minute of the run's time)."""
+
+    def __init__(self, verb: str, *, interval: float, parallel: int, tty: bool,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.verb, self.interval, self.parallel, self.tty, self.clock = verb, interval, parallel, tty, clock
+        self.lock = threading.RLock()
+        self.model: ProgressModel | None = None
+        self.in_flight: Callable[[], int] = lambda: 0
+        self.phase = "execution"
+        self.evidence: tuple[int, int, float, float] | None = None   # missing, total, left, at
+        self._evidence_said = False  # off a terminal the first round's status is always shown
+        self.last_line = clock()
+        self.live: Any = None
+        self._done = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    # -- the RunUI callbacks
+    def say(self, message: str) -> None:
+        with self.lock:
+            self._line(message)
+
+    def started(self, todo: int, in_flight: Callable[[], int]) -> None:
+        with self.lock:
+            from ..run import ProgressModel
+
+            self.model = ProgressModel(todo, self.parallel, self.clock())
+            self.in_flight = in_flight
+            if self.tty and todo:
+                from rich.console import Console
+                from rich.live import Live
+
+                self.live = Live(console=Console(stderr=True), get_renderable=self._render, transient=True,
+                                 refresh_per_second=4, redirect_stdout=False)
+                self.live.start()
+        self._ticker = threading.Thread(target=self._tick, name="vmctl-progress", daemon=True)
+        self._ticker.start()
+
+    def outcome(self, step: Step, outcome: Outcome) -> None:
         from ..models import FAILED_OUTCOMES
 
-        if not step.acts:
+        if not step.acts or self.model is None:
             return
         with self.lock:
-            self.done += 1
-            self.failed += outcome.status in FAILED_OUTCOMES
-            if self.rich is not None:
-                import time as _t
-                rate = self.done / max(0.001, _t.monotonic() - self.t0)
-                self.rich.update(self.task, completed=self.done, failed=self.failed, rate=f"{rate:.1f}/s")
-            else:
+            failed = outcome.status in FAILED_OUTCOMES
+            self.model.finished(failed, outcome.duration)
+            finished = self.model.done + self.model.failed
+            if self.live is None or failed:
                 dur = f"{outcome.duration:.1f}s" if outcome.duration is not None else "-"
                 reason = f"  {outcome.reason}" if outcome.reason else ""
-                print(f"[{self.done:>{len(str(self.total))}}/{self.total}] {outcome.status:<9} "
-                      f"{step.vm.resource_group}/{step.vm.name} {step.action} {dur}{reason}", file=sys.stderr, flush=True)
+                self._line(f"[{finished:>{len(str(self.model.total))}}/{self.model.total}] {outcome.status:<9} "
+                           f"{step.vm.resource_group}/{step.vm.name} {step.action} {dur}{reason}")
+
+    def set_phase(self, phase: str) -> None:
+        with self.lock:
+            if self.phase == "execution" and phase != "execution" and self.model is not None:
+                v = self.model.view(self.clock())
+                self._line(f"{self.verb}: {v.done} done, {v.failed} failed, {v.in_flight} in flight, "
+                           f"{v.queued} not started, in {_clock(v.elapsed)}")
+            self.phase = phase
+
+    def evidence_round(self, missing: int, total: int, left: float) -> None:
+        with self.lock:
+            self.evidence = (missing, total, left, self.clock())
+            first = not self._evidence_said
+            if self.live is None and missing and (first or self.clock() - self.last_line >= self.interval):
+                self._evidence_said = True
+                self._line(evidence_text(missing, total, left))
 
     def close(self) -> None:
-        if self.rich is not None:
-            self.rich.stop()
+        self._done.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=2)
+        with self.lock:
+            if self.live is not None:
+                self.live.stop()
+                self.live = None
 
-
-def _signals(stop: threading.Event, abandon: threading.Event, inflight: Callable[[], int]) -> Callable[[], None]:
-    count = [0]
-
-    def handler(signum: int, frame: object) -> None:
-        count[0] += 1
-        if count[0] == 1:
-            stop.set()
-            print(f"\nstopping: no new operations; waiting for {inflight()} in flight to finish "
-                  "(press Ctrl-C again to stop waiting)", file=sys.stderr, flush=True)
+    # -- inside
+    def _line(self, message: str) -> None:
+        self.last_line = self.clock()
+        if self.live is not None:
+            self.live.console.print(message, markup=False, highlight=False, soft_wrap=True)
         else:
-            abandon.set()
+            _err(message)
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    def _status(self, width: int | None = None) -> str | None:
+        now = self.clock()
+        if self.phase == "execution" and self.model is not None:
+            head = f"{self.verb}: "
+            return head + progress_text(self.model.view(now), None if width is None else width - len(head))
+        if self.phase == "evidence" and self.evidence is not None:
+            missing, total, left, at = self.evidence
+            return evidence_text(missing, total, max(0.0, left - (now - at))) if missing else None
+        return None
 
-    def restore() -> None:
-        for s, h in old.items():
-            signal.signal(s, h)
+    def _render(self) -> Any:
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
 
-    return restore
+        width = self.live.console.width if self.live is not None else 80
+        with self.lock:
+            text = self._status(width - 1) or ""
+            model = self.model if self.phase == "execution" else None
+        line = Text(text, no_wrap=True, overflow="ellipsis")
+        room = min(40, width - 1 - len(text) - 1)
+        if model is None or room < 10:
+            return line
+        # room to spare on a wide terminal: a bar in front of the counters, on the same line
+        grid = Table.grid(padding=(0, 1))
+        grid.add_row(ProgressBar(total=max(1, model.total), completed=model.done + model.failed, width=room), line)
+        return grid
+
+    def _tick(self) -> None:
+        while not self._done.wait(0.25):
+            with self.lock:
+                if self.model is not None and self.phase == "execution":
+                    self.model.sample(self.in_flight(), self.clock())
+                if self.live is None and self.clock() - self.last_line >= self.interval:
+                    text = self._status()
+                    if text:
+                        self._line(text)
 
 
 def run_action(
@@ -150,6 +318,7 @@ def run_action(
     hibernate: bool = False,
     hibernate_fallback: str = "fail", wave_by: str = "update-domain", pause: float = 300.0,
     evidence_wait: float = 600.0, all_vms: bool = False, approved: Plan | None = None,
+    signals: Signals | None = None,
 ) -> None:
     from ..cloud import make_client
     from ..errors import REFUSED, GuardRefusal, InputError
@@ -251,8 +420,14 @@ def run_action(
         return
     from ..render.table import before_prompt  # a long plan's counts again, right above the prompt
     before_prompt(shown, is_tty and (not yes or (opts.skip_shutdown and bool(plan.production_acting))))
-    confirm(plan, yes, is_tty, _ask)
-    _execute(client, plan, cfg, fmt, common, journal_path, report_path, evidence_wait=evidence_wait, pacer=pacer)
+    if signals is not None:
+        signals.phase = "waiting for confirmation"
+    how = confirm(plan, yes, is_tty, _ask)
+    if approved is not None and how == "yes-flag":
+        how = "plan-file"  # vmctl apply: the approval was the review of the saved plan
+    _execute(client, plan, cfg, fmt, common, journal_path, report_path, evidence_wait=evidence_wait, pacer=pacer,
+             confirmed_by=how,
+             signals=signals)
 
 
 def make_pacer(cfg: Config) -> Pacer:
@@ -270,42 +445,87 @@ def evidence_seconds(text: str, skip: bool) -> float:
 
 def _execute(client: FleetClient, plan: Plan, cfg: Config, fmt: str, common: Common, journal_path: Path | None,
              report_path: Path | None, resume_records: list[Record] | None = None,
-             evidence_wait: float = 600.0, pacer: Pacer | None = None) -> None:
+             evidence_wait: float = 600.0, pacer: Pacer | None = None, signals: Signals | None = None,
+             confirmed_by: str = "") -> None:
     """Parse-call-render: the run itself is `vmctl.run.execute`; here only the terminal's side
-    (progress, messages, Ctrl-C/SIGTERM) and the report."""
+    (progress, messages, Ctrl-C/SIGTERM) and the report. `signals`: the command's own (armed
+    here); without one the run installs its handlers for its own duration."""
     from .. import journal as jr
     from ..config import pace_scale
     from ..report import build
     from ..run import RunSettings, RunUI, execute
 
+    if signals is None:
+        with Signals() as own:
+            _execute(client, plan, cfg, fmt, common, journal_path, report_path, resume_records, evidence_wait,
+                     pacer, own, confirmed_by)
+        return
     scale = pace_scale(cfg)
-    stop, abandon = threading.Event(), threading.Event()
-    progress: list[_Progress] = []
-    restore: list[Callable[[], None]] = []
-
-    def say(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+    path = journal_path or jr.default_path(plan.run_id)
+    tty = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+    display = RunDisplay(plan.verb, interval=max(1.0, 60.0 / scale), parallel=plan.options.parallel, tty=tty)
 
     def started(todo: int, in_flight: Callable[[], int]) -> None:
-        progress.append(_Progress(todo, plan.verb))
-        restore.append(_signals(stop, abandon, in_flight))
+        signals.in_flight = in_flight
+        display.started(todo, in_flight)
 
-    def on_outcome(step: Step, outcome: Outcome) -> None:
-        if progress:
-            progress[0](step, outcome)
+    def phase(name: str) -> None:
+        signals.phase = name
+        display.set_phase(name)
 
     settings = RunSettings(poll_interval=cfg.poll_interval / scale, scale=scale, evidence_wait=evidence_wait,
+                           confirmed_by=confirmed_by,
                            command=shlex.join(["vmctl", *sys.argv[1:]]))
+    ui = RunUI(say=display.say, on_outcome=display.outcome, started=started, phase=phase,
+               evidence_round=display.evidence_round, stopped_by=lambda: signals.name)
+    signals.arm()
     try:
-        result = execute(client, plan, journal_path or jr.default_path(plan.run_id), pacer or make_pacer(cfg), settings,
-                         resume_records=resume_records, ui=RunUI(say=say, on_outcome=on_outcome, started=started),
-                         stop=stop, abandon=abandon, endpoint=client.connection.endpoint)
+        result = execute(client, plan, path, pacer or make_pacer(cfg), settings, resume_records=resume_records,
+                         ui=ui, stop=signals.stop, abandon=signals.abandon, endpoint=client.connection.endpoint)
     finally:
-        for r in restore:
-            r()
-        for p in progress:
-            p.close()
-    _show_report(build(result.records), fmt, common.query, report_path, journal=result.path)
+        display.close()
+    signals.phase = "end"
+    rep = build(result.records)
+    # a signal must not cut the report: a write interrupted on a full pipe loses what was buffered,
+    # so SIGINT/SIGTERM wait (pending) until it is written, then count as usual
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        signal.pthread_sigmask(signal.SIG_BLOCK, set(SIGNAL_EXIT))
+    try:
+        _show_report(rep, fmt, common.query, report_path, exit_with_run=False, journal=result.path)
+        sys.stdout.flush()
+    finally:
+        if main:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, set(SIGNAL_EXIT))
+    code = signals.exit_code if signals.exit_code is not None else rep["exitCode"]
+    if signals.signum is not None or rep["interrupted"]:
+        _next_steps(signals, rep, result.path, code)
+    if code:
+        raise typer.Exit(code)
+
+
+PHASE_TEXT = {"execution": "running the operations", "verify": "reading the after-state",
+              "evidence": "waiting for Activity Log evidence", "end": "writing the report"}
+
+
+def _next_steps(signals: Signals, rep: Report, path: Path, code: int) -> None:
+    """After an interruption: what happened, and the commands that continue, with the real path."""
+    s = rep["summary"]
+    name = signals.name or "a signal"
+    where = PHASE_TEXT.get(signals.interrupted_in, signals.interrupted_in or "running")
+    journal = shlex.quote(str(path))
+    lines = [f"interrupted ({name}) while {where}; exit code {code}. {s['succeeded']} succeeded, "
+             f"{s['failed'] + s['preempted'] + s['unknown']} failed or unknown, {s['in-flight']} in flight, "
+             f"{s['cancelled'] + s['pending']} not started.",
+             f"  journal:  {path}"]
+    unfinished = s["in-flight"] + s["cancelled"] + s["pending"] + s["unknown"]
+    if unfinished:
+        lines.append(f"  continue: vmctl resume {journal}")
+    elif any(v["evidence"] and not v["evidence"]["complete"] for v in rep["vms"]):
+        lines.append(f"  evidence: vmctl evidence --journal {journal} --wait 10m")
+    lines.append(f"  report:   vmctl report {journal}")
+    for line in lines:
+        _err(line)
 
 
 def _show_report(rep: Report, fmt: str, query: str | None, report_path: Path | None,
@@ -376,17 +596,19 @@ def action_command(verb: str, doc: str, extras: Callable[..., RunExtras] | None 
     @handle_errors
     def cmd(**kw: Any) -> None:
         more = extras(**{p.name: kw.pop(p.name) for p in own}) if extras else RunExtras()
-        run_action(
-            verb, Common(kw["subscription"], kw["cloud"], kw["arm_endpoint"], kw["config"], kw["output"], kw["query"],
-                         kw["debug"]),
-            _sel(kw["resource_group"], kw["name"], kw["ids"], kw["tag"], kw["exclude_tag"], kw["location"],
-                 kw["power_state"], kw["include_production"]),
-            dry_run=kw["dry_run"], yes=kw["yes"], plan_out=kw["plan_out"], journal_path=kw["journal"],
-            report_path=kw["report"], ticket=kw["ticket"], max_targets=kw["max_targets"],
-            max_percent=kw["max_percent"], parallel=kw["parallel"], timeout=kw["timeout"], pre_hook=kw["pre_hook"],
-            post_hook=kw["post_hook"], hook_timeout=kw["hook_timeout"], hook_env=tuple(kw["hook_env"]),
-            evidence_wait=evidence_seconds(kw["evidence_wait"], kw["no_evidence_wait"]), all_vms=kw["all_vms"],
-            **more)
+        with Signals() as signals:  # from the first request to the report: exit 130/143, journal exact
+            run_action(
+                verb, Common(kw["subscription"], kw["cloud"], kw["arm_endpoint"], kw["config"], kw["output"],
+                             kw["query"], kw["debug"]),
+                _sel(kw["resource_group"], kw["name"], kw["ids"], kw["tag"], kw["exclude_tag"], kw["location"],
+                     kw["power_state"], kw["include_production"]),
+                dry_run=kw["dry_run"], yes=kw["yes"], plan_out=kw["plan_out"], journal_path=kw["journal"],
+                report_path=kw["report"], ticket=kw["ticket"], max_targets=kw["max_targets"],
+                max_percent=kw["max_percent"], parallel=kw["parallel"], timeout=kw["timeout"],
+                pre_hook=kw["pre_hook"], post_hook=kw["post_hook"], hook_timeout=kw["hook_timeout"],
+                hook_env=tuple(kw["hook_env"]), evidence_wait=evidence_seconds(kw["evidence_wait"],
+                                                                              kw["no_evidence_wait"]),
+                all_vms=kw["all_vms"], signals=signals, **more)
 
     cmd.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
     cmd.__doc__ = doc

@@ -29,6 +29,7 @@ from .actions import (
     EvidenceWait,
     NoEvidenceWait,
     ReportPath,
+    Signals,
     Yes,
     _ask,
     _execute,
@@ -119,9 +120,11 @@ def resume_cmd(
               file=sys.stderr)
         return
     may_write = tuple(d.step for d in left.steps if d.verdict in MAY_WRITE)
-    if may_write:
-        confirm(replace(plan, steps=may_write), yes, interactive(), _ask)
-    _execute(client, plan, cfg, fmt, common, path, report, resume_records=records, evidence_wait=wait, pacer=pacer)
+    with Signals() as signals:  # Ctrl-C at the prompt: 130, nothing sent; from the run on, as any run
+        signals.phase = "waiting for confirmation"
+        how = confirm(replace(plan, steps=may_write), yes, interactive(), _ask) if may_write else ""
+        _execute(client, plan, cfg, fmt, common, path, report, resume_records=records, evidence_wait=wait,
+                 pacer=pacer, signals=signals, confirmed_by=how)
 
 
 @handle_errors
