@@ -51,6 +51,7 @@ OutputFormat = Annotated[Optional[str], typer.Option(
 Query = Annotated[Optional[str], typer.Option(
     "--query", metavar="JMESPATH", help="JMESPath expression over the JSON data, e.g. \"[?powerState=='stopped'].id\".")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks and the SDK's HTTP log on errors.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="One line per HTTP call on stderr: method, path, status, time, request id, throttle budgets left.")]
 
 # ---------------------------------------------------------------- selection
 Groups = Annotated[list[str], typer.Option("--resource-group", "-g", metavar="GROUP", help="Resource group (repeatable).")]
@@ -213,44 +214,65 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         if debug:
             logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                                 format="%(asctime)s %(name)s %(levelname)s %(message)s")
-        else:
+        http_log = logging.getLogger("vmctl.http")
+        verbose: logging.Handler | None = None
+        if kwargs.get("verbose") and not debug:
+            verbose = logging.StreamHandler(sys.stderr)
+            verbose.setFormatter(logging.Formatter("http: %(message)s"))
+            http_log.addHandler(verbose)
+            http_log.setLevel(logging.INFO)
+            http_log.propagate = False
+        if not debug:
             # the SDK logs its own account of a failure (13 lines for a missing credential) before
             # vmctl's one-sentence error says the same; --debug shows it
-            logging.getLogger("azure").addHandler(logging.NullHandler())
-            logging.getLogger("azure").propagate = False
+            sdk_log = logging.getLogger("azure")
+            if not sdk_log.handlers:
+                sdk_log.addHandler(logging.NullHandler())
+            sdk_log.propagate = False
         try:
-            return fn(*args, **kwargs)
-        except VmctlError as exc:
-            if debug:
-                traceback.print_exc()
-            typer.echo(f"error: {printable(exc.message)}", err=True)
-            if exc.hint:
-                typer.echo(f"  {printable(exc.hint)}", err=True)
-            _json_error(kwargs, type(exc).__name__, exc.message, exc.hint, exc.exit_code)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(INTERRUPTED) from None
-        except BrokenPipeError:
-            # `vmctl list | head`: the reader left; not an error worth a traceback or a failure code
-            try:
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())  # the flush at exit must not fail again
-            except OSError:
-                pass
-            raise typer.Exit(0) from None
-        except (typer.Exit, typer.Abort, SystemExit):
-            raise
-        except Exception as exc:  # noqa: BLE001 - a bug: say so in one line, traceback with --debug
-            if debug:
-                traceback.print_exc()
-            typer.echo(f"error: internal error: {type(exc).__name__}: {exc}", err=True)
-            typer.echo("  This is a bug in vmctl; run again with --debug for the traceback and report it.", err=True)
-            _json_error(kwargs, "InternalError", f"internal error: {type(exc).__name__}: {exc}",
-                        "This is a bug in vmctl; run again with --debug for the traceback and report it.", 1)
-            raise typer.Exit(1) from None
+            return _run(lambda: fn(*args, **kwargs), debug, kwargs)
+        finally:
+            if verbose is not None:
+                http_log.removeHandler(verbose)
+                http_log.setLevel(logging.NOTSET)
 
     return wrapper
+
+
+def _run(call: Callable[[], R], debug: bool, kwargs: Mapping[str, object]) -> R:
+    """`call()`, with VmctlError turned into its message and exit code (handle_errors)."""
+    try:
+        return call()
+    except VmctlError as exc:
+        if debug:
+            traceback.print_exc()
+        typer.echo(f"error: {printable(exc.message)}", err=True)
+        if exc.hint:
+            typer.echo(f"  {printable(exc.hint)}", err=True)
+        _json_error(kwargs, type(exc).__name__, exc.message, exc.hint, exc.exit_code)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(INTERRUPTED) from None
+    except BrokenPipeError:
+        # `vmctl list | head`: the reader left; not an error worth a traceback or a failure code
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # the flush at exit must not fail again
+        except OSError:
+            pass
+        raise typer.Exit(0) from None
+    except (typer.Exit, typer.Abort, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug: say so in one line, traceback with --debug
+        if debug:
+            traceback.print_exc()
+        typer.echo(f"error: internal error: {type(exc).__name__}: {exc}", err=True)
+        typer.echo("  This is a bug in vmctl; run again with --debug for the traceback and report it.", err=True)
+        _json_error(kwargs, "InternalError", f"internal error: {type(exc).__name__}: {exc}",
+                    "This is a bug in vmctl; run again with --debug for the traceback and report it.", 1)
+        raise typer.Exit(1) from None
+
 
 
 def _json_error(kwargs: Mapping[str, object], kind: str, message: str, hint: str | None, code: int) -> None:

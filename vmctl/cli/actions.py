@@ -46,6 +46,7 @@ from ._common import (
     SelectionArgs,
     Subscriptions,
     Tags,
+    Verbose,
     handle_errors,
 )
 
@@ -582,7 +583,7 @@ def _action_options(
     hook_timeout: HookTimeout = 300.0, hook_env: HookEnv = [], evidence_wait: EvidenceWait = "10m",
     no_evidence_wait: NoEvidenceWait = False,
     subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
-    output: OutputFormat = None, query: Query = None, debug: Debug = False,
+    output: OutputFormat = None, query: Query = None, debug: Debug = False, verbose: Verbose = False,
 ) -> None:
     """The options every action command shares: this signature is their one definition."""
 

@@ -8,7 +8,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ._common import ArmEndpoint, Cloud, Common, ConfigPath, Debug, OutputFormat, Query, SelectionArgs, handle_errors
+from ._common import (
+    ArmEndpoint,
+    Cloud,
+    Common,
+    ConfigPath,
+    Debug,
+    OutputFormat,
+    Query,
+    SelectionArgs,
+    Verbose,
+    handle_errors,
+)
 from .actions import (
     DryRun,
     EvidenceWait,
@@ -36,7 +47,7 @@ def apply_cmd(
     journal: JournalPath = None, report: ReportPath = None, evidence_wait: EvidenceWait = "10m",
     no_evidence_wait: NoEvidenceWait = False,
     cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None, output: OutputFormat = None,
-    query: Query = None, debug: Debug = False,
+    query: Query = None, debug: Debug = False, verbose: Verbose = False,
 ) -> None:
     """Carry out a saved, approved plan: its VMs, its verb, its options; refused if the fleet changed.
 

@@ -32,6 +32,7 @@ from ._common import (
     Query,
     Subscriptions,
     Tags,
+    Verbose,
     handle_errors,
 )
 
@@ -51,7 +52,7 @@ def evidence_cmd(
     resource_group: Groups = [], name: Names = [], ids: Ids = [], tag: Tags = [], exclude_tag: ExcludeTags = [],
     location: Locations = [], power_state: PowerStates = [], include_production: IncludeProduction = False,
     subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
-    output: OutputFormat = None, query: Query = None, debug: Debug = False,
+    output: OutputFormat = None, query: Query = None, debug: Debug = False, verbose: Verbose = False,
 ) -> None:
     """Activity Log evidence: who did what to which VM, when, with which operation id.
 

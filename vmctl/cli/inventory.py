@@ -31,6 +31,7 @@ from ._common import (
     Query,
     Subscriptions,
     Tags,
+    Verbose,
     connection_for,
     handle_errors,
     read_ids,
@@ -80,7 +81,7 @@ def list_cmd(
     location: Locations = [], power_state: PowerStates = [], include_production: IncludeProduction = False,
     show_tags: Annotated[Optional[str], typer.Option("--show-tags", metavar="K1,K2", help="Tag names to show as columns, comma-separated.")] = None,
     subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None,
-    config: ConfigPath = None, output: OutputFormat = None, query: Query = None, debug: Debug = False,
+    config: ConfigPath = None, output: OutputFormat = None, query: Query = None, debug: Debug = False, verbose: Verbose = False,
 ) -> None:
     """List VMs with power state, billing, placement, maintenance and production marker.
 
@@ -128,7 +129,7 @@ def show_cmd(
     vms: Annotated[list[str], typer.Argument(metavar="VM", help="VM names (with -g) or full resource IDs.", show_default=False)],
     resource_group: Annotated[Optional[str], typer.Option("--resource-group", "-g", metavar="GROUP", help="Resource group of the named VMs.")] = None,
     subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None,
-    config: ConfigPath = None, output: OutputFormat = None, query: Query = None, debug: Debug = False,
+    config: ConfigPath = None, output: OutputFormat = None, query: Query = None, debug: Debug = False, verbose: Verbose = False,
 ) -> None:
     """Show a VM's full instance view, with pending maintenance explained in words.
 

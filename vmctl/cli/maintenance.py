@@ -25,6 +25,7 @@ from ._common import (
     Query,
     Subscriptions,
     Tags,
+    Verbose,
     handle_errors,
 )
 from .actions import RunExtras, _sel, action_command, make_pacer
@@ -43,7 +44,7 @@ def status_cmd(
     resource_group: Groups = [], name: Names = [], ids: Ids = [], tag: Tags = [], exclude_tag: ExcludeTags = [],
     location: Locations = [], power_state: PowerStates = [], include_production: IncludeProduction = False,
     subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
-    output: OutputFormat = None, query: Query = None, debug: Debug = False,
+    output: OutputFormat = None, query: Query = None, debug: Debug = False, verbose: Verbose = False,
 ) -> None:
     """Every selected VM with pending platform maintenance, most urgent first.
 

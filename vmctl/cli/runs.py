@@ -22,6 +22,7 @@ from ._common import (
     Debug,
     OutputFormat,
     Query,
+    Verbose,
     handle_errors,
 )
 from .actions import (
@@ -69,7 +70,7 @@ def resume_cmd(
     last: Last = False, dry_run: DryRun = False, yes: Yes = False,
     report: ReportPath = None, output: OutputFormat = None, query: Query = None, config: ConfigPath = None,
     cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, evidence_wait: EvidenceWait = "10m",
-    no_evidence_wait: NoEvidenceWait = False, debug: Debug = False,
+    no_evidence_wait: NoEvidenceWait = False, debug: Debug = False, verbose: Verbose = False,
 ) -> None:
     """Continue an interrupted run: re-read current state, never repeat a completed step.
 
