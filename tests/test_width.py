@@ -228,3 +228,18 @@ def test_help_at_80_columns_shows_every_example_line_whole(path: list[str]) -> N
     shown = [line.strip() for line in r.output.splitlines()]
     for line in source:   # every line of every example, exactly as written: not re-flowed, not split
         assert line in shown, f"vmctl {' '.join(path)} --help at 80 columns re-wraps {line!r}:\n{r.output}"
+
+
+
+def test_runs_keeps_each_journal_path_whole_at_each_width(sim: SimHandle, tmp_path: Path) -> None:
+    """`vmctl runs`: the journal path (what the operator copies) is never cut nor left out; the
+    start time may take its short form."""
+    for n in range(2):
+        r = run(None, "restart", "-n", "app-01", "-g", "rg-app", "--yes", "--no-evidence-wait",
+                "--journal", str(tmp_path / "a-long-directory-name-for-change-tickets" / f"CHG-{n}.jsonl"))
+        assert r.exit_code == 0, r.output
+    data = json.loads(run(None, "runs", "-o", "json").stdout)["data"]
+    for width in (80, 120):
+        r = run(width, "runs")
+        assert r.exit_code == 0, r.output
+        assert_whole(r.stdout, width, [d["journal"] for d in data] + [d["startedAt"] for d in data], short_times=True)

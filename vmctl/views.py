@@ -586,6 +586,11 @@ def _counts(summary: dict[str, int] | None) -> str:
     return ", ".join(f"{summary[k]} {k}" for k in order if summary.get(k))
 
 
+# the journal path is what the operator copies: never left out nor shortened
+RUNS_LAYOUT = {"STARTED (UTC)": Col(short="time", key=True), "VERB": Col(key=True), "TICKET": Col(drop=1),
+               "STATE": Col(drop=2), "OUTCOMES": Col(note=False), "JOURNAL": Col(note=False)}
+
+
 def runs_output(entries: list[RunEntry], total: int) -> Output:
     rows = [[e["startedAt"] or "-", e["verb"] or "-", e["ticket"] or "", _counts(e["summary"]),
              "-" if e["exitCode"] is None else str(e["exitCode"]),
@@ -597,7 +602,7 @@ def runs_output(entries: list[RunEntry], total: int) -> Output:
         footer.append(f"Continue an interrupted run: vmctl resume {first['journal']}  (or vmctl resume --last)")
     return Output(kind="runs", data=entries, summary={"runs": len(entries), "total": total},
                   columns=["STARTED (UTC)", "VERB", "TICKET", "OUTCOMES", "EXIT", "STATE", "JOURNAL"], rows=rows,
-                  footer=footer,
+                  footer=footer, layout=RUNS_LAYOUT,
                   row_styles=["failed" if e["exitCode"] not in (0, None) or e["state"] == "unreadable" else ""
                               for e in entries])
 
@@ -632,7 +637,8 @@ def resume_plan_output(plan: Plan, assessment: Assessment, journal: str) -> Outp
                   data={"runId": plan.run_id, "verb": plan.verb, "action": plan.action, "journal": journal,
                         "steps": steps},
                   summary=summary,
-                  columns=["#", "SUBSCRIPTION", "GROUP", "NAME", "PROD", "ACTION", "RESUME", "WHY"], rows=rows,
+                  columns=["#", "SUBSCRIPTION", "GROUP", "NAME", "PROD", "ACTION", "RESUME", "WHY"] if rows else [],
+                  rows=rows,
                   footer=footer,
                   row_styles=["prod" if d.step.vm.production and d.verdict in ("send", "resend") else
                               "" if d.verdict in ("send", "resend", "watch") else "dim" for d in assessment.steps])
