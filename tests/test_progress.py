@@ -4,8 +4,6 @@ off a terminal through the CLI, and the same Activity Log calls on a terminal (a
 from __future__ import annotations
 
 import os
-import pty
-import select
 import subprocess
 import sys
 import time
@@ -16,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import SUB_A, SimHandle
+from ptyrun import run_on_pty
 from vmctl.cli import app
 from vmctl.cli.actions import RunDisplay, progress_text
 from vmctl.run import ProgressModel
@@ -141,40 +140,6 @@ def _visible(screen: str) -> list[str]:
     return [re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", re.split(r"\r|\x1b\[2K", line)[-1]) for line in screen.split("\n")]
 
 
-def _run_on_pty(args: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """Run vmctl with stdin, stdout and stderr on a pseudo-terminal, 80 columns; its screen bytes."""
-    import fcntl
-    import struct
-    import termios
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 80, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "vmctl", *args], stdin=slave, stdout=slave, stderr=slave,
-                            env=env, close_fds=True, start_new_session=True)
-    os.close(slave)
-    out = b""
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            elif proc.poll() is not None:
-                break
-        return proc.wait(timeout=10), out.decode("utf-8", "replace")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-
-
 def test_the_evidence_wait_makes_the_same_activity_log_calls_on_a_terminal_and_off_it(
         make_sim: Callable[..., SimHandle], tmp_path: Path) -> None:
     """The Activity Log never shows the events within the wait: the number of rounds depends on the
@@ -183,7 +148,7 @@ def test_the_evidence_wait_makes_the_same_activity_log_calls_on_a_terminal_and_o
     args = ["restart", "-g", "rg-t", "--yes", "--evidence-wait", "3.5s", "--config", str(config_file(tmp_path))]
     env = {**os.environ, "NO_COLOR": ""}
     env.pop("NO_COLOR")
-    code, screen = _run_on_pty(args, env)
+    code, screen = run_on_pty(args, env)
     assert code == 0, screen
     assert "\x1b[" in screen and "evidence: 3 of 3 operations not in the Activity Log yet" in screen
     on_tty = sim.stats()["by_operation"][ACTIVITY]

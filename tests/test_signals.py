@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from conftest import SimHandle, poll_until
+from ptyrun import run_on_pty
 from test_progress import config_file, fleet
 
 WRITES = "writes"
@@ -48,47 +49,11 @@ def test_ctrl_c_at_the_confirmation_prompt_exits_130_and_sends_nothing(
         make_sim: Callable[..., SimHandle], tmp_path: Path) -> None:
     sim = make_sim(fleet(2))
     journal = tmp_path / "j.jsonl"
-    code, screen = _run_on_pty_with_signal(["restart", "-g", "rg-t", "--journal", str(journal),
-                                            "--config", str(config_file(tmp_path))], "[y/N]", signal.SIGINT)
+    code, screen = run_on_pty(["restart", "-g", "rg-t", "--journal", str(journal),
+                               "--config", str(config_file(tmp_path))], signal_at=("[y/N]", signal.SIGINT))
     assert code == 130, screen
     assert "interrupted (SIGINT) while waiting for confirmation: no request was sent" in screen
     assert sim.stats()[WRITES] == 0 and not journal.exists()
-
-
-def _run_on_pty_with_signal(args: list[str], text: str, signum: int) -> tuple[int, str]:
-    import pty
-    import select
-    import time
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "vmctl", *args], stdin=slave, stdout=slave, stderr=slave,
-                            env=dict(os.environ), close_fds=True, start_new_session=True)
-    os.close(slave)
-    out, sent = b"", False
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.05)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            elif proc.poll() is not None:
-                break
-            if not sent and text.encode() in out:
-                proc.send_signal(signum)
-                sent = True
-        assert sent, out.decode("utf-8", "replace")
-        return proc.wait(timeout=10), out.decode("utf-8", "replace")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
 
 
 def test_sigterm_while_planning_exits_143_at_once_with_nothing_sent(
