@@ -50,7 +50,7 @@ ReportPath = Annotated[Optional[Path], typer.Option("--report", metavar="PATH", 
 Ticket = Annotated[Optional[str], typer.Option("--ticket", metavar="ID", help="Change-ticket label recorded in the journal and report.")]
 MaxTargets = Annotated[Optional[int], typer.Option("--max-targets", metavar="N", help="Refuse plans acting on more VMs (default 50, or the config's).")]
 MaxPercent = Annotated[Optional[float], typer.Option("--max-percent", metavar="PCT", help="Refuse plans acting on more than this % of a subscription's VMs.")]
-Parallel = Annotated[Optional[int], typer.Option("--parallel", metavar="N", help="Operations in flight at once, hooks included (default 20).")]
+Parallel = Annotated[Optional[int], typer.Option("--parallel", metavar="N", help="At most N operations in flight, hooks included (default: no fixed cap; Azure's rate limits set the pace).")]
 Timeout = Annotated[float, typer.Option("--timeout", metavar="SECONDS", help="Seconds one VM's operation may take before it is reported failed.")]
 PreHook = Annotated[Optional[str], typer.Option("--pre-hook", metavar="CMD", help="Command run before each VM's action (drain); non-zero skips the VM.")]
 PostHook = Annotated[Optional[str], typer.Option("--post-hook", metavar="CMD", help="Command run after start/restart (health check); non-zero fails the VM.")]
@@ -205,7 +205,7 @@ def run_action(
     client = make_client(connection)
     pacer = make_pacer(cfg)
     needs: tuple[Need, ...] = ("maintenance", "domains") if verb == "maintenance start" else ()
-    inv = load_inventory(client, subs, selector, cfg, parallel=cfg.parallel, needs=needs, pacer=pacer)  # before
+    inv = load_inventory(client, subs, selector, cfg, needs=needs, pacer=pacer)  # before
     plan = build_plan(verb, list(inv.vms), opts, totals=inv.totals, set_sizes=inv.set_sizes)
     if stop_refused:
         plan = replace(plan, refusals=plan.refusals + (STOP_BILLED.rstrip("."),))
