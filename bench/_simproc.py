@@ -116,6 +116,9 @@ class AzCli:
 
     @staticmethod
     def find() -> str | None:
+        """VMCTL_BENCH_AZ ("" = none), else .bench/azcli of this checkout, else `az` on PATH."""
+        if "VMCTL_BENCH_AZ" in os.environ:
+            return os.environ["VMCTL_BENCH_AZ"] or None
         root = Path(__file__).resolve().parent.parent
         local = root / ".bench" / "azcli" / "bin" / "az"
         if local.exists():

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _simproc import AzCli, Baseline, spread  # noqa: E402
 
 # vmctl command -> the az command an operator would otherwise run
-COMMANDS: list[tuple[list[str], list[str]]] = [
+COMMANDS: list[tuple[list[str], list[str] | None]] = [
     ([], ["vm"]),
     (["list"], ["vm", "list"]),
     (["show"], ["vm", "show"]),
@@ -34,7 +34,7 @@ COMMANDS: list[tuple[list[str], list[str]]] = [
     (["evidence"], ["monitor", "activity-log", "list"]),
     (["resume"], ["vm", "start"]),
     (["report"], ["monitor", "activity-log", "list"]),
-    (["sim", "serve"], ["cloud", "register"]),
+    (["sim", "serve"], None),  # no az counterpart: compared with python only
 ]
 
 
@@ -58,8 +58,9 @@ def main() -> None:
         rows.append((" ".join(["vmctl", *sub, "--help"]), base + sub + ["--help"], None))
         if baseline is not None:
             rows.append((" ".join([f"vmctl@{baseline.ref}", *sub, "--help"]), base + sub + ["--help"], baseline.env()))
-        if az:
-            rows.append((" ".join(["az", *az_sub, "--help"]), [az, *az_sub, "--help"], az_env))
+        az_label = " ".join(["az", *(az_sub or []), "--help"])
+        if az and az_sub and all(label != az_label for label, _, _ in rows):
+            rows.append((az_label, [az, *az_sub, "--help"], az_env))
     if az:
         for _, cmd, env in rows:
             if cmd[0] == az:
@@ -81,9 +82,9 @@ def main() -> None:
         t = statistics.median(times[label])
         ms = spread([x * 1000 for x in times[label]]).replace(" (n=", " n=").rstrip(")")
         ratio_az = ""
-        if label.startswith("vmctl ") and az:
-            sub = label.split()[1:-1]
-            az_label = " ".join(["az", *dict((tuple(a), b) for a, b in COMMANDS)[tuple(sub)], "--help"])
+        az_sub = dict((tuple(a), b) for a, b in COMMANDS).get(tuple(label.split()[1:-1]))
+        if label.startswith("vmctl ") and az and az_sub:
+            az_label = " ".join(["az", *az_sub, "--help"])
             r = t / statistics.median(times[az_label])
             worst_az = max(worst_az, r)
             ratio_az = f"{r:.2f}"

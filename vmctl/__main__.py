@@ -1,3 +1,3 @@
-from vmctl.cli import main
+from vmctl._entry import main
 
 main()
