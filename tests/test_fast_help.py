@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from vmctl._entry import cached_help
+from vmctl.__main__ import cached_help
 
 SLOW = ("import sys; sys.argv[0] = 'vmctl'; from vmctl.cli import app; "
         "app(args=sys.argv[1:], prog_name='vmctl')")
@@ -30,7 +30,7 @@ def test_cached_help_is_what_typer_prints(path: list[str]) -> None:
 
 
 def test_help_path_imports_no_typer() -> None:
-    code = ("import sys; from vmctl._entry import cached_help; sys.argv[0] = 'vmctl'; "
+    code = ("import sys; from vmctl.__main__ import cached_help; sys.argv[0] = 'vmctl'; "
             "assert cached_help(['list', '--help']); assert 'typer' not in sys.modules, 'typer imported'")
     r = run(["-c", code], 100)
     assert r.returncode == 0, r.stderr
