@@ -93,7 +93,8 @@ def run_vmctl(sim: SimProcess, args: list[str], workdir: Path, label: str,
               env_extra: dict[str, str] | None = None) -> dict[str, Any]:
     journal = workdir / f"{label}-{time.monotonic_ns()}.jsonl"
     cmd = [sys.executable, "-m", "vmctl", "deallocate", "--yes", "-o", "json", "--journal", str(journal), *args]
-    env = {**os.environ, **sim.env, **(env_extra or {})}
+    # its own state directory (locks, journals): never the operator's, never another bench run's
+    env = {**os.environ, **sim.env, **(env_extra or {}), "XDG_STATE_HOME": str(workdir / "state")}
     env.pop("VMCTL_CONFIG", None)
     sim.reset_stats()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -105,6 +106,8 @@ def run_vmctl(sim: SimProcess, args: list[str], workdir: Path, label: str,
         doc = json.loads(proc.stdout)
     except json.JSONDecodeError:
         raise SystemExit(f"vmctl exited {proc.returncode} without a JSON report:\n{proc.stderr[-3000:]}") from None
+    if "data" not in doc:
+        raise SystemExit(f"vmctl exited {proc.returncode}: {json.dumps(doc)[:2000]}\n{proc.stderr[-2000:]}")
     vms = doc["data"]["vms"]
     outcomes: dict[str, int] = {}
     for v in vms:

@@ -57,8 +57,10 @@ LIST_ADVANTAGE = 2.0      # ... and they must outnumber the listing's pages this
 ASSUMED_PAGE = 200        # VMs per listing page when estimating a pass's cost (Azure's size is undocumented)
 MAX_POLL_GAP = 60.0       # poll each operation at least this often (and within half the contact timeout)
 MIN_LIST_GAP = 0.5        # seconds between two status-listing passes of one subscription
-SUBMITTERS = 16           # threads sending POSTs when --parallel is not given (the pacer sets the rate)
+SUBMITTERS = 6            # threads sending POSTs when --parallel is not given (the pacer sets the rate)
+POLLERS = 4               # threads polling; with the submitters, within the SDK's 10 pooled connections
 PROBES = 3                # operations per action polled on a growing schedule until a duration is known
+LEARN_RESCHEDULE = 8      # completions of an action after which waiting first polls are no longer moved
 READ_SHARE = 0.6          # of the read budget's refill that polling plans to use (the rest: others, retries)
 LIST_FALLBACK = 30.0      # after a failed listing pass, poll the subscription's operations directly this long
 POLL_ERRORS_BEFORE_STATE = 3  # consecutive failed polls before the VM's own state is asked
@@ -103,6 +105,24 @@ class _Durations:
         with self._lock:
             seen = self._seen.get(action)
             return statistics.median(seen) if seen else None
+
+    def count(self, action: str) -> int:
+        with self._lock:
+            return len(self._seen.get(action) or ())
+
+    def first_poll(self, action: str) -> float | None:
+        """When to poll first: late in the distribution, so that almost every operation is done by
+        then and a second poll (paid from the read budget) is rare. The earliest completions are
+        the shortest operations, so while there are few the longest seen is used; then the 90th
+        percentile of the last 200."""
+        with self._lock:
+            seen = self._seen.get(action)
+            if not seen:
+                return None
+            recent = seen[-200:]
+            if len(recent) < 10:
+                return max(recent)
+            return statistics.quantiles(recent, n=10)[8]
 
 
 @dataclass
@@ -168,9 +188,11 @@ class Executor:
         self._posts = ThreadPoolExecutor(max_workers=max(1, min(self._submitters, 8)), thread_name_prefix="vmctl-post")
         feeder = threading.Thread(target=self._feed, args=(acting, workers), name="vmctl-feed", daemon=True)
         feeder.start()
+        self._pollers = ThreadPoolExecutor(max_workers=POLLERS, thread_name_prefix="vmctl-poll")
         try:
             self._watch_loop()
         finally:
+            self._pollers.shutdown(wait=not self.abandon.is_set(), cancel_futures=True)
             workers.shutdown(wait=not self.abandon.is_set(), cancel_futures=True)
             self._posts.shutdown(wait=not self.abandon.is_set(), cancel_futures=True)
             if self.abandon.is_set():
@@ -406,7 +428,7 @@ class Executor:
         service's Retry-After."""
         action = op.step.action or ""
         floor = op.accepted.retry_after or 0.0
-        expected = self._durations.expected(action)
+        expected = self._durations.first_poll(action)
         if expected is not None:
             return op.started + max(expected, floor)
         with self._lock:
@@ -423,11 +445,16 @@ class Executor:
         return min(self.poll_interval, self.poll_interval / 5 * 1.5 ** polls)
 
     def _spread_gap(self, sub: str, base: float) -> float:
-        """`base`, or longer when the operations waiting for a poll in `sub` would otherwise need
-        more than READ_SHARE of the read budget's refill (then each waits its turn)."""
+        """`base`, or longer when the operations that keep polling in `sub` (those polled at least
+        once, and those whose action's duration is not known yet) would otherwise need more than
+        READ_SHARE of the read budget's refill beyond the tokens in the bucket now: then each
+        waits its turn. Operations waiting for their first poll at the expected duration draw
+        nothing until then."""
         with self._lock:
-            waiting = sum(1 for o in self._inflight.values() if o.step.vm.subscription_id == sub)
-        return min(self.max_gap, max(base, waiting / max(1e-9, self.pacer.rate("reads") * READ_SHARE)))
+            polling = sum(1 for o in self._inflight.values() if o.step.vm.subscription_id == sub
+                          and (o.polls or self._durations.expected(o.step.action or "") is None))
+        spare = max(0.0, self.pacer.available(sub, "reads") * READ_SHARE)
+        return min(self.max_gap, max(base, (polling - spare) / max(1e-9, self.pacer.rate("reads") * READ_SHARE)))
 
     def _repoll_gap(self, op: _Op) -> float:
         """An operation still running: probes keep their schedule; others are polled again after
@@ -443,14 +470,21 @@ class Executor:
         first poll to when they are expected to end."""
         first = self._durations.expected(action) is None
         self._durations.add(action, seconds)
-        if not first:
+        if self._durations.count(action) > LEARN_RESCHEDULE:
             return
+        # the estimate is still settling (a few samples): move the first polls with it
         expected = self._durations.expected(action) or seconds
+        at = self._durations.first_poll(action) or expected
         now = self.clock()
+        soon = now + max(expected / 20, self.poll_interval / 20)
         with self._lock:
             for o in self._inflight.values():
-                if o.step.action == action and not o.attached and o.polls == 0 and not o.probe:
-                    o.next_poll = max(now, o.started + max(expected, o.accepted.retry_after or 0.0))
+                if o.step.action != action or o.attached:
+                    continue
+                if o.polls == 0 and not o.probe:
+                    o.next_poll = max(now, o.started + max(at, o.accepted.retry_after or 0.0))
+                elif first and o.started + expected < o.next_poll:  # a probe past the estimate
+                    o.next_poll = max(min(o.next_poll, soon), o.started + expected)
 
     # ------------------------------------------------------------------ watching
     def _busy(self) -> bool:
@@ -475,7 +509,7 @@ class Executor:
                 listing.add(sub)
                 # a pass when some operation awaiting a repoll is due, at most every MIN_LIST_GAP
                 # (longer when the pages would take more than READ_SHARE of the read budget)
-                due_now = any(o.polls and o.next_poll <= now and not o.list_done for o in group)
+                due_now = any(o.next_poll <= now and not o.list_done and not o.attached for o in group)
                 gap = max(MIN_LIST_GAP, self._pages(sub) / max(1e-9, self.pacer.rate("reads") * READ_SHARE))
                 if due_now and now - last_list.get(sub, float("-inf")) >= gap:
                     last_list[sub] = now
@@ -495,19 +529,25 @@ class Executor:
                                  retries=op.retries, correlation_id=op.accepted.correlation_id)
                     continue
                 sub = op.step.vm.subscription_id
-                if sub in listing and op.polls and not op.list_done and now < op.last_poll + self.max_gap:
+                if sub in listing and not op.attached and not op.list_done and now < op.last_poll + self.max_gap:
                     continue  # the listing watches it until it looks finished
                 if op.next_poll <= now:
                     due.append(op)
             due.sort(key=lambda o: o.next_poll)
-            for op in due:
-                self._poll(op)
-                if self.abandon.is_set():
-                    return
+            # a few at a time: one request's round trip must not hold every other poll back; each
+            # operation is polled by one thread, and the batch ends before the next pass
+            for _ in self._pollers.map(self._poll_one, due):
+                pass
+            if self.abandon.is_set():
+                return
             with self._lock:
                 pending = [o.next_poll for o in self._inflight.values()]
             wait = 0.05 if not pending else max(0.01, min(0.25, min(pending) - self.clock()))
             self.abandon.wait(wait)
+
+    def _poll_one(self, op: _Op) -> None:
+        if not self.abandon.is_set():
+            self._poll(op)
 
     def _pages(self, sub: str) -> int:
         """Requests one pass of the subscription's status listing costs, estimated from its size
@@ -519,8 +559,9 @@ class Executor:
         return max(1, math.ceil(total / ASSUMED_PAGE))
 
     def _list_mode(self, sub: str, group: list[_Op], now: float) -> bool:
-        """The listing is cheaper than the repolls it replaces, and has not failed lately."""
-        waiting = sum(1 for o in group if o.polls and not o.list_done and not o.attached)
+        """The listing is cheaper than the polls it replaces (of operations due, or polled and still
+        running), and has not failed lately."""
+        waiting = sum(1 for o in group if (o.polls or o.next_poll <= now) and not o.list_done and not o.attached)
         return waiting > max(LIST_THRESHOLD, LIST_ADVANTAGE * self._pages(sub)) and \
             now - self._list_failed.get(sub, float("-inf")) > LIST_FALLBACK
 

@@ -93,6 +93,13 @@ class Pacer:
         """Tokens per second the bucket refills (scaled)."""
         return self.rates[kind].per_second
 
+    def available(self, sub: str, kind: str) -> float:
+        """Tokens in the bucket now (negative: reserved ahead)."""
+        with self._lock:
+            b = self._bucket(sub, kind)
+            b.refill(self.clock())
+            return b.tokens
+
     def backlog(self, sub: str, kinds: list[str]) -> float:
         """Seconds until a token is free in every bucket (0: now), without reserving one: how far
         the queue of callers already reaches into the future."""
