@@ -429,8 +429,8 @@ class Executor:
         action = op.step.action or ""
         floor = op.accepted.retry_after or 0.0
         expected = self._durations.first_poll(action)
-        if expected is not None:
-            return op.started + max(expected, floor)
+        if expected is not None:  # never later than max_gap: contact_timeout must not pass unpolled
+            return min(op.started + max(expected, floor), now + max(floor, self.max_gap))
         with self._lock:
             probes = self._probes.get(action, 0)
             if probes < PROBES:
@@ -482,7 +482,8 @@ class Executor:
                 if o.step.action != action or o.attached:
                     continue
                 if o.polls == 0 and not o.probe:
-                    o.next_poll = max(now, o.started + max(at, o.accepted.retry_after or 0.0))
+                    o.next_poll = max(now, min(o.started + max(at, o.accepted.retry_after or 0.0),
+                                               o.last_poll + self.max_gap))
                 elif first and o.started + expected < o.next_poll:  # a probe past the estimate
                     o.next_poll = max(min(o.next_poll, soon), o.started + expected)
 
