@@ -100,6 +100,8 @@ class Baseline:
         self.root = root
 
     def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """PYTHONPATH first: run the child with a cwd outside this checkout (for `-m`/`-c` the cwd
+        comes before PYTHONPATH on sys.path)."""
         env = dict(base if base is not None else os.environ)
         env["PYTHONPATH"] = str(self.path) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         return env

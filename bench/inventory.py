@@ -23,6 +23,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,8 +49,9 @@ def run_vmctl(sim: SimProcess, env_extra: dict[str, str] | None = None) -> tuple
     env.pop("VMCTL_CONFIG", None)
     sim.reset_stats()
     t0 = time.perf_counter()
+    # cwd outside the checkout: `python -c` puts the cwd first on sys.path, before a baseline's PYTHONPATH
     out = subprocess.run([sys.executable, "-c", CODE], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         text=True)
+                         text=True, cwd=tempfile.gettempdir())
     wall = time.perf_counter() - t0
     if out.returncode:
         raise SystemExit(f"vmctl list failed: {out.stderr[-2000:]}")

@@ -14,6 +14,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,7 +41,9 @@ COMMANDS: list[tuple[list[str], list[str] | None]] = [
 
 def once(cmd: list[str], env: dict[str, str] | None = None) -> float:
     t0 = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, env=env)
+    # cwd outside the checkout: `python -m` puts the cwd first on sys.path, before a baseline's PYTHONPATH
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, env=env,
+                   cwd=tempfile.gettempdir())
     return time.perf_counter() - t0
 
 
