@@ -43,8 +43,8 @@ def arm_requests(stats: dict) -> int:
     return int(stats["requests"] - stats["by_operation"].get("identity.token", 0))
 
 
-def run_vmctl(sim: SimProcess, env_extra: dict[str, str] | None = None) -> tuple[float, float, int, int]:
-    """(wall, cpu, peak RSS MB, ARM requests) of one `vmctl list -o json` process."""
+def run_vmctl(sim: SimProcess, env_extra: dict[str, str] | None = None) -> tuple[float, float, int, int] | None:
+    """(wall, cpu, peak RSS MB, ARM requests) of one `vmctl list -o json` process; None if it failed."""
     env = {**os.environ, **sim.env, **(env_extra or {})}
     env.pop("VMCTL_CONFIG", None)
     sim.reset_stats()
@@ -54,7 +54,9 @@ def run_vmctl(sim: SimProcess, env_extra: dict[str, str] | None = None) -> tuple
                          text=True, cwd=tempfile.gettempdir())
     wall = time.perf_counter() - t0
     if out.returncode:
-        raise SystemExit(f"vmctl list failed: {out.stderr[-2000:]}")
+        last = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+        print(f"   (a run failed: {(last or out.stderr.splitlines()[-1:] or ['?'])[0][:300]})")
+        return None
     rss, cpu = out.stderr.strip().splitlines()[-1].split()
     return wall, float(cpu), int(rss), arm_requests(sim.stats())
 
@@ -91,8 +93,9 @@ def main() -> None:
             with SimProcess(big_fleet(n)) as sim:
                 run_vmctl(sim)  # warm the simulator's caches
                 for label, env in variants:
-                    res = [run_vmctl(sim, env) for _ in range(args.runs)]
-                    rows[label] = ([r[0] for r in res], res[-1][3])
+                    res = [r for r in (run_vmctl(sim, env) for _ in range(args.runs)) if r is not None]
+                    if res:
+                        rows[label] = ([r[0] for r in res], res[-1][3])
                 az_path = AzCli.find()
                 if az_path:
                     az = AzCli(sim, az_path)
@@ -120,12 +123,15 @@ def main() -> None:
             with SimProcess(big_fleet(n)) as sim:
                 run_vmctl(sim)
                 for label, env in variants:
-                    res = [run_vmctl(sim, env) for _ in range(args.runs)]
+                    res = [r for r in (run_vmctl(sim, env) for _ in range(args.runs)) if r is not None]
+                    print(f"   {label:<34} {args.runs - len(res)} of {args.runs} runs failed")
+                    if not res:
+                        continue
                     cpus[label] = [r[1] for r in res]
                     print(f"   {label:<34} CPU {spread([r[1] for r in res])} s   peak RSS "
                           f"{spread([float(r[2]) for r in res])} MB (target <= 200)   wall {spread([r[0] for r in res])} s"
                           f"   {res[-1][3]} requests")
-            if baseline is not None:
+            if baseline is not None and variants[0][0] in cpus and "vmctl list -o json" in cpus:
                 before = median(cpus[variants[0][0]])
                 after = median(cpus["vmctl list -o json"])
                 print(f"   CPU this tree / baseline = {after / before:.3f}   (target <= 0.333)")
