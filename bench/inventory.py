@@ -1,12 +1,20 @@
 #!/usr/bin/env python3
-"""Inventory cost: `vmctl list -o json` over 5,000 and 10,000 VMs in the simulator (its default,
-Azure's sparse status listing: vmctl joins the full listing with it), side by side with the per-VM
-approach `az vm list -d` takes (a list, then one instance-view GET per VM, serially: 1 + N requests
-at least; az also reads each NIC, so really 1 + 2N). Client wall time, request count (from
-/_sim/stats) and the client's peak memory, in one run.
+"""Inventory: `vmctl list -o json` beside real `az vm list`, and vmctl's CPU and memory at 50,000 VMs.
 
-Targets: 5,000 VMs in <= 2 s beyond start-up, <= 2 x pages + 1 requests per subscription,
-<= 200 MB at 10,000 VMs. Usage: python bench/inventory.py [--sizes 5000,10000] [--per-vm-max 5000]
+Fleets use the simulator's defaults (VM list pages of 200, Azure-shaped throttling). Every
+measurement is a fresh process, repeated `--runs` times, printed as median [min-max].
+
+1) 5,000 VMs: wall of `vmctl list -o json` beside `az vm list -o json` (azure-cli from
+   `make bench-az`; az reads the full listing only and has no power state) and `az vm list -d`
+   when `--az-details` (1 + 2N requests: it reads each VM's instance view and NIC). Target: vmctl
+   <= 0.15x `az vm list`.
+   Lower bound for vmctl: 2 x ceil(N / 200) pages + 1 requests (full and status listings, in two
+   concurrent streams, plus the subscription's name).
+2) 50,000 VMs: vmctl's CPU time (user + system) and peak RSS. Target: CPU <= 1/3 of the baseline
+   (`--baseline REF`, the commit before the work, run side by side), peak RSS <= 200 MB.
+   Per-page floor: every page is decoded once by the client (json.loads of its bytes).
+
+Usage: python bench/inventory.py [--runs 3] [--baseline REF] [--small 5000] [--large 50000] [--az-details]
 """
 
 from __future__ import annotations
@@ -15,84 +23,121 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _simproc import SimProcess, big_fleet  # noqa: E402
+from _simproc import AzCli, Baseline, SimProcess, big_fleet, median, spread  # noqa: E402
 
-PAGE = 1000  # ARM's VM list page size is not documented; 1,000 is assumed here (fleet paging: vms)
+PAGE = 200  # the simulator's default VM page size (Azure's is not documented)
+
+# runs `vmctl list -o json` in this process and prints its own peak RSS and CPU to stderr
+CODE = ("import resource, sys, runpy; sys.argv=['vmctl','list','-o','json'];\n"
+        "try:\n    runpy.run_module('vmctl', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "r = resource.getrusage(resource.RUSAGE_SELF)\n"
+        "print(int(r.ru_maxrss/1024), r.ru_utime + r.ru_stime, file=sys.stderr)")
 
 
 def arm_requests(stats: dict) -> int:
     return int(stats["requests"] - stats["by_operation"].get("identity.token", 0))
 
 
-def run_vmctl(sim: SimProcess, extra_env: dict[str, str] | None = None) -> tuple[float, int, int]:
-    """Wall time of `vmctl list -o json` (a fresh process), ARM requests, peak RSS (MB)."""
-    env = {**os.environ, **sim.env, **(extra_env or {})}
+def run_vmctl(sim: SimProcess, env_extra: dict[str, str] | None = None) -> tuple[float, float, int, int] | None:
+    """(wall, cpu, peak RSS MB, ARM requests) of one `vmctl list -o json` process; None if it failed."""
+    env = {**os.environ, **sim.env, **(env_extra or {})}
+    env.pop("VMCTL_CONFIG", None)
     sim.reset_stats()
-    code = ("import resource, sys, runpy; sys.argv=['vmctl','list','-o','json'];\n"
-            "try:\n    runpy.run_module('vmctl', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-            "print(int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024), file=sys.stderr)")
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    # cwd outside the checkout: `python -c` puts the cwd first on sys.path, before a baseline's PYTHONPATH
+    out = subprocess.run([sys.executable, "-c", CODE], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True, cwd=tempfile.gettempdir())
     wall = time.perf_counter() - t0
-    rss = int(out.stderr.strip().splitlines()[-1])
-    return wall, arm_requests(sim.stats()), rss
+    if out.returncode:
+        last = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+        print(f"   (a run failed: {(last or out.stderr.splitlines()[-1:] or ['?'])[0][:300]})")
+        return None
+    rss, cpu = out.stderr.strip().splitlines()[-1].split()
+    return wall, float(cpu), int(rss), arm_requests(sim.stats())
 
 
-def startup(sim: SimProcess) -> float:
-    env = {**os.environ, **sim.env}
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "vmctl", "list", "--help"], env=env, capture_output=True, check=True)
-    return time.perf_counter() - t0
-
-
-def run_per_vm(sim: SimProcess, sub: str) -> tuple[float, int]:
-    """The az-vm-list-d approach with the same SDK: list, then one GET with instanceView per VM."""
-    sim.apply_env()
-    from azure.identity import DefaultAzureCredential
-    from azure.mgmt.compute import ComputeManagementClient
-
-    client = ComputeManagementClient(DefaultAzureCredential(), sub, base_url=sim.url)
+def run_az(az: AzCli, sim: SimProcess, *args: str) -> tuple[float, int]:
     sim.reset_stats()
     t0 = time.perf_counter()
-    for vm in client.virtual_machines.list_all():
-        rg = vm.id.split("/")[4]
-        client.virtual_machines.get(rg, vm.name, expand="instanceView")
+    az.run("vm", "list", "-o", "json", *args)
     return time.perf_counter() - t0, arm_requests(sim.stats())
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--sizes", default="5000,10000")
-    ap.add_argument("--memory-vms", type=int, default=0, help="one more vmctl-only run at this size")
-    ap.add_argument("--per-vm-max", type=int, default=5000, help="skip the per-VM approach above this size")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--small", type=int, default=5000)
+    ap.add_argument("--large", type=int, default=50000)
+    ap.add_argument("--baseline", default=None, help="also run this git ref of vmctl, side by side")
+    ap.add_argument("--az-details", action="store_true", help="also time `az vm list -d` (1 + 2N requests, slow)")
+    ap.add_argument("--skip-small", action="store_true")
+    ap.add_argument("--skip-large", action="store_true")
     args = ap.parse_args()
-    print(f"machine: {os.cpu_count()} cores; simulator in its own process, throttling off, page size {PAGE}")
-    print(f"{'VMs':>6} {'approach':<34}{'wall s':>8}{'requests':>10}{'peak MB':>9}")
-    for n in [int(x) for x in args.sizes.split(",")]:
-        fleet = big_fleet(n, page_size=PAGE)
-        sub = fleet["subscriptions"][0]["id"]
-        with SimProcess(fleet) as sim:
-            run_vmctl(sim)  # warm the simulator's JSON cache and the OS file cache
-            base = startup(sim)
-            wall, reqs, rss = run_vmctl(sim)
+    print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; simulator in its own process, "
+          f"page size {PAGE}, throttling on; {args.runs} runs each")
+    baseline = Baseline(args.baseline) if args.baseline else None
+    variants: list[tuple[str, dict[str, str] | None]] = [("vmctl list -o json", None)]
+    if baseline is not None:
+        variants.insert(0, (f"vmctl {baseline.ref} list -o json", baseline.env({})))
+    try:
+        if not args.skip_small:
+            n = args.small
             pages = -(-n // PAGE)
-            print(f"{n:>6} {'vmctl list -o json':<34}{wall:>8.2f}{reqs:>10}{rss:>9}")
-            print(f"{'':>6} {'  of which beyond start-up':<34}{wall - base:>8.2f}"
-                  f"{'':>10}{'':>9}   (target <= 2 s; requests target <= 2 x {pages} pages + 1 = {2 * pages + 1})")
-            if n <= args.per_vm_max:
-                pw, preqs = run_per_vm(sim, sub)
-                print(f"{'':>6} {'per-VM instance views (az -d style)':<34}{pw:>8.2f}{preqs:>10}")
-                print(f"{'':>6} {'  ratio per-VM / vmctl':<34}{pw / wall:>8.1f}x{preqs / reqs:>9.0f}x")
-    if args.memory_vms:
-        with SimProcess(big_fleet(args.memory_vms, page_size=PAGE)) as sim:
-            run_vmctl(sim)
-            wall, reqs, rss = run_vmctl(sim)
-            print(f"{args.memory_vms:>6} {'vmctl list -o json (memory)':<34}{wall:>8.2f}{reqs:>10}{rss:>9}"
-                  f"   (target <= 200 MB)")
+            print(f"\n1) {n} VMs; bound: 2 x {pages} pages + 1 = {2 * pages + 1} requests")
+            rows: dict[str, tuple[list[float], int]] = {}
+            with SimProcess(big_fleet(n)) as sim:
+                run_vmctl(sim)  # warm the simulator's caches
+                for label, env in variants:
+                    res = [r for r in (run_vmctl(sim, env) for _ in range(args.runs)) if r is not None]
+                    if res:
+                        rows[label] = ([r[0] for r in res], res[-1][3])
+                az_path = AzCli.find()
+                if az_path:
+                    az = AzCli(sim, az_path)
+                    try:
+                        res2 = [run_az(az, sim) for _ in range(args.runs)]
+                        rows["az vm list -o json"] = ([r[0] for r in res2], res2[-1][1])
+                        if args.az_details:
+                            res3 = [run_az(az, sim, "-d")]
+                            rows["az vm list -d -o json"] = ([r[0] for r in res3], res3[-1][1])
+                    finally:
+                        az.close()
+                else:
+                    print("   real az not found: `make bench-az` installs azure-cli into .bench/azcli")
+            for label, (walls, reqs) in rows.items():
+                print(f"   {label:<34} wall {spread(walls)} s   {reqs} requests")
+            if "az vm list -o json" in rows:
+                az_med = median(rows["az vm list -o json"][0])
+                for label, (walls, _) in rows.items():
+                    if label.startswith("vmctl"):
+                        print(f"   {label:<34} / az vm list = {median(walls) / az_med:.3f}   (target <= 0.15)")
+        if not args.skip_large:
+            n = args.large
+            print(f"\n2) {n} VMs: CPU and peak memory of one `vmctl list -o json` process")
+            cpus: dict[str, list[float]] = {}
+            with SimProcess(big_fleet(n)) as sim:
+                run_vmctl(sim)
+                for label, env in variants:
+                    res = [r for r in (run_vmctl(sim, env) for _ in range(args.runs)) if r is not None]
+                    print(f"   {label:<34} {args.runs - len(res)} of {args.runs} runs failed")
+                    if not res:
+                        continue
+                    cpus[label] = [r[1] for r in res]
+                    print(f"   {label:<34} CPU {spread([r[1] for r in res])} s   peak RSS "
+                          f"{spread([float(r[2]) for r in res])} MB (target <= 200)   wall {spread([r[0] for r in res])} s"
+                          f"   {res[-1][3]} requests")
+            if baseline is not None and variants[0][0] in cpus and "vmctl list -o json" in cpus:
+                before = median(cpus[variants[0][0]])
+                after = median(cpus["vmctl list -o json"])
+                print(f"   CPU this tree / baseline = {after / before:.3f}   (target <= 0.333)")
+    finally:
+        if baseline is not None:
+            baseline.close()
 
 
 if __name__ == "__main__":

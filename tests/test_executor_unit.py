@@ -237,3 +237,14 @@ def test_stop_event_cancels_steps_not_started(tmp_path: Path) -> None:
     assert run.status("vm0") == "succeeded"  # already sent: watched to its end
     assert [run.status(f"vm{i}") for i in (1, 2, 3)] == ["cancelled"] * 3
     assert fleet.begin_count() == 1
+
+
+def test_a_retry_after_longer_than_the_contact_timeout_is_waited_out_not_unknown(tmp_path: Path) -> None:
+    """The service says "ask again in 0.3 s" and the contact timeout is 0.1 s: its Retry-After is
+    news, so the operation is polled when allowed and succeeds (found by the guest-side tests,
+    where Compute holds a user restart for the guest's approval)."""
+    vms = [make_vm("vm0")]
+    fleet = FakeFleet(vms)
+    fleet.enqueue("vm0", "powerOff", Accept(polls=("Succeeded",), retry_after=0.3))
+    run = execute(tmp_path, fleet, vms, contact_timeout=0.1)
+    assert run.status("vm0") == "succeeded", run.outcomes

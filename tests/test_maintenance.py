@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,7 @@ def test_waves_never_put_two_update_domains_of_a_set_together() -> None:
 
 def test_wave_by_tag_and_none() -> None:
     vms = [vm("x1"), vm("x2"), vm("y1")]
-    tagged = [Vm(**{**v.__dict__, "tags": {"ring": r}}) for v, r in zip(vms, ["1", "0", "1"])]
+    tagged = [replace(v, tags={"ring": r}) for v, r in zip(vms, ["1", "0", "1"])]
     plan = build_plan("maintenance start", tagged, Options(wave_by=WaveBy("tag", "ring")))
     assert [[s.vm.name for s in w] for w in plan.waves] == [["x2"], ["x1", "y1"]]
     one = assign_waves(list(build_plan("maintenance start", vms, Options(wave_by=WaveBy("none"))).steps), WaveBy("none"), 20)

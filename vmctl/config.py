@@ -72,7 +72,7 @@ class Config:
     tag_values_case_sensitive: bool = True
     max_targets: int = 50
     max_percent: float | None = None
-    parallel: int = 20
+    parallel: int | None = None
     poll_interval: float = 5.0
     pace_scale: float = 1.0
 
@@ -233,7 +233,8 @@ def parse_config(doc: Mapping[str, object], path: Path | None = None) -> Config:
     if max_percent is not None:
         max_percent = _number(max_percent, f"{where}: safety.max_percent", high=100)
     execution = data.get("execution", {})
-    parallel = int(_number(execution.get("parallel", 20), f"{where}: execution.parallel", whole=True, high=1000))
+    parallel = int(_number(execution["parallel"], f"{where}: execution.parallel", whole=True, high=1000)) \
+        if "parallel" in execution else None
     poll_interval = _number(execution.get("poll_interval", 5.0), f"{where}: execution.poll_interval", high=3600)
     pace_scale = _number(execution.get("pace_scale", 1.0), f"{where}: execution.pace_scale", high=MAX_PACE_SCALE)
     output = data.get("output")

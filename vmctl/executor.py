@@ -1,13 +1,23 @@
-"""Runs a Plan through a cloud client: bounded in-flight operations, pacing, retries of retryable
-errors only, hooks, cancellation. Every step ends with an Outcome; every event goes to the journal.
-Never prints, never re-plans.
+"""Runs a Plan through a cloud client: in-flight operations bounded by the platform's budgets,
+pacing, retries of retryable errors only, hooks, cancellation. Every step ends with an Outcome;
+every event goes to the journal. Never prints, never re-plans.
 
-Shape: submitter threads (at most `parallel` steps in flight, hooks included) send each POST and
-move on; one watcher (the calling thread) polls the operations at the interval the service asks
-for (Retry-After), else `poll_interval`. With many operations in flight in a subscription it
-reads the subscription's status listing (one request per page for all of them) and polls an
-operation only once its VM looks finished, which keeps polls inside the read budget; a listing
-that fails falls back to polls, and every operation is polled at least every MAX_POLL_GAP.
+Shape: a feeder hands steps to a few submitter threads, which send each POST when the pacer's
+write buckets allow and move on; one watcher (the calling thread) polls the operations. There is
+no fixed cap on operations in flight (`--parallel` is an optional upper bound): the write
+buckets (ARM writes, Compute UpdateVM/DeleteVM) set the rate of new operations, and the feeder
+holds new ones back while the read budget that polling needs is queued up (the pacer's read
+backlog, pulled down by `x-ms-ratelimit-remaining-*`). See docs/operations.md, "Pacing".
+
+Completion tracking costs what it must. Each operation is first polled near its expected
+duration, learned from this run's own completions (the status document's endTime - startTime;
+before the first one, a few probe operations are polled on a growing schedule); an operation
+still running is polled again at a gap that spreads the polls over the read budget. The
+subscription's status listing answers for every operation at once, so it replaces repeated polls
+only when it is cheaper: more operations awaiting a repoll than twice the listing's pages
+(estimated from the subscription's size); a VM that looks finished in it is then polled once for
+its outcome. A listing that fails falls back to polls; every operation is polled at least every
+`max_gap`.
 
 At most one operation per intent: a POST whose reply is lost (the connection dropped, a 5xx or
 408 after sending) is never resent blindly. vmctl reads the VM: an operation running on it (or
@@ -22,6 +32,8 @@ One failed poll decides nothing: the outcome comes from the operation or from th
 from __future__ import annotations
 
 import functools
+import math
+import statistics
 import threading
 import time
 import uuid
@@ -40,9 +52,16 @@ from .pacing import Pacer
 
 MAX_ATTEMPTS = 6
 MAX_THROTTLED = 30       # 429s: the service pacing us, not a failed attempt; bounded separately
-LIST_THRESHOLD = 8        # operations in flight in one subscription before the status listing is used
-MAX_POLL_GAP = 60.0       # in list mode, still poll each operation at least this often
+LIST_THRESHOLD = 8        # fewest operations awaiting a repoll in one subscription before the listing may pay
+LIST_ADVANTAGE = 2.0      # ... and they must outnumber the listing's pages this many times
+ASSUMED_PAGE = 200        # VMs per listing page when estimating a pass's cost (Azure's size is undocumented)
+MAX_POLL_GAP = 60.0       # poll each operation at least this often (and within half the contact timeout)
 MIN_LIST_GAP = 0.5        # seconds between two status-listing passes of one subscription
+SUBMITTERS = 6            # threads sending POSTs when --parallel is not given (the pacer sets the rate)
+POLLERS = 4               # threads polling; with the submitters, within the SDK's 10 pooled connections
+PROBES = 3                # operations per action polled on a growing schedule until a duration is known
+LEARN_RESCHEDULE = 8      # completions of an action after which waiting first polls are no longer moved
+READ_SHARE = 0.6          # of the read budget's refill that polling plans to use (the rest: others, retries)
 LIST_FALLBACK = 30.0      # after a failed listing pass, poll the subscription's operations directly this long
 POLL_ERRORS_BEFORE_STATE = 3  # consecutive failed polls before the VM's own state is asked
 CONTACT_TIMEOUT = 120.0   # seconds with no answer about an operation before it is `unknown`
@@ -65,6 +84,45 @@ class _Op:
     last_error: str = ""
     attached: str = ""          # watched by the VM's state (no status URL): why
     seen_busy: bool = False     # attached: the VM was seen with an operation running
+    polls: int = 0              # status polls answered "still running"
+    probe: bool = False         # polled on a growing schedule to learn the action's duration
+
+
+class _Durations:
+    """How long each action's operations take in this run: endTime - startTime of each finished
+    status document (else the time from acceptance to the poll that saw it end)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, action: str, seconds: float) -> None:
+        with self._lock:
+            self._seen.setdefault(action, []).append(seconds)
+
+    def expected(self, action: str) -> float | None:
+        """The median so far, or None before the first completion."""
+        with self._lock:
+            seen = self._seen.get(action)
+            return statistics.median(seen) if seen else None
+
+    def count(self, action: str) -> int:
+        with self._lock:
+            return len(self._seen.get(action) or ())
+
+    def first_poll(self, action: str) -> float | None:
+        """When to poll first: late in the distribution, so that almost every operation is done by
+        then and a second poll (paid from the read budget) is rare. The earliest completions are
+        the shortest operations, so while there are few the longest seen is used; then the 90th
+        percentile of the last 200."""
+        with self._lock:
+            seen = self._seen.get(action)
+            if not seen:
+                return None
+            recent = seen[-200:]
+            if len(recent) < 10:
+                return max(recent)
+            return statistics.quantiles(recent, n=10)[8]
 
 
 @dataclass
@@ -96,7 +154,13 @@ class Executor:
         self.outcomes: dict[int, Outcome] = {}
         self._lock = threading.Lock()
         self._inflight: dict[int, _Op] = {}
-        self._sem = threading.BoundedSemaphore(max(1, self.opts.parallel))
+        cap = self.opts.parallel
+        # --parallel: an explicit upper bound on steps in flight, hooks included; none by default
+        self._sem = threading.BoundedSemaphore(max(1, cap)) if cap else None
+        self._submitters = max(1, cap) if cap else SUBMITTERS
+        self._durations = _Durations()
+        self._probes: dict[str, int] = {}
+        self.max_gap = min(MAX_POLL_GAP, contact_timeout / 2)
         self._held: set[int] = set()
         self._pending = 0          # submit or post-hook tasks not yet finished
         self._futures: list[futures.Future[None]] = []
@@ -114,17 +178,21 @@ class Executor:
                 self._finish(s, status, s.detail, skip_code=s.skip)
         for idx, r in (resumed or {}).items():
             step = self.plan.steps[idx]
-            self._sem.acquire()
+            if self._sem is not None:
+                self._sem.acquire()
             self._held.add(idx)
             self._watch(step, Accepted(r.status_url, None, r.correlation_id, "", {}), retries=0, attached=r.attached)
         acting = [s for s in todo if s.acts and s.index not in (resumed or {})]
-        workers = ThreadPoolExecutor(max_workers=max(1, self.opts.parallel), thread_name_prefix="vmctl-submit")
-        self._posts = ThreadPoolExecutor(max_workers=max(1, min(self.opts.parallel, 8)), thread_name_prefix="vmctl-post")
+        workers = ThreadPoolExecutor(max_workers=self._submitters, thread_name_prefix="vmctl-submit")
+        self._slots = threading.Semaphore(self._submitters)  # a step goes to a submitter only when one is free
+        self._posts = ThreadPoolExecutor(max_workers=max(1, min(self._submitters, 8)), thread_name_prefix="vmctl-post")
         feeder = threading.Thread(target=self._feed, args=(acting, workers), name="vmctl-feed", daemon=True)
         feeder.start()
+        self._pollers = ThreadPoolExecutor(max_workers=POLLERS, thread_name_prefix="vmctl-poll")
         try:
             self._watch_loop()
         finally:
+            self._pollers.shutdown(wait=not self.abandon.is_set(), cancel_futures=True)
             workers.shutdown(wait=not self.abandon.is_set(), cancel_futures=True)
             self._posts.shutdown(wait=not self.abandon.is_set(), cancel_futures=True)
             if self.abandon.is_set():
@@ -200,9 +268,12 @@ class Executor:
     def _feed(self, acting: list[Step], workers: ThreadPoolExecutor) -> None:
         try:
             for i, step in enumerate(acting):
-                while not self._sem.acquire(timeout=0.2):
-                    if self.stop.is_set():
-                        break
+                if self._sem is not None:
+                    while not self._sem.acquire(timeout=0.2):
+                        if self.stop.is_set():
+                            break
+                if not self.stop.is_set():
+                    self._admit(step)
                 if self.stop.is_set():
                     for rest in acting[i:]:
                         self._finish(rest, "cancelled", "interrupted before it started; `vmctl resume` continues it")
@@ -214,12 +285,23 @@ class Executor:
         finally:
             self._submitting = False
 
+    def _admit(self, step: Step) -> None:
+        """Wait for a free submitter, then while the read budget polling needs is queued up more
+        than a poll interval ahead: polls of operations already sent come before new ones."""
+        while not self._slots.acquire(timeout=0.2):
+            if self.stop.is_set():
+                return
+        sub = step.vm.subscription_id
+        while self.pacer.backlog(sub, ["reads"]) > self.poll_interval and not self.stop.is_set():
+            self.stop.wait(min(0.25, max(0.01, self.poll_interval / 4)))
+
     def _submit(self, step: Step) -> None:
         try:
             self._submit_one(step)
         except Exception as exc:  # noqa: BLE001 - every step must end with an outcome
             self._finish(step, "failed", f"internal error: {exc!r}")
         finally:
+            self._slots.release()
             with self._lock:
                 self._pending -= 1
 
@@ -332,11 +414,79 @@ class Executor:
         if acc.status_url is None and not attached:  # finished synchronously (200)
             self._succeeded(step, acc.correlation_id, retries, 0.0)
             return
-        first = min(acc.retry_after or self.poll_interval, self.poll_interval)
-        op = _Op(step, acc, now, now + self.opts.timeout, now + (0 if attached else first), retries,
-                 last_contact=now, last_poll=now, attached=attached)
+        # the service's Retry-After is news too: contact_timeout counts from when it lets us ask
+        op = _Op(step, acc, now, now + self.opts.timeout, now, retries, last_contact=now + (acc.retry_after or 0.0),
+                 last_poll=now, attached=attached)
+        if not attached:
+            op.next_poll = self._first_poll(op, now)
         with self._lock:
             self._inflight[step.index] = op
+
+    # ------------------------------------------------------------------ when to poll
+    def _first_poll(self, op: _Op, now: float) -> float:
+        """Near the action's expected duration once one is known; before that, a few probes on a
+        growing schedule and the rest at a gap that fits the read budget. Never before the
+        service's Retry-After."""
+        action = op.step.action or ""
+        floor = op.accepted.retry_after or 0.0
+        expected = self._durations.first_poll(action)
+        if expected is not None:  # never later than max_gap: contact_timeout must not pass unpolled
+            return min(op.started + max(expected, floor), now + max(floor, self.max_gap))
+        with self._lock:
+            probes = self._probes.get(action, 0)
+            if probes < PROBES:
+                self._probes[action] = probes + 1
+                op.probe = True
+        if op.probe:
+            return now + max(floor, self._probe_gap(0))
+        return now + max(floor, self._spread_gap(op.step.vm.subscription_id, self.poll_interval))
+
+    def _probe_gap(self, polls: int) -> float:
+        """A fifth of the poll interval, growing by half each time, up to the poll interval."""
+        return min(self.poll_interval, self.poll_interval / 5 * 1.5 ** polls)
+
+    def _spread_gap(self, sub: str, base: float) -> float:
+        """`base`, or longer when the operations that keep polling in `sub` (those polled at least
+        once, and those whose action's duration is not known yet) would otherwise need more than
+        READ_SHARE of the read budget's refill beyond the tokens in the bucket now: then each
+        waits its turn. Operations waiting for their first poll at the expected duration draw
+        nothing until then."""
+        with self._lock:
+            polling = sum(1 for o in self._inflight.values() if o.step.vm.subscription_id == sub
+                          and (o.polls or self._durations.expected(o.step.action or "") is None))
+        spare = max(0.0, self.pacer.available(sub, "reads") * READ_SHARE)
+        return min(self.max_gap, max(base, (polling - spare) / max(1e-9, self.pacer.rate("reads") * READ_SHARE)))
+
+    def _repoll_gap(self, op: _Op) -> float:
+        """An operation still running: probes keep their schedule; others are polled again after
+        a twentieth of the expected duration, or later if the read budget needs it spread."""
+        if op.probe and self._durations.expected(op.step.action or "") is None:
+            return self._probe_gap(op.polls)
+        expected = self._durations.expected(op.step.action or "")
+        base = max(expected / 20, self.poll_interval / 20) if expected is not None else self.poll_interval
+        return self._spread_gap(op.step.vm.subscription_id, base)
+
+    def _learned(self, action: str, seconds: float) -> None:
+        """A completion: remember its duration; operations waiting without an estimate move their
+        first poll to when they are expected to end."""
+        first = self._durations.expected(action) is None
+        self._durations.add(action, seconds)
+        if self._durations.count(action) > LEARN_RESCHEDULE:
+            return
+        # the estimate is still settling (a few samples): move the first polls with it
+        expected = self._durations.expected(action) or seconds
+        at = self._durations.first_poll(action) or expected
+        now = self.clock()
+        soon = now + max(expected / 20, self.poll_interval / 20)
+        with self._lock:
+            for o in self._inflight.values():
+                if o.step.action != action or o.attached:
+                    continue
+                if o.polls == 0 and not o.probe:
+                    o.next_poll = max(now, min(o.started + max(at, o.accepted.retry_after or 0.0),
+                                               o.last_poll + self.max_gap))
+                elif first and o.started + expected < o.next_poll:  # a probe past the estimate
+                    o.next_poll = max(min(o.next_poll, soon), o.started + expected)
 
     # ------------------------------------------------------------------ watching
     def _busy(self) -> bool:
@@ -354,18 +504,18 @@ class Executor:
             by_sub: dict[str, list[_Op]] = {}
             for op in ops:
                 by_sub.setdefault(op.step.vm.subscription_id, []).append(op)
+            listing: set[str] = set()
             for sub, group in by_sub.items():
-                if not self._list_mode(sub, len(group), now):
+                if not self._list_mode(sub, group, now):
                     continue
-                # a pass when some operation is due for a look (its Retry-After, else poll_interval),
-                # at most every MIN_LIST_GAP: one request per page answers for all of them
-                due_now = any(o.next_poll <= now and not o.list_done for o in group)
-                if due_now and now - last_list.get(sub, float("-inf")) >= MIN_LIST_GAP:
+                listing.add(sub)
+                # a pass when some operation awaiting a repoll is due, at most every MIN_LIST_GAP
+                # (longer when the pages would take more than READ_SHARE of the read budget)
+                due_now = any(o.next_poll <= now and not o.list_done and not o.attached for o in group)
+                gap = max(MIN_LIST_GAP, self._pages(sub) / max(1e-9, self.pacer.rate("reads") * READ_SHARE))
+                if due_now and now - last_list.get(sub, float("-inf")) >= gap:
                     last_list[sub] = now
                     self._list_pass(sub, group)
-                    for o in group:
-                        if not o.list_done and o.next_poll <= now:
-                            o.next_poll = now + (o.accepted.retry_after or self.poll_interval)
             due = []
             for op in ops:
                 if now > op.deadline:
@@ -381,26 +531,44 @@ class Executor:
                                  retries=op.retries, correlation_id=op.accepted.correlation_id)
                     continue
                 sub = op.step.vm.subscription_id
-                in_list_mode = self._list_mode(sub, len(by_sub[sub]), now)
-                if in_list_mode and not op.list_done and now < op.last_poll + MAX_POLL_GAP and op.next_poll <= now:
-                    continue
+                if sub in listing and not op.attached and not op.list_done and now < op.last_poll + self.max_gap:
+                    continue  # the listing watches it until it looks finished
                 if op.next_poll <= now:
                     due.append(op)
-            for op in due:
-                self._poll(op)
-                if self.abandon.is_set():
-                    return
+            due.sort(key=lambda o: o.next_poll)
+            # a few at a time: one request's round trip must not hold every other poll back; each
+            # operation is polled by one thread, and the batch ends before the next pass
+            for _ in self._pollers.map(self._poll_one, due):
+                pass
+            if self.abandon.is_set():
+                return
             with self._lock:
                 pending = [o.next_poll for o in self._inflight.values()]
             wait = 0.05 if not pending else max(0.01, min(0.25, min(pending) - self.clock()))
             self.abandon.wait(wait)
 
-    def _list_mode(self, sub: str, in_flight: int, now: float) -> bool:
-        """Many operations in the subscription, and its listing has not failed lately."""
-        return in_flight > LIST_THRESHOLD and now - self._list_failed.get(sub, float("-inf")) > LIST_FALLBACK
+    def _poll_one(self, op: _Op) -> None:
+        if not self.abandon.is_set():
+            self._poll(op)
+
+    def _pages(self, sub: str) -> int:
+        """Requests one pass of the subscription's status listing costs, estimated from its size
+        (the plan's count of its VMs; unknown: as many as the operations in flight)."""
+        total = self.plan.totals.get(sub)
+        if not total:
+            with self._lock:
+                total = sum(1 for o in self._inflight.values() if o.step.vm.subscription_id == sub)
+        return max(1, math.ceil(total / ASSUMED_PAGE))
+
+    def _list_mode(self, sub: str, group: list[_Op], now: float) -> bool:
+        """The listing is cheaper than the polls it replaces (of operations due, or polled and still
+        running), and has not failed lately."""
+        waiting = sum(1 for o in group if (o.polls or o.next_poll <= now) and not o.list_done and not o.attached)
+        return waiting > max(LIST_THRESHOLD, LIST_ADVANTAGE * self._pages(sub)) and \
+            now - self._list_failed.get(sub, float("-inf")) > LIST_FALLBACK
 
     def _list_pass(self, sub: str, group: list[_Op]) -> None:
-        if not self.pacer.acquire(sub, ["reads", "HighCostGet"]):
+        if not self.pacer.acquire(sub, ["reads", "HighCostGet"], n=self._pages(sub)):
             return
         try:
             current = snapshot(self.client, [sub])
@@ -438,7 +606,7 @@ class Executor:
             self._poll_state(op)
             return
         sub = op.step.vm.subscription_id
-        self.pacer.acquire(sub, ["reads"])
+        self.pacer.acquire(sub, ["reads", "GetOperation"])
         try:
             st: OperationStatus = self.client.operation_status(
                 sub, op.accepted.status_url or "", on_headers=lambda h: self.pacer.observe(sub, h))
@@ -453,6 +621,8 @@ class Executor:
         op.last_contact = op.last_poll = self.clock()
         status = st.status.lower()
         duration = self.clock() - op.started
+        if status == "succeeded":  # a failed or preempted one may end early: not a duration to expect
+            self._learned(op.step.action or "", st.duration if st.duration is not None else duration)
         if status == "succeeded":
             with self._lock:
                 self._inflight.pop(op.step.index, None)
@@ -470,7 +640,9 @@ class Executor:
                          correlation_id=op.accepted.correlation_id, duration=duration)
         else:
             op.list_done = False  # still running: back to the listing's watch
-            op.next_poll = self.clock() + (st.retry_after if st.retry_after else self.poll_interval)
+            op.polls += 1
+            op.next_poll = self.clock() + max(st.retry_after or 0.0, self._repoll_gap(op))
+            op.last_contact = max(op.last_contact, self.clock() + (st.retry_after or 0.0))
 
     def _poll_state(self, op: _Op) -> None:
         """Decide from the VM's own state: for an operation attached after a lost reply, or one whose
@@ -561,7 +733,8 @@ class Executor:
             self._held.discard(step.index)
         self.journal.write("outcome", **out.record(step.vm.id, skip_code))
         if held:
-            self._sem.release()
+            if self._sem is not None:
+                self._sem.release()
         if self.on_outcome:
             self.on_outcome(step, out)
 

@@ -10,6 +10,7 @@ no tag selector; a VM whose status could not be read is planned as unknown, neve
 from __future__ import annotations
 
 import difflib
+import gc
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -107,12 +108,23 @@ def load_inventory(client: FleetClient, subscriptions: list[str], selector: Sele
         name = client.subscription_name(sub)
         return sub, name, client.list_vms(sub, name)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(subscriptions)))) as pool:
-        results = list(pool.map(one, subscriptions))
-    names = {sub: name for sub, name, _ in results}
-    totals = {sub: len(vms) for sub, _, vms in results}
-    everything = [replace(vm, production=config.is_production(vm)) for _, _, vms in results for vm in vms]
-    selected = sorted((vm for vm in everything if selector.matches(vm)), key=sort_key)
+    # the listings build one object per VM and free none: the cyclic garbage collector would walk
+    # the growing heap again and again (a third of the CPU at 50,000 VMs); nothing here makes cycles
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(subscriptions)))) as pool:
+            results = list(pool.map(one, subscriptions))
+        names = {sub: name for sub, name, _ in results}
+        totals = {sub: len(vms) for sub, _, vms in results}
+        # a copy only for the VMs the rules mark (production is False as built): no per-VM copy
+        everything = [replace(vm, production=True) if config.is_production(vm) else vm
+                      for _, _, vms in results for vm in vms]
+        del results
+        selected = sorted((vm for vm in everything if selector.matches(vm)), key=sort_key)
+    finally:
+        if gc_was:
+            gc.enable()
     _check_named_targets(client, selector, subscriptions, everything)
     report = selection_report(selector, everything, names, len(selected))
     selected = complete(client, selected, set(needs), pacer or Pacer())

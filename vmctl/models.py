@@ -74,7 +74,7 @@ class Maintenance:
         return True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Vm:
     subscription_id: str
     resource_group: str
@@ -136,7 +136,7 @@ class Vm:
         return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VmStatus:
     """What a status listing item or an instance view says about a VM's run-time state."""
 
@@ -175,7 +175,7 @@ class Options:
     include_production: bool = False
     max_targets: int = 50
     max_percent: float | None = None
-    parallel: int = 20
+    parallel: int | None = None      # an upper bound on steps in flight; None: the platform's budgets
     timeout: float = 3600.0
     pre_hook: str | None = None
     post_hook: str | None = None

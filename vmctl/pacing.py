@@ -5,6 +5,10 @@ Compute UpdateVM and DeleteVM 1500 @ 500/min per subscription), scaled by `scale
 runs time faster). Every response's `x-ms-ratelimit-remaining-*` headers pull the local count down
 when the service says fewer remain (another client shares the subscription): vmctl slows down
 before a 429, not after. A 429's Retry-After blocks the bucket until then. Thread-safe.
+
+Hand-written rather than a rate-limiting library: it must reserve a token in several buckets at
+once, be pulled down by the service's `x-ms-ratelimit-remaining-*` counts and blocked by a
+Retry-After, which no general-purpose limiter we found offers together.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ DEFAULTS = {
     # GET VM / instance view: 4,000 per 3 minutes per subscription, as recorded responses count
     # down (`Microsoft.Compute/LowCostGet3Min;3995`, wire contract §5)
     "LowCostGet": Rate(4000, 4000 / 180),
+    # operation status polls; unpublished, recorded responses count down from 15,000
+    # (`GetOperation3Min;14994`), the simulator's assumption of 5,000/min refill
+    "GetOperation": Rate(15000, 5000 / 60),
 }
 ACTION_POLICY = {"deallocate": "DeleteVM"}  # every other VM action counts as UpdateVM
 _HEADER_KIND = {
@@ -82,14 +89,34 @@ class Pacer:
             return ["reads"]
         return ["writes", ACTION_POLICY.get(action, "UpdateVM")]
 
-    def acquire(self, sub: str, kinds: list[str], stop: threading.Event | None = None) -> bool:
-        """Reserve a token in every bucket and sleep once until it is due (a queue, not a spin:
-        the count may go below zero, each caller gets the next free slot). False if `stop` was set."""
+    def rate(self, kind: str) -> float:
+        """Tokens per second the bucket refills (scaled)."""
+        return self.rates[kind].per_second
+
+    def available(self, sub: str, kind: str) -> float:
+        """Tokens in the bucket now (negative: reserved ahead)."""
+        with self._lock:
+            b = self._bucket(sub, kind)
+            b.refill(self.clock())
+            return b.tokens
+
+    def backlog(self, sub: str, kinds: list[str]) -> float:
+        """Seconds until a token is free in every bucket (0: now), without reserving one: how far
+        the queue of callers already reaches into the future."""
+        with self._lock:
+            now = self.clock()
+            return max((self._bucket(sub, k).wait(now) for k in kinds), default=0.0)
+
+    def acquire(self, sub: str, kinds: list[str], stop: threading.Event | None = None, n: int = 1) -> bool:
+        """Reserve `n` tokens in every bucket and sleep once until they are due (a queue, not a
+        spin: the count may go below zero, each caller gets the next free slot). False if `stop`
+        was set."""
         with self._lock:
             now = self.clock()
             wait = 0.0
             for k in kinds:
                 b = self._bucket(sub, k)
+                b.tokens -= n - 1
                 wait = max(wait, b.wait(now))
                 b.tokens -= 1
         while wait > 0:
@@ -125,7 +152,7 @@ class Pacer:
             for item in res.split(","):
                 name, _, value = item.strip().partition(";")
                 policy = name.rsplit("/", 1)[-1]
-                for kind in ("UpdateVM", "DeleteVM", "LowCostGet", "HighCostGet"):
+                for kind in ("UpdateVM", "DeleteVM", "LowCostGet", "HighCostGet", "GetOperation"):
                     if policy == f"{kind}3Min" and value.isdigit():
                         b = self._bucket(sub, kind)
                         b.refill(now)

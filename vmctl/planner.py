@@ -152,11 +152,15 @@ def build_plan(verb: str, vms: list[Vm], opts: Options, totals: dict[str, int] |
     )
 
 
-def assign_waves(steps: list[Step], wave_by: WaveBy, parallel: int) -> list[Step]:
+WAVE_SIZE = 20  # maintenance: VMs outside availability sets per wave when --parallel is not given
+
+
+def assign_waves(steps: list[Step], wave_by: WaveBy, parallel: int | None) -> list[Step]:
     """Group acting steps into waves.
 
     update-domain: the VMs of one availability set go one update domain at a time (never two UDs
-    of a set in one wave); VMs of other sets, or of none, share waves up to `parallel` per wave.
+    of a set in one wave); VMs of other sets, or of none, share waves up to `parallel` per wave
+    (WAVE_SIZE without --parallel: a wave is a blast radius, not a throughput setting).
     tag:KEY: one wave per tag value (sorted; VMs without the tag last). none: one wave.
     """
     acting = [s for s in steps if s.acts]
@@ -182,7 +186,7 @@ def assign_waves(steps: list[Step], wave_by: WaveBy, parallel: int) -> list[Step
                 sets.setdefault(key, {}).setdefault(ud, []).append(s)
             else:
                 loose.append(s)
-        cap = max(1, parallel)
+        cap = max(1, parallel or WAVE_SIZE)
         for by_ud in sets.values():
             w = 0
             for ud in sorted(by_ud):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import heapq
+import math
 import os
 import socket
 import threading
@@ -20,7 +21,7 @@ from typing import Callable, Literal
 
 from .cloud import FleetClient
 from .evidence import collect, collected, expected_operations, record
-from .executor import CONTACT_TIMEOUT, Executor, Resumed
+from .executor import ASSUMED_PAGE, CONTACT_TIMEOUT, Executor, Resumed
 from .inventory import snapshot
 from .journal import Journal, Record, iter_type, write_private
 from .locking import VmLocks
@@ -125,7 +126,7 @@ def _locked(client: FleetClient, plan: Plan, path: Path, pacer: Pacer, settings:
     note_interruption("execution")
     if not abandon.is_set():
         ui.phase("verify")
-        verify(client, plan, journal)
+        verify(client, plan, journal, pacer)
         note_interruption("verify")
         if settings.evidence_wait > 0:
             ui.phase("evidence")
@@ -138,11 +139,15 @@ def _locked(client: FleetClient, plan: Plan, path: Path, pacer: Pacer, settings:
     return RunResult(path, earlier + journal.records, stop.is_set())
 
 
-def verify(client: FleetClient, plan: Plan, journal: Journal) -> None:
-    """The after-state: one status listing per subscription touched; a failed one is journaled."""
+def verify(client: FleetClient, plan: Plan, journal: Journal, pacer: Pacer | None = None) -> None:
+    """The after-state: one status listing per subscription touched (its pages paced on the read
+    budget the run's polls have been drawing on); a failed one is journaled."""
     wanted = {s.vm.key for s in plan.steps}
     states: dict[str, str] = {}
     for sub in sorted({s.vm.subscription_id for s in plan.steps}):
+        if pacer is not None:
+            total = plan.totals.get(sub) or sum(1 for s in plan.steps if s.vm.subscription_id == sub)
+            pacer.acquire(sub, ["reads", "HighCostGet"], n=max(1, math.ceil(total / ASSUMED_PAGE)))
         try:
             states.update({key: vm.power_state for key, vm in snapshot(client, [sub]).items() if key in wanted})
         except Exception as exc:  # noqa: BLE001 - the run is done; the report says the after-state is missing

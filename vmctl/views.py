@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypedDict
 
 from .models import FAILED_OUTCOMES, Maintenance, Plan, Vm
-from .render import Col, Output, Section
+from .render import Col, LazyItems, Output, Section
 from .timefmt import iso, local, relative, utc
 
 if TYPE_CHECKING:
@@ -365,12 +365,14 @@ def vm_list_output(inv: Inventory, subscriptions: list[str], tag_columns: list[s
     summary = summarize(inv.vms)
     summary["subscriptions"] = [{"id": s, "name": inv.subscriptions[s], "vmCount": inv.totals[s]}
                                 for s in subscriptions]
+    def rows() -> tuple[list[list[str]], list[str]]:
+        return ([list_row(vm, now, tag_columns) for vm in inv.vms],
+                ["prod" if vm.production else "stopped" if vm.stopped_but_billed else
+                 "dim" if vm.power_state == "deallocated" else "" for vm in inv.vms])
+
     return Output(
-        kind="vm-list", data=[vm_json(vm, now) for vm in inv.vms], summary=summary,
-        columns=LIST_COLUMNS + [f"TAG:{t}" for t in tag_columns],
-        rows=[list_row(vm, now, tag_columns) for vm in inv.vms],
-        row_styles=["prod" if vm.production else "stopped" if vm.stopped_but_billed else
-                    "dim" if vm.power_state == "deallocated" else "" for vm in inv.vms],
+        kind="vm-list", data=LazyItems(inv.vms, lambda vm: vm_json(vm, now)), summary=summary,
+        columns=LIST_COLUMNS + [f"TAG:{t}" for t in tag_columns], build_rows=rows,
         footer=list_footer(summary), layout=LIST_LAYOUT,
     )
 

@@ -58,7 +58,7 @@ ReportPath = Annotated[Optional[Path], typer.Option("--report", metavar="PATH", 
 Ticket = Annotated[Optional[str], typer.Option("--ticket", metavar="ID", help="Change-ticket label recorded in the journal and report.")]
 MaxTargets = Annotated[Optional[int], typer.Option("--max-targets", metavar="N", help="Refuse plans acting on more VMs (default 50, or the config's).")]
 MaxPercent = Annotated[Optional[float], typer.Option("--max-percent", metavar="PCT", help="Refuse plans acting on more than this % of a subscription's VMs.")]
-Parallel = Annotated[Optional[int], typer.Option("--parallel", metavar="N", help="Operations in flight at once, hooks included (default 20).")]
+Parallel = Annotated[Optional[int], typer.Option("--parallel", metavar="N", help="At most N operations in flight, hooks included (default: no fixed cap; Azure's rate limits set the pace).")]
 Timeout = Annotated[float, typer.Option("--timeout", metavar="SECONDS", help="Seconds one VM's operation may take before it is reported failed.")]
 PreHook = Annotated[Optional[str], typer.Option("--pre-hook", metavar="CMD", help="Command run before each VM's action (drain); non-zero skips the VM.")]
 PostHook = Annotated[Optional[str], typer.Option("--post-hook", metavar="CMD", help="Command run after start/restart (health check); non-zero fails the VM.")]
@@ -386,7 +386,7 @@ def run_action(
     client = make_client(connection)
     pacer = make_pacer(cfg)
     needs: tuple[Need, ...] = ("maintenance", "domains") if verb == "maintenance start" else ()
-    inv = load_inventory(client, subs, selector, cfg, parallel=cfg.parallel, needs=needs, pacer=pacer)  # before
+    inv = load_inventory(client, subs, selector, cfg, needs=needs, pacer=pacer)  # before
     if inv.selection is not None:
         require_match(inv.selection, len(inv.vms))
     plan = build_plan(verb, list(inv.vms), opts, totals=inv.totals, set_sizes=inv.set_sizes)
@@ -464,7 +464,7 @@ def _execute(client: FleetClient, plan: Plan, cfg: Config, fmt: str, common: Com
     scale = pace_scale(cfg)
     path = journal_path or jr.default_path(plan.run_id)
     tty = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
-    display = RunDisplay(plan.verb, interval=max(1.0, 60.0 / scale), parallel=plan.options.parallel, tty=tty)
+    display = RunDisplay(plan.verb, interval=max(1.0, 60.0 / scale), parallel=plan.options.parallel or max(1, len(plan.acting)), tty=tty)
 
     def started(todo: int, in_flight: Callable[[], int]) -> None:
         signals.in_flight = in_flight

@@ -104,8 +104,7 @@ def list_cmd(
         common, groups=resource_group, names=name, ids=ids, tags=tag, exclude_tags=exclude_tag,
         locations=location, power_states=power_state, include_production=include_production)
     tag_cols = [t.strip() for t in (show_tags or "").split(",") if t.strip()]
-    inv = load_inventory(make_client(ctx.connection), ctx.subscriptions, ctx.selector, ctx.config,
-                         parallel=ctx.config.parallel)
+    inv = load_inventory(make_client(ctx.connection), ctx.subscriptions, ctx.selector, ctx.config)
     note_selection(inv)
     emit(vm_list_output(inv, ctx.subscriptions, tag_cols, datetime.now(timezone.utc)), ctx.fmt, query)
 

@@ -65,7 +65,7 @@ def status_cmd(
     common = Common(subscription, cloud, arm_endpoint, config, output, query, debug)
     ctx = _setup(common, **_sel(resource_group, name, ids, tag, exclude_tag, location, power_state, include_production))
     inv = load_inventory(make_client(ctx.connection), ctx.subscriptions, ctx.selector, ctx.config,
-                         parallel=ctx.config.parallel, needs=("maintenance", "domains"), pacer=make_pacer(ctx.config))
+                         needs=("maintenance", "domains"), pacer=make_pacer(ctx.config))
     emit(maintenance_status_output(list(inv.vms), datetime.now(timezone.utc)), ctx.fmt, query)
 
 

@@ -193,3 +193,4 @@ class OperationStatus:
     error_code: str = ""
     error_message: str = ""
     retry_after: float | None = None
+    duration: float | None = None    # endTime - startTime of a finished operation's status document

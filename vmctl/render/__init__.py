@@ -13,7 +13,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Mapping, Sequence, TextIO
+from typing import Any, Callable, Generic, Iterator, Literal, Mapping, Sequence, TextIO, TypeVar
 
 from .. import __version__
 from ..errors import InputError
@@ -31,6 +31,27 @@ class Col:
     short: Literal["id", "time"] | None = None  # its declared short form: ids to 8 characters, times to the second
     key: bool = False                          # identifies the row: never lifted, heads the row's block
     note: bool = True                          # a long value repeated in it may become a numbered note
+STREAM_MIN = 1000  # JSON lists at least this long are written item by item, one compact item a line
+T = TypeVar("T")
+
+
+class LazyItems(Generic[T]):
+    """A JSON list built item by item as it is written: the items of a large inventory are never
+    all held at once (nor built at all for another format)."""
+
+    def __init__(self, source: Sequence[T], item: Callable[[T], Any]) -> None:
+        self.source, self.item = source, item
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __iter__(self) -> Iterator[Any]:
+        return map(self.item, self.source)
+
+
+def plain(data: object) -> object:
+    """`data` with any LazyItems made a list (for --query and small outputs)."""
+    return list(data) if isinstance(data, LazyItems) else data
 
 
 @dataclass
@@ -57,6 +78,13 @@ class Output:
     layout: Mapping[str, Col] = field(default_factory=dict)  # per column name; a column not named: Col()
     tsv_rows: list[list[str]] | None = None  # -o tsv when there is no main table (vmctl show)
     recap: list[str] = field(default_factory=list)  # a long table's summary, repeated right above a prompt
+    # builds `rows` and `row_styles` when a format needs them (so JSON output never builds them)
+    build_rows: Callable[[], tuple[list[list[str]], list[str]]] | None = None
+
+    def materialize(self) -> None:
+        if self.build_rows is not None:
+            self.rows, self.row_styles = self.build_rows()
+            self.build_rows = None
 
 
 def envelope(out: Output, now: datetime | None = None) -> dict[str, object]:
@@ -82,8 +110,10 @@ def emit(out: Output, fmt: str, query: str | None = None, stream: TextIO | None 
         emit_query(out, fmt, query, stream)
         return
     if fmt == "json":
-        stream.write(json.dumps(envelope(out), indent=2, default=str) + "\n")
-    elif fmt == "csv":
+        write_json(envelope(out), stream)
+        return
+    out.materialize()
+    if fmt == "csv":
         _csv(out, stream)
     elif fmt == "tsv":
         _tsv(out, stream)
@@ -101,7 +131,7 @@ def emit_query(out: Output, fmt: str, query: str, stream: TextIO) -> None:
     from jmespath.exceptions import JMESPathError
 
     try:
-        result = jmespath.search(query, json.loads(json.dumps(out.data, default=str)))
+        result = jmespath.search(query, json.loads(json.dumps(plain(out.data), default=str)))
     except JMESPathError as exc:
         raise InputError(f"--query '{query}' is not a valid JMESPath expression: {exc}.",
                          "Example: --query \"[?powerState=='stopped'].id\"") from exc
@@ -118,6 +148,40 @@ def emit_query(out: Output, fmt: str, query: str, stream: TextIO) -> None:
             stream.write(f"{item}\n")
     else:
         stream.write(json.dumps(result, indent=2, default=str) + "\n")
+
+
+def write_json(env: Mapping[str, object], stream: TextIO) -> None:
+    """The envelope, indented. A long `data` list is written in chunks, one compact item a line,
+    encoded by orjson: `indent` makes Python's json fall back to its pure-Python encoder (about 3x
+    slower), and one string of the whole document would hold the inventory twice in memory."""
+    data = env.get("data")
+    if not isinstance(data, LazyItems) or len(data) < STREAM_MIN:
+        stream.write(json.dumps({**env, "data": plain(data)} if "data" in env else env, indent=2, default=str) + "\n")
+        return
+    import orjson
+
+    def encode(item: Any) -> str:
+        return orjson.dumps(item, default=str, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
+    keys = list(env)
+    stream.write("{\n")
+    for i, key in enumerate(keys):
+        comma = "," if i < len(keys) - 1 else ""
+        if key != "data":
+            value = json.dumps(env[key], indent=2, default=str).replace("\n", "\n  ")
+            stream.write(f"  {json.dumps(key)}: {value}{comma}\n")
+            continue
+        stream.write('  "data": [')
+        chunk: list[str] = []
+        sep = "\n    "
+        for item in data:
+            chunk.append(encode(item))
+            if len(chunk) == 500:
+                stream.write(sep + ",\n    ".join(chunk))
+                sep, chunk = ",\n    ", []
+        if chunk:
+            stream.write(sep + ",\n    ".join(chunk))
+        stream.write(f"\n  ]{comma}\n")
+    stream.write("}\n")
 
 
 # CSV injection (OWASP "CSV Injection"): a spreadsheet runs a cell that starts with = + - @ (or a
