@@ -293,6 +293,19 @@ def test_vm_list_shape(raw: Raw, rel: str) -> None:
         assert kind(leaves(example[0], p)[0]) == kind(next(leaves(v, p)[0] for v in simulated if leaves(v, p))), p
 
 
+def test_a_groups_vm_list_is_never_kinder_than_the_subscriptions(raw: Raw) -> None:
+    """Wire contract §2: statusOnly is a parameter of the subscription-wide list only, and on a
+    group's list $expand=instanceView is valid only with $filter. The simulator answers the group's
+    list with full models and no status (statusOnly ignored), and refuses the lone $expand (400)."""
+    path = f"/subscriptions/{SUB_A}/resourceGroups/rg-app/providers/Microsoft.Compute/virtualMachines"
+    body = raw.json(path, **{"api-version": API_COMPUTE, "statusOnly": "true"})
+    assert body["value"] and all("instanceView" not in v["properties"] for v in body["value"])
+    assert all(v.get("tags") is not None and v["properties"].get("hardwareProfile", {}).get("vmSize")
+               for v in body["value"])  # the full model, not the sparse status item
+    r = raw.s.get(raw.url + path, params={"api-version": API_COMPUTE, "$expand": "instanceView"}, timeout=10)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "InvalidParameter", r.text
+
+
 # --------------------------------------------------------------------------- EventData lists
 def _window() -> str:
     start = (datetime.now(timezone.utc) - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -339,10 +339,17 @@ class Handler:
         b = self.backend
         vms = b.list_vms(params["sub"], params.get("rg"))
         keep: dict[str, str] = {}
-        status_only = q.get("statusonly", "").lower() == "true"
+        in_group = params.get("rg") is not None
+        # statusOnly is a parameter of the subscription-wide list only (wire contract §2): a group's
+        # list ignores it and answers full models without status (the stricter reading)
+        status_only = not in_group and q.get("statusonly", "").lower() == "true"
         expand = q.get("$expand", "")
         if expand and expand.lower() != "instanceview":
             raise InvalidParameter(f"The value '{expand}' of parameter '$expand' is not valid; use instanceView.")
+        if expand and in_group and not q.get("$filter"):
+            # §2: on a group's list, $expand=instanceView is only valid together with $filter
+            raise InvalidParameter("The parameter '$expand' is only valid together with '$filter' on a resource "
+                                   "group's virtual machine list.")
         flt = q.get("$filter")
         if flt:
             m = re.match(r"^\s*'?virtualMachineScaleSet/id'?\s+eq\s+'([^']+)'\s*$", flt, re.IGNORECASE)
