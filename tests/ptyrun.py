@@ -1,4 +1,5 @@
-"""Run vmctl on a pseudo-terminal (stdin, stdout and stderr), as an operator's terminal would."""
+"""Run vmctl as a process: on a pseudo-terminal (as an operator's terminal would), and waiting for
+one with a deadline."""
 
 from __future__ import annotations
 
@@ -47,3 +48,13 @@ def run_on_pty(args: list[str], env: dict[str, str] | None = None, *, cols: int 
             proc.kill()
             proc.wait()
         os.close(master)
+
+
+def wait_or_kill(proc: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float = 30) -> int:
+    """The process's exit code within `timeout` seconds; killed (and the test fails) otherwise."""
+    try:
+        return proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from typer.testing import CliRunner
 
 from conftest import SUB_A, SimHandle, poll_until
+from ptyrun import wait_or_kill
 from vmctl.cli import app
 
 runner = CliRunner()
@@ -208,13 +209,7 @@ def _spawn(tmp_path: Path, *args: str | Path) -> tuple[subprocess.Popen[str], Pa
     return proc, out, err
 
 
-def _wait_exit(proc: subprocess.Popen[str], timeout: float = 30) -> int:
-    try:
-        return proc.wait(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+_wait_exit = wait_or_kill
 
 
 def _journal_has(journal: Path, type_: str, n: int = 1) -> Callable[[], bool]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from conftest import SimHandle, poll_until
-from ptyrun import run_on_pty
+from ptyrun import run_on_pty, wait_or_kill
 from test_progress import config_file, fleet
 
 WRITES = "writes"
@@ -28,13 +28,7 @@ def spawn(tmp_path: Path, *args: str | Path, stdout: Any = None) -> tuple[subpro
     return proc, err
 
 
-def exit_code(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
-    try:
-        return proc.wait(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+exit_code = wait_or_kill
 
 
 def records(path: Path) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, Awaitable, Callable, Iterator, TextIO
 
 import trustme
 from aiohttp import web
@@ -88,9 +88,10 @@ class Simulator:
         return ctx
 
     # ------------------------------------------------------------------ lifecycle
-    async def _start_async(self) -> None:
-        app = web.Application(client_max_size=4 * 1024 * 1024)
-        handler = self.handler
+    async def _listen(self, handler: Callable[[web.Request], Awaitable[web.StreamResponse]], port: int,
+                      ssl_context: ssl.SSLContext | None, max_body: int, backlog: int) -> tuple[web.AppRunner, int]:
+        """One listener on `self.host`: every path to `handler`; its runner and the port it got."""
+        app = web.Application(client_max_size=max_body)
 
         async def dispatch(request: web.Request) -> web.StreamResponse:
             return await handler(request)
@@ -98,30 +99,16 @@ class Simulator:
         app.router.add_route("*", "/{tail:.*}", dispatch)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, ssl_context=self._ssl_context(), backlog=1024,
-                           reuse_address=True)
+        site = web.TCPSite(runner, self.host, port, ssl_context=ssl_context, backlog=backlog, reuse_address=True)
         await site.start()
         server = site._server
         assert server is not None
-        sock = server.sockets[0]  # type: ignore[attr-defined]
-        self.port = sock.getsockname()[1]
-        self._runner = runner
+        return runner, server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    async def _start_async(self) -> None:
+        self._runner, self.port = await self._listen(self.handler, self.port, self._ssl_context(), 4 * 1024 * 1024, 1024)
         # IMDS is plain HTTP (wire §14.1), on its own port so no TLS client meets it by mistake
-        imds_app = web.Application(client_max_size=1024 * 1024)
-        imds = self.imds_handler
-
-        async def imds_dispatch(request: web.Request) -> web.StreamResponse:
-            return await imds(request)
-
-        imds_app.router.add_route("*", "/{tail:.*}", imds_dispatch)
-        imds_runner = web.AppRunner(imds_app, access_log=None, handle_signals=False)
-        await imds_runner.setup()
-        imds_site = web.TCPSite(imds_runner, self.host, self.imds_port, backlog=256, reuse_address=True)
-        await imds_site.start()
-        imds_server = imds_site._server
-        assert imds_server is not None
-        self.imds_port = imds_server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        self._imds_runner = imds_runner
+        self._imds_runner, self.imds_port = await self._listen(self.imds_handler, self.imds_port, None, 1024 * 1024, 256)
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
