@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Mapping, TypedDict, cast
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 from .errors import FAILED, INTERRUPTED, OK, PARTIAL, TERMINATED
 from .evidence import Summary, collected, summarize
@@ -187,7 +187,7 @@ def build(records: list[Record]) -> Report:
 
 def _confirmed_by(record: Record) -> str | None:
     """The `confirmedBy` field of a `run` or `resume` record (a journal from an older vmctl has none)."""
-    value = cast(Mapping[str, object], record).get("confirmedBy")
+    value: object = record.get("confirmedBy")  # read back from disk: not trusted to be a string
     return value if isinstance(value, str) and value else None
 
 

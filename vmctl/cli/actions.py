@@ -392,16 +392,16 @@ def run_action(
     plan = build_plan(verb, list(inv.vms), opts, totals=inv.totals, set_sizes=inv.set_sizes)
     if stop_refused:
         plan = replace(plan, refusals=plan.refusals + (STOP_BILLED.rstrip("."),))
-    if approved is not None:  # vmctl apply: the fresh plan may do the approved plan's work or less, never more
-        drift = plan_drift(approved, plan)
-        if drift:
-            emit(plan_output(plan), "table", None, stream=sys.stderr)
-            raise GuardRefusal(f"the fleet changed since the plan was made ({approved.created_at}): "
-                               + "; ".join(drift[:5]) + (f"; and {len(drift) - 5} more" if len(drift) > 5 else "") + ".",
-                               "Nothing was sent. Make a new plan (--dry-run --plan-out) and have it approved.")
     if plan_out:
         write_private(plan_out, json.dumps(plan_json(plan), indent=2, default=str) + "\n", flag="--plan-out")
     shown = plan_output(plan)  # views
+    if approved is not None:  # vmctl apply: the fresh plan may do the approved plan's work or less, never more
+        drift = plan_drift(approved, plan)
+        if drift:
+            emit(shown, "table", None, stream=sys.stderr)
+            raise GuardRefusal(f"the fleet changed since the plan was made ({approved.created_at}): "
+                               + "; ".join(drift[:5]) + (f"; and {len(drift) - 5} more" if len(drift) > 5 else "") + ".",
+                               "Nothing was sent. Make a new plan (--dry-run --plan-out) and have it approved.")
     if dry_run:
         emit(shown, fmt, common.query)
         if plan.refusals:
@@ -427,8 +427,7 @@ def run_action(
     if approved is not None and how == "yes-flag":
         how = "plan-file"  # vmctl apply: the approval was the review of the saved plan
     _execute(client, plan, cfg, fmt, common, journal_path, report_path, evidence_wait=evidence_wait, pacer=pacer,
-             confirmed_by=how,
-             signals=signals)
+             confirmed_by=how, signals=signals)
 
 
 def make_pacer(cfg: Config) -> Pacer:

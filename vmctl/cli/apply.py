@@ -4,7 +4,7 @@ fleet still matches it."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -31,9 +31,6 @@ from .actions import (
     evidence_seconds,
     run_action,
 )
-
-if TYPE_CHECKING:
-    from ..models import Plan
 
 PlanFile = Annotated[Path, typer.Argument(metavar="PLAN", help="A plan saved by an action command's --plan-out.")]
 ApplyProduction = Annotated[bool, typer.Option(
@@ -90,24 +87,14 @@ def apply_cmd(
     subs = sorted({s.vm.subscription_id for s in acting})
     sel = SelectionArgs(groups=[], names=[], ids=[s.vm.id for s in acting], tags=[], exclude_tags=[], locations=[],
                         power_states=[], include_production=bool(prod) and include_production)
-    with Signals() as signals:  # as any action command: 130/143, journal exact, report written
-        _apply(approved, subs, sel, signals, include_production, yes, dry_run, journal, report, evidence_wait,
-               no_evidence_wait, Common(subs, cloud, arm_endpoint, config, output, query, debug))
-
-
-def _apply(approved: Plan, subs: list[str], sel: SelectionArgs, signals: Signals, include_production: bool, yes: bool,
-           dry_run: bool, journal: Path | None, report: Path | None, evidence_wait: str, no_evidence_wait: bool,
-           common: Common) -> None:
     opts = approved.options
-    run_action(
-        approved.verb, common, sel, dry_run=dry_run, yes=yes,
-        plan_out=None, journal_path=journal, report_path=report, ticket=opts.ticket, max_targets=opts.max_targets,
-        max_percent=opts.max_percent, parallel=opts.parallel, timeout=opts.timeout, pre_hook=opts.pre_hook,
-        post_hook=opts.post_hook, hook_timeout=opts.hook_timeout, hook_env=opts.hook_env,
-        keep_allocation=approved.verb == "stop", skip_shutdown=opts.skip_shutdown, hibernate=opts.hibernate,
-        hibernate_fallback=opts.hibernate_fallback, wave_by=str(opts.wave_by), pause=opts.pause,
-        evidence_wait=evidence_seconds(evidence_wait, no_evidence_wait), approved=approved, signals=signals,
-    )
-
-
-
+    with Signals() as signals:  # as any action command: 130/143, journal exact, report written
+        run_action(
+            approved.verb, Common(subs, cloud, arm_endpoint, config, output, query, debug), sel, dry_run=dry_run,
+            yes=yes, plan_out=None, journal_path=journal, report_path=report, ticket=opts.ticket,
+            max_targets=opts.max_targets, max_percent=opts.max_percent, parallel=opts.parallel, timeout=opts.timeout,
+            pre_hook=opts.pre_hook, post_hook=opts.post_hook, hook_timeout=opts.hook_timeout, hook_env=opts.hook_env,
+            keep_allocation=approved.verb == "stop", skip_shutdown=opts.skip_shutdown, hibernate=opts.hibernate,
+            hibernate_fallback=opts.hibernate_fallback, wave_by=str(opts.wave_by), pause=opts.pause,
+            evidence_wait=evidence_seconds(evidence_wait, no_evidence_wait), approved=approved, signals=signals,
+        )
