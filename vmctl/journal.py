@@ -12,7 +12,7 @@ import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Required, TypedDict, Unpack, cast
+from typing import TYPE_CHECKING, Iterator, Required, TextIO, TypedDict, Unpack, cast
 
 from .errors import InputError
 from .timefmt import stamp
@@ -219,6 +219,22 @@ def write_private(path: Path, data: str | bytes, *, flag: str | None = None, exc
 
 
 # ------------------------------------------------------------------ the journal
+def open_private_append(path: Path, label: str, *, exclusive: bool = False) -> TextIO:
+    """`path` opened to append, created 0600 (FileExistsError when `exclusive` and it exists); an
+    InputError naming `label` when it is a directory or cannot be written."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if exclusive else 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise
+    except IsADirectoryError as exc:
+        raise InputError(f"{label} {path} is a directory.", "Give the path of a .jsonl file.") from exc
+    except OSError as exc:
+        raise InputError(f"cannot write {label} {path}: {exc.strerror}.",
+                         "Check its permissions and its directory's, or give another path.") from exc
+    return os.fdopen(fd, "a", encoding="utf-8")
+
+
 def _link_into_state_dir(path: Path, run_id: str) -> str:
     """A symlink <state>/runs/<run id>.jsonl -> path; the reason when it could not be made (the
     run goes on: the link only helps `vmctl runs` find it, and the run record says why not)."""
@@ -241,18 +257,11 @@ class Journal:
             ensure_state_dir()
         else:
             private_dir(path.parent)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | (0 if append else os.O_EXCL)
         try:
-            fd = os.open(path, flags, 0o600)
+            self._fh = open_private_append(path, "journal", exclusive=not append)
         except FileExistsError as exc:
             raise InputError(f"--journal {path} already exists; a journal is never overwritten: give a new path.",
                              "Leave --journal out for a new file under " f"{state_dir()}.") from exc
-        except IsADirectoryError as exc:
-            raise InputError(f"journal {path} is a directory.", "Give the path of a .jsonl file.") from exc
-        except OSError as exc:
-            raise InputError(f"cannot write journal {path}: {exc.strerror}.",
-                             "Check its permissions and its directory's, or give another path.") from exc
-        self._fh = os.fdopen(fd, "a", encoding="utf-8")
         self._lock = threading.Lock()
         # a journal kept elsewhere (--journal PATH) gets a link in the state directory, so that
         # `vmctl runs` and `--last` find every run

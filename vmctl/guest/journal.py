@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Required, TypedDict, Unpack, cast
 
 from ..errors import InputError
-from ..journal import private_dir
+from ..journal import open_private_append, private_dir
 from ..timefmt import stamp
 
 OUTPUT_TAIL = 4096  # characters of hook output kept per record
@@ -86,14 +86,7 @@ class GuestJournal:
     def __init__(self, path: Path) -> None:
         self.path = path
         private_dir(path.parent)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except IsADirectoryError as exc:
-            raise InputError(f"--journal {path} is a directory.", "Give the path of a .jsonl file.") from exc
-        except OSError as exc:
-            raise InputError(f"cannot write --journal {path}: {exc.strerror}.",
-                             "Check its permissions and its directory's, or give another path.") from exc
-        self._fh = os.fdopen(fd, "a", encoding="utf-8")
+        self._fh = open_private_append(path, "--journal")
         self._lock = threading.Lock()
 
     def write(self, type_: str, **fields: Unpack[GuestFields]) -> GuestRecord:
