@@ -728,10 +728,12 @@ class Executor:
             self._inflight.pop(step.index, None)
             out = Outcome(step.index, status, reason, retries, correlation_id,
                           round(duration, 2) if duration is not None else None, step.path)
-            self.outcomes[step.index] = out
             held = step.index in self._held
             self._held.discard(step.index)
-        self.journal.write("outcome", **out.record(step.vm.id, skip_code))
+            # journaled under the lock that records it: a step another thread sees as settled
+            # (_abandon_rest, then the end of the run) already has its journal line
+            self.journal.write("outcome", **out.record(step.vm.id, skip_code))
+            self.outcomes[step.index] = out
         if held:
             if self._sem is not None:
                 self._sem.release()
