@@ -5,9 +5,9 @@ wait of a user restart, as wire contract §14 describes them. Real HTTP, the sim
 from __future__ import annotations
 
 import json
-from datetime import datetime
 import urllib.error
 import urllib.request
+from datetime import datetime
 from typing import Any, Callable
 
 import pytest
