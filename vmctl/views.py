@@ -403,9 +403,11 @@ def guest_rows(rep: Report) -> list[list[str]]:
             event = "shutdown (systemd)"
         else:
             event = f"{g['eventType']} ({g['eventSource']})" + (" ignored" if g["kind"] == "ignored" else "")
+        # a reason may carry the hook's output after ": " (the JSON has it whole)
         drain = (f"ok {g['drainSeconds']:.1f}s" if g["drained"] and g["drainSeconds"] is not None else
-                 "ok" if g["drained"] else f"no: {g['drainReason']}" if g["drainReason"] else "no")
-        approved = "yes" if g["approved"] else (f"no: {g['approvalReason']}" if g["approvalReason"] else "no")
+                 "ok" if g["drained"] else f"failed: {g['drainReason'].split(': ')[0]}" if g["drainReason"] else "no")
+        approved = ("yes" if g["approved"] else "no: the drain did not succeed" if not g["drained"] and
+                    g["kind"] == "event" else f"no: {g['approvalReason']}" if g["approvalReason"] else "no")
         saved = _minutes(g["secondsSaved"]) if g["secondsSaved"] is not None else "-"
         if g["operationEndedBeforeNotBefore"] is not None:
             ended = g["operationEndedBeforeNotBefore"]
