@@ -7,29 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SCALE=60   # 15 minutes of Reboot notice last 15 s
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
-  step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-else
-  step() { printf '\n== %s\n' "$*"; }
-fi
+. examples/demo_lib.sh
 
 step "Start the simulator with examples/guest-fleet.yaml (${SCALE}x faster than real time), IMDS per VM"
-vmctl sim serve --fleet examples/guest-fleet.yaml --env-file "$work/sim.env" --time-scale "$SCALE" \
-  >"$work/sim.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 200); do [ -s "$work/sim.env" ] && break; sleep 0.05; done
-[ -s "$work/sim.env" ] || { cat "$work/sim.log"; echo "simulator did not start" >&2; exit 1; }
-set -a; . "$work/sim.env"; set +a
-cat "$work/sim.log"
+start_sim examples/guest-fleet.yaml "$SCALE"
 
 step "A watcher inside each VM: drain hook (stop taking work, finish in-flight), recover hook (rejoin)"
 mkdir -p "$work/guest"
