@@ -121,7 +121,8 @@ def load_inventory(client: FleetClient, subscriptions: list[str], selector: Sele
         everything = [replace(vm, production=True) if config.is_production(vm) else vm
                       for _, _, vms in results for vm in vms]
         del results
-        selected = sorted((vm for vm in everything if selector.matches(vm)), key=sort_key)
+        selected = sorted(everything if selector.selects_all else (vm for vm in everything if selector.matches(vm)),
+                          key=sort_key)
     finally:
         if gc_was:
             gc.enable()
@@ -173,6 +174,8 @@ def complete(client: FleetClient, vms: list[Vm], needs: set[Need], pacer: Pacer)
     of VMs the status listing had none for, and (when asked) maintenance and update domains.
     Only the selected VMs that lack it cost a request. A read that fails leaves the VM unknown."""
     wanted = [vm for vm in vms if _wants_view(vm, needs)]
+    if not wanted:
+        return vms
     views = read_views(client, wanted, pacer)
     out = []
     for vm in vms:
@@ -226,13 +229,15 @@ def set_key(vm: Vm) -> str:
 
 def _check_named_targets(client: FleetClient, selector: Selector, subscriptions: list[str], everything: list[Vm]) -> None:
     """Names the user typed must exist: --ids VMs and -g groups (a group may exist without VMs)."""
-    keys = {vm.key for vm in everything}
+    keys = {vm.key for vm in everything} if selector.ids else set()
     missing = [r for r in selector.ids if r.key not in keys]
     if missing:
         raise NotFoundError(
             f"VM {missing[0].resource_group}/{missing[0].name} was not found in subscription {missing[0].subscription_id}"
             + (f" (and {len(missing) - 1} more --ids)" if len(missing) > 1 else "") + ".",
             "Check the resource IDs; `az vm list --query [].id -o tsv` prints valid ones.")
+    if not selector.resource_groups:
+        return
     groups_with_vms = {vm.resource_group.lower() for vm in everything}
     for g in selector.resource_groups:
         if g.lower() in groups_with_vms:
