@@ -51,6 +51,7 @@ from . import (
     Connection,
     Event,
     InstanceViewJson,
+    OnHeaders,
     OperationStatus,
     RetryableError,
     ThrottledError,
@@ -284,35 +285,42 @@ class AzureFleet:
                 for items in self._pages("", f"/subscriptions?api-version={RESOURCES_API}", "listing subscriptions")
                 for d in items]
 
-    def _pages(self, subscription_id: str, url: str, context: str) -> Iterator[list[dict[str, Any]]]:
-        """Each page's items, following nextLink; one request per page."""
+    def _pages(self, subscription_id: str, url: str, context: str, before_page: Callable[[], object] | None = None,
+               on_headers: OnHeaders | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Each page's items, following nextLink; one request per page, each after `before_page()`
+        (the caller's pacer) and its headers shown to `on_headers`."""
         next_url: str | None = url
         while next_url:
-            page = self._get(subscription_id, next_url, context)
+            if before_page is not None:
+                before_page()
+            page = self._get(subscription_id, next_url, context, on_headers)
             yield page.get("value") or []
             next_url = page.get("nextLink") or None
 
     def _vms_url(self, subscription_id: str) -> str:
         return f"/subscriptions/{subscription_id}/providers/Microsoft.Compute/virtualMachines?api-version={COMPUTE_API}"
 
-    def _status_listing(self, subscription_id: str) -> StatusListing:
+    def _status_listing(self, subscription_id: str, before_page: Callable[[], object] | None = None,
+                        on_headers: OnHeaders | None = None) -> StatusListing:
         pages = self._pages(subscription_id, self._vms_url(subscription_id) + "&statusOnly=true",
-                            f"listing VM statuses in subscription {subscription_id}")
+                            f"listing VM statuses in subscription {subscription_id}", before_page, on_headers)
         return status_listing(d for items in pages for d in items)
 
-    def list_statuses(self, subscription_id: str) -> dict[str, VmStatus]:
+    def list_statuses(self, subscription_id: str, before_page: Callable[[], object] | None = None,
+                      on_headers: OnHeaders | None = None) -> dict[str, VmStatus]:
         """The status listing alone (power state, provisioning, what else it carries), by VM key."""
-        return {key: st for key, (st, _) in self._status_listing(subscription_id).items()}
+        return {key: st for key, (st, _) in self._status_listing(subscription_id, before_page, on_headers).items()}
 
-    def list_vms(self, subscription_id: str, subscription_name: str) -> list[Vm]:
+    def list_vms(self, subscription_id: str, subscription_name: str, before_page: Callable[[], object] | None = None,
+                 on_headers: OnHeaders | None = None) -> list[Vm]:
         """Every VM: the full listing (the model) joined by id with the status listing (power
         state), fetched concurrently; 2 x pages requests. See `arm_json` for what each carries."""
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vmctl-status-list") as pool:
-            status_future = pool.submit(self._status_listing, subscription_id)
+            status_future = pool.submit(self._status_listing, subscription_id, before_page, on_headers)
             models: list[ModelValues] = []
             try:
                 for items in self._pages(subscription_id, self._vms_url(subscription_id),
-                                         f"listing VMs in subscription {subscription_id}"):
+                                         f"listing VMs in subscription {subscription_id}", before_page, on_headers):
                     models.extend(model_values(d) for d in items)  # page by page: raw pages are not kept
             except BaseException:
                 status_future.cancel()
