@@ -147,7 +147,10 @@ class FleetClient(Protocol):
 
 
 def make_client(connection: Connection) -> FleetClient:
-    from .azure import AzureFleet
+    from .._startup import quiet
+
+    with quiet():  # the SDK's modules: long-lived objects only (vmctl/_startup.py)
+        from .azure import AzureFleet
 
     return AzureFleet(connection)
 
