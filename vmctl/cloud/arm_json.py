@@ -54,6 +54,7 @@ def maintenance_from_json(mrs: Json | None) -> Maintenance | None:
 
 _CODES: dict[tuple[str, ...], tuple[str, bool, str]] = {}  # statuses' codes -> (power, hibernated, provisioning)
 _SHARED: dict[tuple[object, ...], VmStatus] = {}  # one VmStatus per distinct value without maintenance
+_KEEP = 4096  # at most this many of each (a fleet has a handful; odd codes beyond it are read each time)
 
 
 def _read_codes(codes: tuple[str, ...]) -> tuple[str, bool, str]:
@@ -87,7 +88,9 @@ def status_from_view(view: JsonView | None, provisioning: str | None = None,
     codes = tuple([s.get("code") or "" for s in statuses])
     read = _CODES.get(codes)
     if read is None:
-        read = _CODES[codes] = _read_codes(codes)
+        read = _read_codes(codes)
+        if len(_CODES) < _KEEP:
+            _CODES[codes] = read
     power, hibernated, prov = read
     mrs = iv.get("maintenanceRedeployStatus")
     ud, fd = iv.get("platformUpdateDomain"), iv.get("platformFaultDomain")
@@ -103,7 +106,7 @@ def status_from_view(view: JsonView | None, provisioning: str | None = None,
     except TypeError:  # a domain that is not a number (unhashable): not shared
         return VmStatus(power, provisioning or prov, hibernated, ud, fd, None, maintenance_known)
     st = VmStatus(power, provisioning or prov, hibernated, ud, fd, None, maintenance_known)
-    if len(_SHARED) < 4096:
+    if len(_SHARED) < _KEEP:
         _SHARED[key] = st
     return st
 
