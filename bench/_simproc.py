@@ -72,6 +72,16 @@ def target_ids(fleet: dict[str, Any]) -> list[str]:
     return out
 
 
+def vmctl_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a timed vmctl child: Python may cache vmctl's bytecode, as it has for an
+    installed package (pip compiles at install, and azure-cli's venv has its bytecode); a machine
+    that sets PYTHONDONTWRITEBYTECODE would otherwise compile vmctl's modules in every run. Pair
+    with one untimed run per variant, which writes the cache."""
+    out = dict(os.environ if env is None else env)
+    out.pop("PYTHONDONTWRITEBYTECODE", None)
+    return out
+
+
 def spread(values: list[float]) -> str:
     """median [min-max] (n runs)"""
     v = sorted(values)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 from vmctl.cloud import Accepted, ActionError, Event, InstanceViewJson, OperationStatus, RetryableError, ThrottledError
 from vmctl.models import Vm, VmStatus
@@ -170,13 +170,15 @@ class FakeFleet:
         self.calls["subscription_name"] += 1
         return "fake-subscription"
 
-    def list_vms(self, subscription_id: str, subscription_name: str) -> list[Vm]:
+    def list_vms(self, subscription_id: str, subscription_name: str, before_page: Callable[[], object] | None = None,
+                 on_headers: Callable[[dict[str, str]], None] | None = None) -> list[Vm]:
         with self._lock:
             self.calls["list_vms"] += 1
             return [replace(s.vm, power_state=s.power, provisioning_state=s.provisioning)
                     for s in self.vms.values() if s.vm.subscription_id == subscription_id]
 
-    def list_statuses(self, subscription_id: str) -> dict[str, VmStatus]:
+    def list_statuses(self, subscription_id: str, before_page: Callable[[], object] | None = None,
+                      on_headers: Callable[[dict[str, str]], None] | None = None) -> dict[str, VmStatus]:
         with self._lock:
             self.calls["list_statuses"] += 1
             if self.list_errors:

@@ -53,6 +53,9 @@ def main() -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
+    from ._startup import hold
+
+    hold()  # the collector waits until the command starts its work (vmctl/_startup.py)
     from .cli import main as cli_main
 
     cli_main()

@@ -10,7 +10,7 @@ import fnmatch
 import math
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,18 +26,30 @@ class ProductionRule:
     values: tuple[str, ...] = ()  # empty: any value of one of the tags
     resource_groups: tuple[str, ...] = ()  # globs, case-insensitive
     subscriptions: tuple[str, ...] = ()  # ids or names
+    # lower-cased tag names and values, made once (matches runs once per VM of the fleet)
+    _names: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    _wanted: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_names", frozenset(t.lower() for t in self.tags))
+        object.__setattr__(self, "_wanted", frozenset(v.lower() for v in self.values))
+
+    def _tag_hit(self, vm: Vm) -> bool:
+        """One of the rule's tags has one of its values (any value when none is given). Tag names
+        are case-insensitive; a name given twice in other cases counts by its first (as `Vm.tag`)."""
+        names, wanted = self._names, self._wanted
+        seen: set[str] = set()
+        for k, v in vm.tags.items():
+            low = k.lower()
+            if low in names and low not in seen:
+                seen.add(low)
+                if not wanted or v.lower() in wanted:
+                    return True
+        return False
 
     def matches(self, vm: Vm) -> bool:
-        if self.tags:
-            wanted = {v.lower() for v in self.values}
-            hit = False
-            for t in self.tags:
-                value = vm.tag(t)
-                if value is not None and (not wanted or value.lower() in wanted):
-                    hit = True
-                    break
-            if not hit:
-                return False
+        if self.tags and not self._tag_hit(vm):
+            return False
         if self.resource_groups and not any(
                 fnmatch.fnmatchcase(vm.resource_group.lower(), g.lower()) for g in self.resource_groups):
             return False

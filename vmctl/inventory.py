@@ -26,6 +26,7 @@ from .selection import SelectionReport, Selector, selection_report
 # What a command needs beyond the listings: maintenanceRedeployStatus, update domains.
 Need = Literal["maintenance", "domains"]
 VIEW_WORKERS = 10  # reads in flight (the SDK's connection pool holds 10); the pacer sets the rate
+LIST_KINDS = ["reads", "HighCostGet"]  # what one page of a VM listing costs
 MAX_THROTTLED = 30  # 429s one read may meet before it counts as failed (the VM's data stays unknown)
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -104,9 +105,15 @@ def sort_key(vm: Vm) -> tuple[str, str, str]:
 
 def load_inventory(client: FleetClient, subscriptions: list[str], selector: Selector, config: Config,
                    parallel: int = 8, needs: Iterable[Need] = (), pacer: Pacer | None = None) -> Inventory:
+    pacer = pacer or Pacer()
+
     def one(sub: str) -> tuple[str, str, list[Vm]]:
+        pacer.acquire(sub, ["reads"])
         name = client.subscription_name(sub)
-        return sub, name, client.list_vms(sub, name)
+        # every page waits for a token in ARM's read bucket and Compute's list bucket (HighCostGet),
+        # which each page's x-ms-ratelimit-remaining-* headers pull down: slower before a 429, not after
+        return sub, name, client.list_vms(sub, name, before_page=lambda: pacer.acquire(sub, LIST_KINDS),
+                                          on_headers=lambda headers: pacer.observe(sub, headers))
 
     # the listings build one object per VM and free none: the cyclic garbage collector would walk
     # the growing heap again and again (a third of the CPU at 50,000 VMs); nothing here makes cycles
@@ -121,13 +128,14 @@ def load_inventory(client: FleetClient, subscriptions: list[str], selector: Sele
         everything = [replace(vm, production=True) if config.is_production(vm) else vm
                       for _, _, vms in results for vm in vms]
         del results
-        selected = sorted((vm for vm in everything if selector.matches(vm)), key=sort_key)
+        selected = sorted(everything if selector.selects_all else (vm for vm in everything if selector.matches(vm)),
+                          key=sort_key)
     finally:
         if gc_was:
             gc.enable()
     _check_named_targets(client, selector, subscriptions, everything)
     report = selection_report(selector, everything, names, len(selected))
-    selected = complete(client, selected, set(needs), pacer or Pacer())
+    selected = complete(client, selected, set(needs), pacer)
     sizes: dict[str, int] = {}
     for vm in everything:
         if vm.availability_set:
@@ -173,6 +181,8 @@ def complete(client: FleetClient, vms: list[Vm], needs: set[Need], pacer: Pacer)
     of VMs the status listing had none for, and (when asked) maintenance and update domains.
     Only the selected VMs that lack it cost a request. A read that fails leaves the VM unknown."""
     wanted = [vm for vm in vms if _wants_view(vm, needs)]
+    if not wanted:
+        return vms
     views = read_views(client, wanted, pacer)
     out = []
     for vm in vms:
@@ -226,13 +236,15 @@ def set_key(vm: Vm) -> str:
 
 def _check_named_targets(client: FleetClient, selector: Selector, subscriptions: list[str], everything: list[Vm]) -> None:
     """Names the user typed must exist: --ids VMs and -g groups (a group may exist without VMs)."""
-    keys = {vm.key for vm in everything}
+    keys = {vm.key for vm in everything} if selector.ids else set()
     missing = [r for r in selector.ids if r.key not in keys]
     if missing:
         raise NotFoundError(
             f"VM {missing[0].resource_group}/{missing[0].name} was not found in subscription {missing[0].subscription_id}"
             + (f" (and {len(missing) - 1} more --ids)" if len(missing) > 1 else "") + ".",
             "Check the resource IDs; `az vm list --query [].id -o tsv` prints valid ones.")
+    if not selector.resource_groups:
+        return
     groups_with_vms = {vm.resource_group.lower() for vm in everything}
     for g in selector.resource_groups:
         if g.lower() in groups_with_vms:

@@ -180,6 +180,12 @@ class Selector:
         object.__setattr__(self, "_groups_lower", frozenset(g.lower() for g in self.resource_groups))
 
     @property
+    def selects_all(self) -> bool:
+        """No condition at all: every VM matches (production is decided by the caller)."""
+        return not (self.ids or self.resource_groups or self.names or self.locations or self.power_states
+                    or self.tags or self.exclude_tags)
+
+    @property
     def has_selector(self) -> bool:
         """Does it narrow the fleet (--exclude-tag alone does not: it only takes VMs away from all)?"""
         return bool(self.resource_groups or self.names or self.ids or self.tags or self.locations
@@ -322,7 +328,7 @@ def selection_report(selector: Selector, everything: list[Vm], subscriptions: di
     for n in selector.names:
         if not _name_matches(n, everything):
             misses.append(f"-n '{n}' matches no VM ({_closest_text(n, (vm.name for vm in everything), 'VM names')})")
-    locations = {normalize_location(vm.location): vm.location for vm in everything}
+    locations = {normalize_location(vm.location): vm.location for vm in everything} if selector.locations else {}
     for loc in selector.locations:
         if loc not in locations:
             misses.append(f"--location {loc}: no VM is in that location "

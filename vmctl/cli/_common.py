@@ -208,6 +208,9 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from .._startup import release
+
+        release()  # start-up is over: the garbage collector runs again (vmctl/_startup.py)
         debug = bool(kwargs.get("debug")) or os.environ.get("VMCTL_DEBUG") == "1"
         import logging
 

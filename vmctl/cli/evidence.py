@@ -122,7 +122,9 @@ def evidence_cmd(
         if only_groups:
             groups = set(resource_group)   # every resource in the group, not only today's VMs
         else:
-            inv = load_inventory(client, subs, selector, cfg)
+            from .actions import make_pacer
+
+            inv = load_inventory(client, subs, selector, cfg, pacer=make_pacer(cfg))
             resource_ids = {vm.id for vm in inv.vms}
             if not resource_ids:
                 raise InputError("The selection matches no VM, so there is no evidence to look for.")

@@ -103,8 +103,11 @@ def list_cmd(
     ctx = _setup(
         common, groups=resource_group, names=name, ids=ids, tags=tag, exclude_tags=exclude_tag,
         locations=location, power_states=power_state, include_production=include_production)
+    from .actions import make_pacer
+
     tag_cols = [t.strip() for t in (show_tags or "").split(",") if t.strip()]
-    inv = load_inventory(make_client(ctx.connection), ctx.subscriptions, ctx.selector, ctx.config)
+    inv = load_inventory(make_client(ctx.connection), ctx.subscriptions, ctx.selector, ctx.config,
+                         pacer=make_pacer(ctx.config))
     note_selection(inv)
     emit(vm_list_output(inv, ctx.subscriptions, tag_cols, datetime.now(timezone.utc)), ctx.fmt, query)
 

@@ -33,6 +33,9 @@ def serve(
     """
     import math
 
+    from .._startup import release
+
+    release()  # a long-lived server: the garbage collector runs again (vmctl/_startup.py)
     from ..simulator.backend import MAX_TIME_SCALE
     from ..simulator.fleet import FleetError
     from ..simulator.server import serve as run

@@ -112,11 +112,14 @@ class FleetClient(Protocol):
     def list_subscriptions(self) -> list[tuple[str, str]]:
         """(id, display name) of every subscription the identity can see: GET /subscriptions, every page."""
 
-    def list_vms(self, subscription_id: str, subscription_name: str) -> list[Vm]:
-        """Every VM of the subscription: full listing joined with the status listing."""
+    def list_vms(self, subscription_id: str, subscription_name: str, before_page: Callable[[], object] | None = None,
+                 on_headers: OnHeaders | None = None) -> list[Vm]:
+        """Every VM of the subscription: full listing joined with the status listing. Every page
+        request waits for `before_page()` (the caller's pacer) and shows its headers to `on_headers`."""
 
-    def list_statuses(self, subscription_id: str) -> dict[str, VmStatus]:
-        """The status listing alone, by VM key (lower-case id)."""
+    def list_statuses(self, subscription_id: str, before_page: Callable[[], object] | None = None,
+                      on_headers: OnHeaders | None = None) -> dict[str, VmStatus]:
+        """The status listing alone, by VM key (lower-case id); pages as `list_vms`."""
 
     def instance_view(self, subscription_id: str, resource_group: str, name: str,
                       on_headers: OnHeaders | None = None, quick: bool = False) -> VmStatus:
@@ -144,7 +147,10 @@ class FleetClient(Protocol):
 
 
 def make_client(connection: Connection) -> FleetClient:
-    from .azure import AzureFleet
+    from .._startup import quiet
+
+    with quiet():  # the SDK's modules: long-lived objects only (vmctl/_startup.py)
+        from .azure import AzureFleet
 
     return AzureFleet(connection)
 

@@ -52,19 +52,15 @@ def maintenance_from_json(mrs: Json | None) -> Maintenance | None:
     )
 
 
-def status_from_view(view: JsonView | None, provisioning: str | None = None,
-                     maintenance_known: bool = True) -> VmStatus:
-    """An instance view (bare, or nested in a VM / a status listing item) -> VmStatus.
+_CODES: dict[tuple[str, ...], tuple[str, bool, str]] = {}  # statuses' codes -> (power, hibernated, provisioning)
+_SHARED: dict[tuple[object, ...], VmStatus] = {}  # one VmStatus per distinct value without maintenance
+_KEEP = 4096  # at most this many of each (a fleet has a handful; odd codes beyond it are read each time)
 
-    `maintenance_known`: whether this source would carry maintenanceRedeployStatus when pending
-    (an instance view does; a status listing item may not)."""
-    iv = view or {}
-    statuses = iv.get("statuses") or []
-    if not statuses:
-        return VmStatus(provisioning_state=provisioning or "", read=False)
+
+def _read_codes(codes: tuple[str, ...]) -> tuple[str, bool, str]:
+    """(power state, hibernated, provisioning state) from an instance view's status codes."""
     power, hibernated, prov = "unknown", False, ""
-    for s in statuses:
-        code = s.get("code") or ""
+    for code in codes:
         low = code.lower()
         if low.startswith("powerstate/"):
             power = code.split("/", 1)[1].lower()
@@ -72,12 +68,47 @@ def status_from_view(view: JsonView | None, provisioning: str | None = None,
             hibernated = True
         elif low.startswith("provisioningstate/"):
             prov = code.split("/")[1].capitalize()
+    return power, hibernated, prov
+
+
+def status_from_view(view: JsonView | None, provisioning: str | None = None,
+                     maintenance_known: bool = True) -> VmStatus:
+    """An instance view (bare, or nested in a VM / a status listing item) -> VmStatus.
+
+    `maintenance_known`: whether this source would carry maintenanceRedeployStatus when pending
+    (an instance view does; a status listing item may not).
+
+    A fleet has few distinct statuses (running, succeeded, fault domain 0, ...): the codes are read
+    once per distinct list of codes, and a status without maintenance is one shared (frozen) object
+    per distinct value, not one per VM (a listing of 50,000 VMs builds a handful)."""
+    iv = view or {}
+    statuses = iv.get("statuses") or []
+    if not statuses:
+        return VmStatus(provisioning_state=provisioning or "", read=False)
+    codes = tuple([s.get("code") or "" for s in statuses])
+    read = _CODES.get(codes)
+    if read is None:
+        read = _read_codes(codes)
+        if len(_CODES) < _KEEP:
+            _CODES[codes] = read
+    power, hibernated, prov = read
     mrs = iv.get("maintenanceRedeployStatus")
-    return VmStatus(
-        power_state=power, provisioning_state=provisioning or prov, hibernated=hibernated,
-        update_domain=iv.get("platformUpdateDomain"), fault_domain=iv.get("platformFaultDomain"),
-        maintenance=maintenance_from_json(mrs), maintenance_known=maintenance_known or bool(mrs),
-    )
+    ud, fd = iv.get("platformUpdateDomain"), iv.get("platformFaultDomain")
+    if mrs:
+        return VmStatus(power_state=power, provisioning_state=provisioning or prov, hibernated=hibernated,
+                        update_domain=ud, fault_domain=fd, maintenance=maintenance_from_json(mrs),
+                        maintenance_known=True)
+    key = (power, provisioning or prov, hibernated, ud, fd, maintenance_known)
+    try:
+        return _SHARED[key]
+    except KeyError:
+        pass
+    except TypeError:  # a domain that is not a number (unhashable): not shared
+        return VmStatus(power, provisioning or prov, hibernated, ud, fd, None, maintenance_known)
+    st = VmStatus(power, provisioning or prov, hibernated, ud, fd, None, maintenance_known)
+    if len(_SHARED) < _KEEP:
+        _SHARED[key] = st
+    return st
 
 
 MODEL_KEYS = ("subscription_id", "resource_group", "name", "id", "location", "size", "provisioning_state",
@@ -132,16 +163,14 @@ def status_item(doc: Json) -> tuple[str, VmStatus, tuple[str, ...]]:
     """A status listing item -> (key, its status, the little the item says about the VM itself)."""
     props = doc.get("properties") or {}
     st = status_from_view(props.get("instanceView"), props.get("provisioningState"), maintenance_known=False)
-    parts = doc["id"].split("/")
-    # a tuple (IDENT_KEYS order), not a dict: kept for every VM, needed only for the few the full
-    # listing lacks
-    ident = (intern(parts[2].lower()), intern(parts[4]), doc.get("name") or parts[-1], doc["id"],
-             intern(doc.get("location", "")))
-    return doc["id"].lower(), st, ident
+    vm_id = doc["id"]
+    # a tuple (id, name, location), not a dict: kept for every VM, read only for the few the full
+    # listing lacks (`_status_only_vm` splits the id then)
+    return vm_id.lower(), st, (vm_id, doc.get("name") or "", doc.get("location", ""))
 
 
 StatusListing = dict[str, tuple[VmStatus, tuple[str, ...]]]  # VM key -> (its status, what the item names:
-# subscription id, group, name, id, location)
+# id, name, location)
 
 
 def status_listing(items: Iterable[Json]) -> StatusListing:
@@ -159,27 +188,43 @@ def status_listing(items: Iterable[Json]) -> StatusListing:
     return out
 
 
+_UNREAD = VmStatus(read=False)
+
+
 def join_listings(models: Iterable[Json | ModelValues], statuses: StatusListing,
                   subscription_name: str) -> list[Vm]:
     """Full-listing model fields joined by id with status-listing items, in full-listing order;
-    VMs only the status listing has come last, `unreadable`."""
+    VMs only the status listing has come last, `unreadable`. (Each Vm is built in one call from
+    the model tuple: this runs once per VM of the fleet.)"""
     out: list[Vm] = []
-    seen: set[str] = set()
+    append = out.append
+    left = dict(statuses)  # status items no full-listing VM has claimed yet
+    found: tuple[VmStatus, tuple[str, ...]] | None
     for item in models:
-        fields = item if isinstance(item, dict) else dict(zip(MODEL_KEYS, item))
-        key = fields["id"].lower()
-        seen.add(key)
-        found = statuses.get(key)
-        out.append(with_status(fields, found[0] if found is not None else VmStatus(read=False), subscription_name))
-    for key, (st, ident) in statuses.items():
-        if key in seen:
-            continue
-        sub, group, name, vm_id, location = ident
-        out.append(Vm(sub, group, name, vm_id, location, power_state=st.power_state, provisioning_state=st.provisioning_state,
-                      hibernated=st.hibernated, update_domain=st.update_domain, fault_domain=st.fault_domain,
-                      maintenance=st.maintenance, maintenance_known=st.maintenance_known,
-                      subscription_name=subscription_name, unreadable=NOT_IN_FULL_LISTING))
+        values = tuple(item[k] for k in MODEL_KEYS) if isinstance(item, dict) else item
+        sub, group, name, vm_id, location, size, prov, avset, zones, tags, eph, hib, priority, scale_set, os_type = values
+        key = vm_id.lower()
+        found = left.pop(key, None)
+        if found is None:
+            found = statuses.get(key)  # listed twice by the full listing: the same status again
+        st = found[0] if found is not None else _UNREAD
+        append(Vm(sub, group, name, vm_id, location, size, st.power_state, st.provisioning_state or prov,
+                  subscription_name, st.hibernated, avset, st.update_domain, st.fault_domain, zones, tags,
+                  st.maintenance, eph, hib, priority, scale_set, os_type, False, "", st.maintenance_known))
+    for st, ident in left.values():
+        append(_status_only_vm(st, ident, subscription_name))
     return out
+
+
+def _status_only_vm(st: VmStatus, ident: tuple[str, ...], subscription_name: str) -> Vm:
+    """A VM the status listing has and the full listing lacks: its tags and properties are unknown."""
+    vm_id, name, location = ident
+    parts = vm_id.split("/")
+    return Vm(intern(parts[2].lower()), intern(parts[4]), name or parts[-1], vm_id, intern(location),
+              power_state=st.power_state, provisioning_state=st.provisioning_state, hibernated=st.hibernated,
+              update_domain=st.update_domain, fault_domain=st.fault_domain, maintenance=st.maintenance,
+              maintenance_known=st.maintenance_known, subscription_name=subscription_name,
+              unreadable=NOT_IN_FULL_LISTING)
 
 
 def instance_view_of(doc: Json) -> InstanceViewJson:
