@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Literal, NotRequired, TypedDict
 from .cloud import FleetClient, ThrottledError
 from .config import Config
 from .errors import InputError, NotFoundError
-from .models import Vm, VmStatus
+from .models import Coverage, CoverageJson, FactSource, Vm, VmStatus
 from .pacing import Pacer
 from .selection import SelectionReport, Selector, selection_report
 
@@ -38,6 +38,8 @@ class Inventory:
     totals: dict[str, int]                   # id -> all VMs in the subscription (before selection)
     set_sizes: dict[str, int] = field(default_factory=dict)  # availability set key -> all its VMs
     selection: SelectionReport | None = None  # what was searched; values that matched no VM, with the closest names
+    source: FactSource = "arm"               # where it was read: ARM's listings or Azure Resource Graph
+    coverage: Coverage | None = None         # with Resource Graph: subscriptions asked for versus covered
 
 
 SubscriptionLister = Callable[[], list[tuple[str, str]]]  # (id, display name) of every visible subscription
@@ -245,6 +247,9 @@ def _check_named_targets(client: FleetClient, selector: Selector, subscriptions:
                                 + "Check the name (`az group list -o table`) or the --subscription.")
 
 
+check_named_targets = _check_named_targets  # for the Resource Graph inventory (sources.py)
+
+
 class SubscriptionCount(TypedDict):
     id: str
     name: str
@@ -261,6 +266,8 @@ class FleetSummary(TypedDict):
     maintenanceNotRead: NotRequired[int]
     unreadable: NotRequired[int]
     subscriptions: NotRequired[list[SubscriptionCount]]
+    source: NotRequired[FactSource]
+    coverage: NotRequired[CoverageJson]
 
 
 def summarize(vms: Iterable[Vm]) -> FleetSummary:
