@@ -150,7 +150,7 @@ class Handler:
         st.requests += 1
         st.by_operation[name] += 1
         st.by_status[status] += 1
-        if method in ("GET", "HEAD"):
+        if method in ("GET", "HEAD") or name.startswith("resourceGraph."):  # a Resource Graph query reads
             st.reads += 1
         else:
             st.writes += 1
