@@ -80,7 +80,8 @@ def test_quota_pacing_sends_no_query_into_a_429(make_sim: Make) -> None:
 
 @pytest.mark.assumption("whether Resource Graph's 429 carries Retry-After is not established; the default sends none")
 def test_a_429_from_another_client_on_the_same_quota_is_waited_out(make_sim: Make) -> None:
-    sim = make_sim(fleet([5], quota={"queries": 3, "window_seconds": 5}), time_scale=10)
+    # a window of 1.5 s real: long enough for the three queries below on a loaded machine, short to wait out
+    sim = make_sim(fleet([5], quota={"queries": 3, "window_seconds": 150}), time_scale=100)
     c = client(sim)
     for _ in range(3):  # someone else with the same identity used the window up
         c.resources(QueryRequest(query=QUERY, subscriptions=SUBS[:1]))
@@ -289,3 +290,20 @@ def test_a_saved_plan_keeps_its_sources_and_coverage(make_sim: Make, tmp_path: P
     assert {s.source for s in plan.steps} == {"arm"}
     applied = vmctl("apply", str(out), "--dry-run")  # apply re-reads its VMs through ARM, whatever made the plan
     assert applied.exit_code == 0, applied.output
+
+
+def test_the_arm_source_never_loads_the_resource_graph_sdk(make_sim: Make) -> None:
+    """Start-up cost: `vmctl list` on ARM imports azure.mgmt.resourcegraph not at all."""
+    import os
+    import subprocess
+    import sys
+
+    sim = make_sim(fleet([2]))
+    code = ("import sys, runpy; sys.argv = ['vmctl', 'list', '-s', %r, '-o', 'json']\n"
+            "try:\n    runpy.run_module('vmctl', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code\n"
+            "print(any(m.startswith('azure.mgmt.resourcegraph') for m in sys.modules), file=sys.stderr)") % SUBS[0]
+    r = subprocess.run([sys.executable, "-c", code], env={**os.environ, **sim.env}, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["summary"]["source"] == "arm"
+    assert r.stderr.strip().splitlines()[-1] == "False"

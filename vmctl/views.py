@@ -415,7 +415,8 @@ def coverage_lines(cov: Coverage) -> list[str]:
     asked = f" of {len(cov.asked)} asked" if cov.asked is not None else ""
     return [f"Source: Azure Resource Graph over {where} (a snapshot up to {cov.max_age_seconds} s old): "
             f"{len(cov.with_vms)} subscription(s){asked} returned VMs, {len(cov.without_vms)} have none; "
-            f"{cov.queries} queries" + (f", {cov.throttled} throttled and waited out" if cov.throttled else "") + "."]
+            f"{cov.queries} {'query' if cov.queries == 1 else 'queries'}"
+            + (f", {cov.throttled} throttled and waited out" if cov.throttled else "") + "."]
 
 
 def coverage_warnings(cov: Coverage) -> list[str]:
