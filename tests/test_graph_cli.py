@@ -80,8 +80,9 @@ def test_quota_pacing_sends_no_query_into_a_429(make_sim: Make) -> None:
 
 @pytest.mark.assumption("whether Resource Graph's 429 carries Retry-After is not established; the default sends none")
 def test_a_429_from_another_client_on_the_same_quota_is_waited_out(make_sim: Make) -> None:
-    # a window of 1.5 s real: long enough for the three queries below on a loaded machine, short to wait out
-    sim = make_sim(fleet([5], quota={"queries": 3, "window_seconds": 150}), time_scale=100)
+    # a window of 3 s real: long enough for the three queries below and vmctl's start on a loaded machine
+    # (vmctl then waits out what is left of it)
+    sim = make_sim(fleet([5], quota={"queries": 3, "window_seconds": 300}), time_scale=100)
     c = client(sim)
     for _ in range(3):  # someone else with the same identity used the window up
         c.resources(QueryRequest(query=QUERY, subscriptions=SUBS[:1]))

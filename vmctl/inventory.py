@@ -59,7 +59,8 @@ def resolve_subscriptions(flags: Iterable[str], env_value: str | None, config: C
         subs = list(config.subscriptions)
     if not subs:
         raise InputError("No subscription given.",
-                         "Pass --subscription ID or NAME, set AZURE_SUBSCRIPTION_ID, or list subscriptions in the config file.")
+                         "Pass --subscription ID or NAME (or --all-subscriptions), set AZURE_SUBSCRIPTION_ID, or list "
+                         "subscriptions in the config file.")
     if any(not _GUID.match(s) for s in subs):
         if lister is None:
             bad = next(s for s in subs if not _GUID.match(s))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Iterator, Literal, Sequence
 
@@ -315,12 +316,15 @@ def plan_from_graph(client: FleetClient, verb: str, inv: Inventory, opts: Option
     from Resource Graph's facts says which subscriptions it would act in; those are listed again
     through ARM and the plan is made afresh on ARM's facts. No step that acts rests on Resource
     Graph alone. An asked subscription this identity cannot read refuses the plan (exit 4)."""
-    draft = build_plan(verb, list(inv.vms), opts, totals=inv.totals, set_sizes=inv.set_sizes)
+    now = datetime.now(timezone.utc)  # one clock for both plans: a maintenance window must not open between them
+    draft = build_plan(verb, list(inv.vms), opts, totals=inv.totals, set_sizes=inv.set_sizes, now=now)
     touched = {s.vm.subscription_id for s in draft.acting}
     re = recheck(client, inv.vms, touched, selector, config, names=inv.subscriptions, needs=needs,
                  read_pacer=read_pacer, parallel=opts.parallel or 8)
     plan = build_plan(verb, list(re.vms), opts, totals={**inv.totals, **re.totals}, set_sizes=inv.set_sizes,
-                      run_id=draft.run_id, facts=re.facts, source="graph", coverage=inv.coverage)
+                      now=now, run_id=draft.run_id, facts=re.facts, source="graph", coverage=inv.coverage)
+    if any(s.acts and s.source == "graph" for s in plan.steps):  # cannot happen: the same facts, options and clock
+        raise RuntimeError("a step would act on Resource Graph's facts alone")
     refusals = list(plan.refusals)
     cov = inv.coverage
     if cov is not None and cov.unreadable:
