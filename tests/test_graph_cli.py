@@ -62,6 +62,17 @@ def test_list_pages_over_1000_rows_in_one_query_per_page(make_sim: Make) -> None
     assert sim.stats()["by_operation"].get("virtualMachines.listAll", 0) == 0  # no ARM listing for a read
 
 
+def test_subscriptions_go_in_batches_of_100(make_sim: Make) -> None:
+    f = fleet([1])
+    f["subscriptions"] = [{"id": f"00000000-0000-0000-0000-{i:012d}", "name": f"many-{i}",
+                           "resource_groups": [{"name": "rg", "vms": [{"name": "vm"}]}]} for i in range(1, 121)]
+    f.pop("management_groups")
+    sim = make_sim(f)
+    s = summary(vmctl("list", "--all-subscriptions", "-o", "json"))
+    assert s["source"] == "graph" and s["total"] == 120 and len(s["coverage"]["withVms"]) == 120
+    assert s["coverage"]["queries"] == 2 == graph_queries(sim)  # 100 + 20 subscriptions, one page each
+
+
 def test_auto_reads_through_graph_above_three_subscriptions(make_sim: Make) -> None:
     make_sim(fleet([2, 2, 2, 2]))
     assert summary(vmctl("list", *subs_args(*SUBS), "-o", "json"))["source"] == "graph"
