@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator, Literal, Sequence
 
 from .cloud import FleetClient, GraphPage, ThrottledError
