@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" bash examples/demo.sh
+	PATH="$(abspath $(BIN)):$$PATH" bash examples/guest_demo.sh
 
 # Four workers on two cores, one test file per worker at a time (--dist loadfile): the suite
 # mostly waits on simulated operations and the simulator's clock, not on the CPU (measured: 173 s

@@ -4,27 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-work=$(mktemp -d)
-sim_pid=""
-cleanup() {
-  if [ -n "$sim_pid" ]; then kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
-  step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-else
-  step() { printf '\n== %s\n' "$*"; }
-fi
+. examples/demo_lib.sh
 
 step "Start the ARM simulator with examples/fleet.yaml (20x faster than real time)"
-vmctl sim serve --fleet examples/fleet.yaml --env-file "$work/sim.env" --time-scale 20 >"$work/sim.log" 2>&1 &
-sim_pid=$!
-for _ in $(seq 1 200); do [ -s "$work/sim.env" ] && break; sleep 0.05; done
-[ -s "$work/sim.env" ] || { cat "$work/sim.log"; echo "simulator did not start" >&2; exit 1; }
-cat "$work/sim.log"
-set -a; . "$work/sim.env"; set +a
+start_sim examples/fleet.yaml 20
 
 DEV=00000000-0000-0000-0000-000000000001
 PROD=00000000-0000-0000-0000-000000000002

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vmctl.cli import app
+from vmctl.errors import InputError
 from vmctl.guest.events import (
     DocumentError,
     Event,
@@ -162,3 +163,52 @@ def test_status_shows_current_events_and_last_actions(tmp_path: Path) -> None:
     assert [a["type"] for a in data["actions"]] == ["start", "hook", "approve"]
     table = CliRunner().invoke(app, ["guest", "status", "--journal", str(journal)])
     assert table.exit_code == 0 and "E1" in table.output and "approved E1" in table.output
+
+
+def test_guest_story_of_a_run_window(tmp_path: Path) -> None:
+    """The report's guest side: an acted event wins; else the shutdown drain; else an ignored event; by identity."""
+    from vmctl.guest.story import load, story, with_operation_end
+
+    rid = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/web-1"
+
+    def journal(name: str, *records: dict[str, object]) -> Path:
+        p = tmp_path / f"{name}.jsonl"
+        p.write_text("".join(json.dumps(r) + "\n" for r in records) + "{cut sho")   # a line cut by a crash
+        return p
+
+    ident = {"ts": "2026-11-23T10:00:00.000000Z", "type": "identity", "vm": "web-1", "resourceId": rid}
+    nb = "Mon, 23 Nov 2026 10:20:00 GMT"
+    journal("web-1", ident,
+            {"ts": "2026-11-23T09:00:00.000000Z", "type": "event", "eventId": "OLD", "eventType": "Reboot",
+             "resources": ["web-1"], "action": "act", "source": "User", "notBefore": nb},       # before the run
+            {"ts": "2026-11-23T10:05:00.000000Z", "type": "event", "eventId": "F", "eventType": "Freeze",
+             "resources": ["web-1"], "action": "ignore", "reason": "Freeze of 5 s", "source": "Platform"},
+            {"ts": "2026-11-23T10:05:01.000000Z", "type": "event", "eventId": "E", "eventType": "Reboot",
+             "resources": ["WEB-1"], "action": "act", "source": "User", "notBefore": nb},
+            {"ts": "2026-11-23T10:05:03.000000Z", "type": "hook", "phase": "drain", "eventId": "E", "ok": True,
+             "duration": 2.0, "reason": ""},
+            {"ts": "2026-11-23T10:05:04.000000Z", "type": "approve", "eventId": "E", "sent": True,
+             "secondsBeforeNotBefore": 896.0})
+    journal("web-2", {**ident, "vm": "web-2", "resourceId": rid.replace("web-1", "web-2")},
+            {"ts": "2026-11-23T10:06:00.000000Z", "type": "hook", "phase": "shutdown", "ok": False,
+             "duration": 5.0, "reason": "drain-hook timed out"})
+    (only,) = load([tmp_path / "web-1.jsonl"])
+    assert only.names == {"web-1"}
+    files = load([tmp_path])
+    start, end = "2026-11-23T10:01:00.000000Z", "2026-11-23T10:10:00.000000Z"
+    s = story(files, rid.upper(), "web-1", start, end)
+    assert s is not None and (s["kind"], s["eventId"], s["drained"], s["approved"], s["secondsSaved"]) == \
+        ("event", "E", True, True, 896.0)
+    assert s["notBefore"] == "2026-11-23T10:20:00.000000Z" and s["recovered"] is None
+    assert with_operation_end(s, "2026-11-23T10:06:00.000000Z")["operationEndedBeforeNotBefore"] == 840.0
+    s2 = story(files, rid.replace("web-1", "web-2"), "web-2", start, end)
+    assert s2 is not None and (s2["kind"], s2["drained"], s2["drainReason"]) == \
+        ("shutdown", False, "drain-hook timed out")
+    early = story(files, rid, "web-1", start, "2026-11-23T10:05:00.500000Z")    # the run ended before the Reboot
+    assert early is not None and early["kind"] == "ignored" and "Freeze of 5 s" in early["approvalReason"]
+    assert story(files, rid.replace("web-1", "web-3"), "web-3", start, end) is None
+    nameless = tmp_path / "bad"
+    nameless.mkdir()
+    (nameless / "x.jsonl").write_text('{"ts": "2026-11-23T10:00:00Z", "type": "start"}\n')
+    with pytest.raises(InputError, match="no identity record"):
+        load([nameless])

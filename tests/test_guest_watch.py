@@ -145,6 +145,51 @@ def test_failing_drain_blocks_approval_and_the_restart_waits_for_not_before(
     assert g.stop()[0] == 0
 
 
+def test_host_report_joins_the_guest_journals(make_sim: Callable[..., SimHandle], guests: Callable[..., Guest],
+                                             tmp_path: Path) -> None:
+    """`vmctl report JOURNAL --guest-journal DIR`: per VM, drained, approved, and time saved against NotBefore."""
+    sim = make_sim(fleet(imds=QUICK_IMDS), time_scale=ROOMY)
+    ok, failing = guests(sim, "web-1"), guests(sim, "web-2", drain="exit 3")
+    listening(sim, ok, "web-1")
+    listening(sim, failing, "web-2")
+    run = tmp_path / "host" / "restart.jsonl"
+    result = CliRunner().invoke(app, ["restart", "-n", "web-1", "-n", "web-2", "--yes", "--evidence-wait", "0",
+                                      "--journal", str(run)])
+    assert result.exit_code == 0, result.output
+    ok.wait_for("recover")
+    guest_dir = tmp_path                                     # both watchers' journals (*.jsonl) are here
+    result = CliRunner().invoke(app, ["report", str(run), "--guest-journal", str(guest_dir), "-o", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)["data"]
+    assert sorted(data["guestJournals"]) == [str(tmp_path / "web-1.jsonl"), str(tmp_path / "web-2.jsonl")]
+    vms = {v["name"]: v["guest"] for v in data["vms"]}
+    one, two = vms["web-1"], vms["web-2"]
+    from test_json_contract import GUEST_KEYS
+    assert list(one) == GUEST_KEYS
+    events = {r["resources"][0]: r for r in sim.control("GET", "/_sim/events")["events"]}
+    assert (one["kind"], one["eventType"], one["eventSource"]) == ("event", "Reboot", "User")
+    assert one["eventId"] == events["web-1"]["eventId"]
+    assert one["drained"] and one["approved"] and one["secondsSaved"] > 0.5 and one["recovered"] is True
+    assert one["operationEndedBeforeNotBefore"] > 0             # the restart was over before NotBefore
+    assert two["eventId"] == events["web-2"]["eventId"] and two["kind"] == "event"
+    assert not two["drained"] and not two["approved"] and two["secondsSaved"] is None
+    assert "NotBefore decides" in two["approvalReason"]
+    assert two["operationEndedBeforeNotBefore"] < 0             # it waited for NotBefore
+    human = CliRunner().invoke(app, ["report", str(run), "--guest-journal", str(tmp_path / "web-1.jsonl")])
+    assert human.exit_code == 0, human.output
+    assert "Guest side" in human.stdout and "no guest record" in human.stdout      # web-2's journal not given
+    assert "1 drained, 1 approved early" in human.stdout
+    # without --guest-journal the report has no guest side; a bad path is exit 2 with the fix
+    plain = json.loads(CliRunner().invoke(app, ["report", str(run), "-o", "json"]).stdout)["data"]
+    assert plain["guestJournals"] == [] and all(v["guest"] is None for v in plain["vms"])
+    bad = CliRunner().invoke(app, ["report", str(run), "--guest-journal", str(tmp_path / "host" / "nope.jsonl")])
+    assert bad.exit_code == 2 and "does not exist" in bad.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = CliRunner().invoke(app, ["report", str(run), "--guest-journal", str(empty)])
+    assert bad.exit_code == 2 and "no .jsonl file" in bad.output
+
+
 def test_short_freeze_and_other_vms_events_are_ignored(
         make_sim: Callable[..., SimHandle], guests: Callable[..., Guest]) -> None:
     sim = make_sim(fleet(), time_scale=SCALE)

@@ -18,6 +18,15 @@ ENVELOPE_KEYS = ["schema", "kind", "vmctlVersion", "generatedAt", "data", "summa
 VM_KEYS = ["id", "name", "resourceGroup", "subscriptionId", "subscriptionName", "location", "size", "powerState",
            "stoppedButBilled", "hibernated", "provisioningState", "availabilitySet", "updateDomain", "faultDomain",
            "zones", "maintenance", "production", "flags", "tags", "maintenanceKnown", "unreadable"]
+REPORT_KEYS = ["runId", "verb", "action", "command", "ticket", "principal", "host", "user", "startedAt", "endedAt",
+               "interrupted", "resumed", "skipShutdown", "summary", "exitCode", "vms", "evidenceCollected",
+               "wavesStopped", "warnings", "confirmedBy", "interruptions", "resumes", "guestJournals"]
+REPORT_VM_KEYS = ["subscriptionId", "subscriptionName", "resourceGroup", "name", "id", "production", "before",
+                  "action", "hibernate", "path", "skip", "after", "duration", "retries", "correlationId", "outcome",
+                  "reason", "wave", "evidence", "maintenanceResult", "guest"]
+GUEST_KEYS = ["journal", "kind", "eventId", "eventType", "eventSource", "seenAt", "notBefore", "drained",
+              "drainSeconds", "drainReason", "approved", "approvedAt", "approvalReason", "secondsSaved", "recovered",
+              "operationEndedBeforeNotBefore"]
 MAINT_KEYS = ["allowed", "canStartNow", "selfServiceWindow", "scheduledWindow", "lastOperationResultCode",
               "lastOperationMessage"]
 
@@ -89,6 +98,9 @@ def test_runs_and_resume_plan_envelopes(sim: SimHandle) -> None:
     assert list(item["summary"]) == ["succeeded", "failed", "preempted", "unknown", "skipped", "cancelled",
                                      "in-flight", "pending", "leftStoppedButBilled"]
     assert list(doc["summary"]) == ["runs", "total"]
+    report = run("report", item["journal"], "-o", "json")
+    assert list(report) == ENVELOPE_KEYS and report["kind"] == "run-report"
+    assert list(report["data"]) == REPORT_KEYS and [list(v) for v in report["data"]["vms"]] == [REPORT_VM_KEYS]
     plan = run("resume", item["journal"], "--dry-run", "-o", "json")
     assert list(plan) == ENVELOPE_KEYS and plan["kind"] == "resume-plan"
     assert list(plan["data"]) == RESUME_KEYS and plan["data"]["steps"] == []
@@ -97,7 +109,7 @@ def test_runs_and_resume_plan_envelopes(sim: SimHandle) -> None:
 
 def test_docs_describe_every_key() -> None:
     text = (DOCS / "json-output.md").read_text()
-    for key in ENVELOPE_KEYS + VM_KEYS + MAINT_KEYS + RUN_KEYS + RESUME_KEYS + RESUME_STEP_KEYS + RESUME_SUMMARY_KEYS:
+    for key in ENVELOPE_KEYS + VM_KEYS + MAINT_KEYS + REPORT_KEYS + REPORT_VM_KEYS + GUEST_KEYS + RUN_KEYS + RESUME_KEYS + RESUME_STEP_KEYS + RESUME_SUMMARY_KEYS:
         assert f"`{key}`" in text, key
 
 

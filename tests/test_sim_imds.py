@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from datetime import datetime
 from typing import Any, Callable
 
 import pytest
@@ -102,8 +103,12 @@ def test_fleet_freeze_for_two_vms_one_approval_releases_both(make_sim: Callable[
     assert ev["NotBefore"].endswith(" GMT")                      # RFC 1123
     assert events(h, "web-1")["DocumentIncarnation"] == 2        # same content, same incarnation
     assert call(h.sim.imds_endpoint("web-1") + SE, "POST", {"StartRequests": [{"EventId": ev["EventId"]}]})[0] == 200
-    started = events(h, "web-2")["Events"][0]                    # approval applies to every VM in Resources
-    assert started["EventStatus"] == "Started" and started["NotBefore"] == ""
+    poll_until(lambda: events(h, "web-2")["Events"][0]["EventStatus"] == "Started", timeout=10)  # every VM in Resources
+    started = events(h, "web-2")["Events"][0]
+    assert started["NotBefore"] == ""
+    (rec,) = h.control("GET", "/_sim/events")["events"]          # started "when possible": 15 s after the approval
+    approved, began = (datetime.fromisoformat(rec[k]).timestamp() for k in ("approvedAt", "startedAt"))
+    assert began - approved == pytest.approx(15 / SCALE, abs=0.002)
     assert started["EventId"] == ev["EventId"]
     # approving again is still 200; an unknown id or a malformed body is 400
     assert call(h.sim.imds_endpoint("web-2") + SE, "POST", {"StartRequests": [{"EventId": ev["EventId"]}]})[0] == 200

@@ -41,7 +41,9 @@ def test_serve_writes_env_file_answers_and_stops_cleanly(tmp_path: Path, sig: si
         poll_until(lambda: env_file.exists() and "AZURE_TOKEN_CREDENTIALS" in env_file.read_text(), timeout=30)
         env = _read_env(env_file)
         assert set(env) == {"VMCTL_ARM_ENDPOINT", "AZURE_SUBSCRIPTION_ID", "AZURE_TENANT_ID", "REQUESTS_CA_BUNDLE",
-                            "SSL_CERT_FILE", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "AZURE_TOKEN_CREDENTIALS"}
+                            "SSL_CERT_FILE", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "AZURE_TOKEN_CREDENTIALS",
+                            "VMCTL_SIM_IMDS_URL"}
+        assert env["VMCTL_SIM_IMDS_URL"].startswith("http://127.0.0.1:")
         assert env["VMCTL_ARM_ENDPOINT"].startswith("https://127.0.0.1:")
         assert env["AZURE_SUBSCRIPTION_ID"] == "00000000-0000-0000-0000-00000000000a"
         assert env["AZURE_TOKEN_CREDENTIALS"] == "managedidentitycredential"

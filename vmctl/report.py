@@ -12,6 +12,7 @@ from .planner import plan_from_json
 
 if TYPE_CHECKING:
     from .cloud import Event
+    from .guest.story import GuestJournalFile, GuestStory
 
 
 class VmEvidence(Summary, total=False):
@@ -42,6 +43,7 @@ class ReportVm(TypedDict):
     wave: int | None
     evidence: VmEvidence | None
     maintenanceResult: str | None
+    guest: "GuestStory | None"           # from --guest-journal files; None when none given or none matched
 
 
 ConfirmedBy = Literal["yes-flag", "prompt", "typed-count", "typed-phrase", "plan-file"]
@@ -98,11 +100,13 @@ class Report(TypedDict):
     confirmedBy: str | None              # how the run was confirmed (CONFIRMED_BY); None: not journaled
     interruptions: list[Interruption]    # each Ctrl-C/SIGTERM that stopped it, in order
     resumes: list[Resumption]            # each `vmctl resume` of it, in order
+    guestJournals: list[str]             # the guest journals joined (`vmctl report --guest-journal`)
 
 FAILURE_SKIPS = {"pre-hook-failed"}  # skips that mean the operator's intent was not carried out
 
 
-def build(records: list[Record]) -> Report:
+def build(records: list[Record], guest: "list[GuestJournalFile] | None" = None) -> Report:
+    """The report; with `guest` (journals collected from the VMs) each VM also gets its guest side."""
     run = records[0]
     plan_rec = next(iter_type(records, "plan"))
     plan = plan_from_json(plan_rec["plan"])
@@ -154,6 +158,7 @@ def build(records: list[Record]) -> Report:
             "wave": s.wave + 1 if s.wave is not None else None,
             "evidence": _vm_evidence(o, reached.get(s.index), evidence),
             "maintenanceResult": _str_or_none((maint.get(s.index) or {}).get("lastOperationResultCode")),
+            "guest": _guest(guest, s.vm.id, s.vm.name, run["ts"], last_end["ts"] if last_end else None, o),
         })
     acted_ok = sum(1 for v in vms if v["outcome"] == "succeeded")
     left_billed = sum(1 for v in vms if v["after"] == "stopped") if after else \
@@ -182,7 +187,21 @@ def build(records: list[Record]) -> Report:
                           for r in iter_type(records, "interrupted")],
         "resumes": [{"at": r.get("ts", ""), "user": r.get("user"), "host": r.get("host"), "command": r.get("command"),
                      "confirmedBy": _confirmed_by(r)} for r in resumed],
+        "guestJournals": [j.path for j in guest or []],
     }
+
+
+def _guest(journals: "list[GuestJournalFile] | None", vm_id: str, name: str, start: str, end: str | None,
+           outcome: Record | None) -> "GuestStory | None":
+    if not journals:
+        return None
+    from .guest.story import story, with_operation_end
+
+    found = story(journals, vm_id, name, start, end)
+    if found is None:
+        return None
+    ended = outcome["ts"] if outcome and outcome["status"] == "succeeded" else None
+    return with_operation_end(found, ended)
 
 
 def _confirmed_by(record: Record) -> str | None:

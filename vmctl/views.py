@@ -437,6 +437,51 @@ def coverage_warnings(cov: Coverage) -> list[str]:
 EVIDENCE_COLUMNS = ["SUBSCRIPTION", "GROUP", "NAME", "OPERATION", "STATUSES", "CALLER", "EVENT TIME (END)", "SUBMITTED (END)", "OPERATION ID"]
 
 
+GUEST_COLUMNS = ["GROUP", "NAME", "EVENT", "DRAIN", "APPROVED", "SAVED VS NOTBEFORE", "RECOVERED"]
+GUEST_LAYOUT = {"GROUP": Col(key=True), "NAME": Col(key=True), "RECOVERED": Col(drop=1)}
+
+
+def _minutes(seconds: float) -> str:
+    """14m 32s, 45s: a span an operator reads at a glance."""
+    whole = int(round(seconds))
+    return f"{whole // 60}m {whole % 60:02d}s" if whole >= 60 else f"{seconds:.1f}s"
+
+
+def guest_rows(rep: Report) -> list[list[str]]:
+    """One row per VM: what its watcher did (vmctl report --guest-journal)."""
+    rows = []
+    for v in rep["vms"]:
+        g = v.get("guest")
+        if g is None:
+            rows.append([v["resourceGroup"], v["name"], "no guest record", "-", "-", "-", "-"])
+            continue
+        if g["kind"] == "shutdown":
+            event = "shutdown (systemd)"
+        else:
+            event = f"{g['eventType']} ({g['eventSource']})" + (" ignored" if g["kind"] == "ignored" else "")
+        # a reason may carry the hook's output after ": " (the JSON has it whole)
+        drain = (f"ok {g['drainSeconds']:.1f}s" if g["drained"] and g["drainSeconds"] is not None else
+                 "ok" if g["drained"] else f"failed: {g['drainReason'].split(': ')[0]}" if g["drainReason"] else "no")
+        approved = ("yes" if g["approved"] else "no: the drain did not succeed" if not g["drained"] and
+                    g["kind"] == "event" else f"no: {g['approvalReason']}" if g["approvalReason"] else "no")
+        saved = _minutes(g["secondsSaved"]) if g["secondsSaved"] is not None else "-"
+        if g["operationEndedBeforeNotBefore"] is not None:
+            ended = g["operationEndedBeforeNotBefore"]
+            saved += f" (done {_minutes(ended)} before)" if ended > 0 else f" (done {_minutes(-ended)} after)"
+        recovered = "-" if g["recovered"] is None else "yes" if g["recovered"] else "failed"
+        rows.append([v["resourceGroup"], v["name"], event, drain, approved, saved, recovered])
+    return rows
+
+
+def guest_footer(rep: Report) -> str:
+    stories = [g for v in rep["vms"] if (g := v.get("guest")) is not None]
+    drained = sum(1 for g in stories if g["drained"])
+    approved = [g for g in stories if g["approved"]]
+    saved = sum(g["secondsSaved"] or 0.0 for g in approved)
+    return (f"Guest side: {len(stories)} of {len(rep['vms'])} VMs have a guest record; {drained} drained, "
+            f"{len(approved)} approved early" + (f", {_minutes(saved)} ahead of NotBefore in all." if approved else "."))
+
+
 def evidence_rows(rep: Report, journal: str | None = None) -> list[list[str]]:
     rows = []
     where = journal or "<the run's journal>"
@@ -543,6 +588,10 @@ def report_output(rep: Report, journal: str | None = None) -> Output:
             footer.append(f"{missing} operations have no Activity Log evidence yet; "
                           f"`vmctl evidence --journal {where}` fetches it later.")
         sections.append(Section(title, columns=EVIDENCE_COLUMNS, rows=ev_rows, layout=EVIDENCE_LAYOUT))
+    if rep.get("guestJournals"):
+        sections.append(Section(f"Guest side (from {len(rep['guestJournals'])} guest journals)",
+                                columns=GUEST_COLUMNS, rows=guest_rows(rep), layout=GUEST_LAYOUT))
+        footer.append(guest_footer(rep))
     return Output(kind="run-report", data=rep, summary=s, sections=sections, columns=columns,
                   rows=rows, footer=footer, layout=REPORT_LAYOUT,
                   row_styles=["failed" if v["outcome"] in FAILED_OUTCOMES else "ok" if v["outcome"] == "succeeded" else ""

@@ -133,13 +133,20 @@ def report_cmd(
     journal: Annotated[Path, typer.Argument(metavar="JOURNAL", help="A run journal (JSONL).")],
     report: ReportPath = None,
     bundle: Annotated[Optional[Path], typer.Option("--bundle", metavar="DIR", help="Write plan.json, journal.jsonl, report.md, report.json, evidence.json and SHA256SUMS into DIR.")] = None,
+    guest_journal: Annotated[Optional[list[Path]], typer.Option("--guest-journal", metavar="PATH", help="Guest journals collected from the VMs (a file, or a directory of .jsonl files; repeatable): show, per VM, whether its watcher drained and approved, and how long before NotBefore.")] = None,
     output: OutputFormat = None, query: Query = None, debug: Debug = False,
 ) -> None:
     """Re-render any past run from its journal (no request is sent).
 
+    With --guest-journal, each VM also shows its guest side during the run, from the journals of
+    `vmctl guest watch` collected from the VMs: the Scheduled Event it saw, whether the drain hook
+    succeeded, whether it approved the event and how long before NotBefore.
+
     Example:
 
         vmctl report ~/.local/state/vmctl/runs/20261122T101500Z-1a2b3c.jsonl -o markdown
+
+        vmctl report restart.jsonl --guest-journal ./guest-journals/
     """
     from .. import journal as jr
     from .. import preflight
@@ -150,8 +157,12 @@ def report_cmd(
     preflight.check_query(query)
     preflight.check_writable(report, "--report")
     preflight.check_bundle_dir(bundle)
+    guests = None
+    if guest_journal:
+        from ..guest.story import load
+        guests = load(guest_journal)
     records = jr.read(journal)
-    rep = build(records)
+    rep = build(records, guests)
     if bundle is not None:
         write_bundle(bundle, journal, records, rep)
     # re-rendering succeeds (exit 0) whatever the run's own exit code was; the data carries it

@@ -204,7 +204,7 @@ class Backend:
         self.imds.settle(now)
 
     def release(self, op: Operation, now: float, seconds: float) -> None:
-        """A held operation's Scheduled Event was approved: its reboot starts now."""
+        """A held operation's Scheduled Event was approved: its reboot starts at `now` (the event's start)."""
         op.impact_start, op.ends = now, now + seconds
         op.vm.rev += 1
         heapq.heappush(self._due, (op.ends, next(self._seq), op))

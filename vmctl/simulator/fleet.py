@@ -192,6 +192,7 @@ class ImdsSpec:
     started_seconds: float = 600.0        # Started -> removed, "about 10 min" (mock server median)
     idle_off_seconds: float = 86400.0     # the service switches off after 24 h without a call
     rate_per_second: float = 5.0          # "5 requests per second per VM", excess -> 429
+    approval_start_seconds: float = 15.0  # approval ends the wait "when possible": not at once (not established)
 
 
 @dataclass
@@ -611,9 +612,10 @@ def parse_event(raw: Any, where: str, vm_names: set[str] | None = None) -> Event
 
 def parse_imds(raw: Any, where: str = "imds") -> ImdsSpec:
     i = _check_keys(raw or {}, {"first_call_seconds", "events_flow_seconds", "started_seconds",
-                                "idle_off_seconds", "rate_per_second"}, where)
+                                "idle_off_seconds", "rate_per_second", "approval_start_seconds"}, where)
     spec = ImdsSpec()
-    for key in ("first_call_seconds", "events_flow_seconds", "started_seconds", "idle_off_seconds"):
+    for key in ("first_call_seconds", "events_flow_seconds", "started_seconds", "idle_off_seconds",
+                "approval_start_seconds"):
         if key in i:
             setattr(spec, key, _seconds(i[key], f"{where}.{key}", maximum=MAX_SPAN_SECONDS))
     if "rate_per_second" in i:

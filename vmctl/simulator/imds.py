@@ -20,7 +20,8 @@ more than `imds.rate_per_second` (5) requests a second to one VM are 429s.
 
 Left out: the network part of `/metadata/instance` beyond one private IP, attested data, identity
 tokens under a VM prefix (the ARM listener serves those), Terminate deleting the VM (it is
-deallocated), Azure waiting for other tenants on the host after an approval.
+deallocated). After an approval the event starts `imds.approval_start_seconds` (15) later, not at
+once: Azure starts it "when possible" and may wait for other tenants on the host (not established).
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class SimEvent:
     op_seconds: float = 0.0          # how long that operation's reboot itself takes
     approved_at: float | None = None
     approved_by: str | None = None
+    approval_start: float = 0.0      # after an approval, the event starts this much later (or at NotBefore)
     started_at: float | None = None
     removed_at: float | None = None
     cancelled: bool = False
@@ -95,8 +97,8 @@ class SimEvent:
     def start_at(self) -> float:
         if self.not_before is None:
             return self.created
-        if self.approved_at is not None and self.approved_at < self.not_before:
-            return self.approved_at
+        if self.approved_at is not None and self.approved_at + self.approval_start < self.not_before:
+            return self.approved_at + self.approval_start
         return self.not_before
 
     def record(self) -> dict[str, Any]:
@@ -253,9 +255,10 @@ class ImdsState:
             if ev.started_at is not None or ev.approved_at is not None:
                 continue  # 200 for any valid id, even one already approved or started
             ev.approved_at, ev.approved_by = now, vm.name
+            ev.approval_start = self.backend.fleet.imds.approval_start_seconds / self.scale
             self.approved += 1
             if ev.op is not None and ev.op.status == "InProgress":
-                self.backend.release(ev.op, now, ev.op_seconds)
+                self.backend.release(ev.op, ev.start_at(), ev.op_seconds)
         self.settle(now)
         return None
 

@@ -195,6 +195,7 @@ class Simulator:
             "IDENTITY_ENDPOINT": f"{self.url}/msi/token",
             "IDENTITY_HEADER": self.identity.header_secret,
             "AZURE_TOKEN_CREDENTIALS": "managedidentitycredential",
+            "VMCTL_SIM_IMDS_URL": self.imds_url,   # a VM's IMDS is $VMCTL_SIM_IMDS_URL/vm/NAME (guest side)
             **extra,
         }
 
