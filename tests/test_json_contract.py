@@ -56,7 +56,8 @@ def test_vm_list_envelope_snapshot(sim: SimHandle) -> None:
     assert stopped["stoppedButBilled"] is True and stopped["production"] is True and stopped["maintenance"] is None
     assert doc["summary"] == {
         "total": 2, "byPowerState": {"running": 1, "stopped": 1}, "stoppedButBilled": 1, "production": 1,
-        "maintenanceNotRead": 2, "subscriptions": [{"id": SUB_A, "name": "test-sub-a", "vmCount": 14}]}
+        "maintenanceNotRead": 2, "subscriptions": [{"id": SUB_A, "name": "test-sub-a", "vmCount": 14}],
+        "source": "arm"}
 
 
 def test_maintenance_keys_where_maintenance_is_read(sim: SimHandle) -> None:

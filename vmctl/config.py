@@ -87,6 +87,8 @@ class Config:
     parallel: int | None = None
     poll_interval: float = 5.0
     pace_scale: float = 1.0
+    source: str = "auto"                  # inventory.source: arm | graph | auto
+    graph_above_subscriptions: int = 3    # inventory.graph_above_subscriptions: auto reads more through Resource Graph
 
     def is_production(self, vm: Vm) -> bool:
         """Fail closed: a VM whose tags or properties could not be read counts as production."""
@@ -94,11 +96,13 @@ class Config:
 
 
 _SCHEMA: dict[str, set[str]] = {
-    "": {"subscriptions", "output", "cloud", "arm_endpoint", "production", "selection", "safety", "execution"},
+    "": {"subscriptions", "output", "cloud", "arm_endpoint", "production", "selection", "safety", "execution",
+         "inventory"},
     "production": {"default_rule", "rules"},
     "selection": {"tag_values_case_sensitive"},
     "safety": {"max_targets", "max_percent"},
     "execution": {"parallel", "poll_interval", "pace_scale"},
+    "inventory": {"source", "graph_above_subscriptions"},
 }
 _RULE_KEYS = {"tags", "values", "resource_groups", "subscriptions"}
 MAX_PACE_SCALE = 100000.0  # the simulator's --time-scale bound
@@ -254,6 +258,13 @@ def parse_config(doc: Mapping[str, object], path: Path | None = None) -> Config:
         raise ConfigError(f"{where}: output must be table, json, csv, markdown or tsv.")
     case_sensitive = _bool(data.get("selection", {}).get("tag_values_case_sensitive", True),
                            f"{where}: selection.tag_values_case_sensitive")
+    inventory = data.get("inventory", {})
+    source = inventory.get("source", "auto")
+    if source not in ("arm", "graph", "auto"):
+        raise ConfigError(f"{where}: inventory.source must be arm, graph or auto, not {source!r}.",
+                          "arm reads ARM's listings, graph Azure Resource Graph; auto picks by the scope.")
+    graph_above = int(_number(inventory.get("graph_above_subscriptions", 3),
+                              f"{where}: inventory.graph_above_subscriptions", whole=True, high=100000))
     return Config(
         path=path, subscriptions=_strs(data.get("subscriptions", []), f"{where}: subscriptions"),
         output=output, cloud=_str(data.get("cloud"), f"{where}: cloud"),
@@ -261,4 +272,5 @@ def parse_config(doc: Mapping[str, object], path: Path | None = None) -> Config:
         production_rules=tuple(rules), tag_values_case_sensitive=case_sensitive,
         max_targets=max_targets, max_percent=float(max_percent) if max_percent is not None else None,
         parallel=parallel, poll_interval=float(poll_interval), pace_scale=float(pace_scale),
+        source=source, graph_above_subscriptions=graph_above,
     )

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Literal, NotRequired, TypedDict
 from .cloud import FleetClient, ThrottledError
 from .config import Config
 from .errors import InputError, NotFoundError
-from .models import Vm, VmStatus
+from .models import Coverage, CoverageJson, FactSource, Vm, VmStatus
 from .pacing import Pacer
 from .selection import SelectionReport, Selector, selection_report
 
@@ -39,6 +39,8 @@ class Inventory:
     totals: dict[str, int]                   # id -> all VMs in the subscription (before selection)
     set_sizes: dict[str, int] = field(default_factory=dict)  # availability set key -> all its VMs
     selection: SelectionReport | None = None  # what was searched; values that matched no VM, with the closest names
+    source: FactSource = "arm"               # where it was read: ARM's listings or Azure Resource Graph
+    coverage: Coverage | None = None         # with Resource Graph: subscriptions asked for versus covered
 
 
 SubscriptionLister = Callable[[], list[tuple[str, str]]]  # (id, display name) of every visible subscription
@@ -58,7 +60,8 @@ def resolve_subscriptions(flags: Iterable[str], env_value: str | None, config: C
         subs = list(config.subscriptions)
     if not subs:
         raise InputError("No subscription given.",
-                         "Pass --subscription ID or NAME, set AZURE_SUBSCRIPTION_ID, or list subscriptions in the config file.")
+                         "Pass --subscription ID or NAME (or --all-subscriptions), set AZURE_SUBSCRIPTION_ID, or list "
+                         "subscriptions in the config file.")
     if any(not _GUID.match(s) for s in subs):
         if lister is None:
             bad = next(s for s in subs if not _GUID.match(s))
@@ -257,6 +260,9 @@ def _check_named_targets(client: FleetClient, selector: Selector, subscriptions:
                                 + "Check the name (`az group list -o table`) or the --subscription.")
 
 
+check_named_targets = _check_named_targets  # for the Resource Graph inventory (sources.py)
+
+
 class SubscriptionCount(TypedDict):
     id: str
     name: str
@@ -273,6 +279,8 @@ class FleetSummary(TypedDict):
     maintenanceNotRead: NotRequired[int]
     unreadable: NotRequired[int]
     subscriptions: NotRequired[list[SubscriptionCount]]
+    source: NotRequired[FactSource]
+    coverage: NotRequired[CoverageJson]
 
 
 def summarize(vms: Iterable[Vm]) -> FleetSummary:

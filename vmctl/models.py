@@ -17,7 +17,11 @@ SkipCode = Literal["unreadable", "state-unknown", "already-in-target-state", "pr
                    "ephemeral-os-disk", "hibernation-not-enabled", "hibernation-needs-running", "provisioning-failed",
                    "operation-in-progress", "not-running", "maintenance-not-pending", "maintenance-not-allowed",
                    "self-service-window-not-open", "self-service-window-closed", "deallocated",
-                   "pre-hook-failed", "vm-not-found"]
+                   "pre-hook-failed", "vm-not-found", "selection-changed"]
+# Where the facts a step was decided on came from: ARM's listings (or instance views), or Azure
+# Resource Graph alone (a snapshot up to a minute old; never the facts of a step that acts).
+FactSource = Literal["arm", "graph"]
+CoverageScope = Literal["subscriptions", "tenant", "managementGroup"]
 WaveMode = Literal["update-domain", "tag", "none"]
 HibernateFallback = Literal["fail", "deallocate"]
 
@@ -150,6 +154,66 @@ class VmStatus:
     read: bool = True                 # False: the source had no status for this VM
 
 
+class CoverageJson(TypedDict):
+    """What a Resource Graph inventory covered (the `coverage` key of vm-list and plan JSON)."""
+
+    scope: CoverageScope
+    managementGroup: str | None
+    asked: list[str] | None          # null for a management group (its subscriptions are Azure's to know)
+    unreadable: list[str]
+    withVms: list[str]
+    withoutVms: list[str]
+    tenantSubscriptionLimitHit: bool
+    queries: int
+    throttled: int
+    maxAgeSeconds: int
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What a Resource Graph inventory covered: subscriptions asked for versus those that returned
+    rows, never assumed. Resource Graph drops a subscription the caller cannot read without a word
+    (wire §13.3), so `unreadable` comes from ARM's GET /subscriptions: an asked subscription absent
+    there. A readable one that returned no row has no VMs."""
+
+    scope: CoverageScope
+    management_group: str | None = None
+    asked: tuple[str, ...] | None = ()       # None for a management group
+    unreadable: tuple[str, ...] = ()
+    with_vms: tuple[str, ...] = ()
+    without_vms: tuple[str, ...] = ()
+    tenant_limit_hit: bool = False   # x-ms-tenant-subscription-limit-hit: only the first 10,000 were covered
+    queries: int = 0
+    throttled: int = 0               # 429s met (and waited out)
+    max_age_seconds: int = 60        # Resource Graph's documented staleness
+
+    def as_json(self) -> CoverageJson:
+        return {"scope": self.scope, "managementGroup": self.management_group,
+                "asked": None if self.asked is None else list(self.asked), "unreadable": list(self.unreadable),
+                "withVms": list(self.with_vms), "withoutVms": list(self.without_vms),
+                "tenantSubscriptionLimitHit": self.tenant_limit_hit, "queries": self.queries,
+                "throttled": self.throttled, "maxAgeSeconds": self.max_age_seconds}
+
+    @classmethod
+    def from_json(cls, d: CoverageJson) -> Coverage:
+        asked = d.get("asked")
+        return cls(d["scope"], d.get("managementGroup"), None if asked is None else tuple(asked),
+                   tuple(d.get("unreadable") or ()), tuple(d.get("withVms") or ()), tuple(d.get("withoutVms") or ()),
+                   bool(d.get("tenantSubscriptionLimitHit")), int(d.get("queries") or 0), int(d.get("throttled") or 0),
+                   int(d.get("maxAgeSeconds") or 60))
+
+
+@dataclass(frozen=True)
+class Fact:
+    """For a plan built from Resource Graph: where one VM's facts came from, what the ARM re-check
+    found different, and the skip it forces (the VM is gone, no longer selected, or could not be
+    re-read)."""
+
+    source: FactSource
+    note: str = ""
+    skip: SkipCode | None = None
+
+
 # ---------------------------------------------------------------- plans (built by the planner, run by the executor)
 TARGET = {"powerOff": "stopped", "deallocate": "deallocated", "start": "running", "restart": "running",
           "performMaintenance": "running"}
@@ -196,6 +260,8 @@ class Step:
     hibernate: bool = False
     path: str = ""              # for deallocate --hibernate: "hibernate" or "deallocate (fallback)"
     wave: int | None = None     # maintenance: the wave this step runs in (0-based)
+    source: FactSource = "arm"  # where the facts this step was decided on came from
+    recheck: str = ""           # a plan from Resource Graph: what ARM said differently ("" when it agreed)
 
     @property
     def acts(self) -> bool:
@@ -223,6 +289,8 @@ class Plan:
     refusals: tuple[str, ...] = ()
     totals: dict[str, int] = field(default_factory=dict)  # subscription id -> all VMs (for --max-percent)
     set_sizes: dict[str, int] = field(default_factory=dict)  # availability set -> all its VMs (wave shares)
+    source: FactSource = "arm"  # where the inventory was read: ARM's listings or Azure Resource Graph
+    coverage: Coverage | None = None  # with Resource Graph: what the inventory covered
 
     @property
     def waves(self) -> list[list[Step]]:

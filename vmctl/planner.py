@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from .models import TARGET as TARGET
 from .models import TRANSITIONAL as TRANSITIONAL
-from .models import Action, SkipCode, Vm, WaveBy, vm_busy
+from .models import Action, Coverage, CoverageJson, Fact, FactSource, SkipCode, Vm, WaveBy, vm_busy
 from .models import Options as Options
 from .models import Plan as Plan
 from .models import Step as Step
@@ -47,6 +47,8 @@ SKIP_TEXT: dict[SkipCode, str] = {
     "self-service-window-not-open": "the self-service window is not open yet; vmctl maintenance status shows when it opens",
     "self-service-window-closed": "the self-service window has closed; Azure does it in its scheduled window",
     "deallocated": "deallocated: it is placed on an updated host when it next starts",
+    "vm-not-found": "not found through ARM (deleted since Resource Graph's snapshot, or no longer readable): nothing sent",
+    "selection-changed": "no longer matches the selection as ARM reads it now: not acted on",
 }
 
 
@@ -139,9 +141,12 @@ def guard_refusals(steps: list[Step], opts: Options, totals: dict[str, int]) -> 
 
 def build_plan(verb: str, vms: list[Vm], opts: Options, totals: dict[str, int] | None = None,
                now: datetime | None = None, run_id: str | None = None,
-               set_sizes: dict[str, int] | None = None) -> Plan:
+               set_sizes: dict[str, int] | None = None, *, facts: Mapping[str, Fact] | None = None,
+               source: FactSource = "arm", coverage: Coverage | None = None) -> Plan:
+    """`facts` (a plan from Resource Graph, by VM key): where each VM's facts came from, what the
+    ARM re-check found, and a skip it forces; a VM without one was read through ARM."""
     action = VERBS[verb]
-    steps = [plan_step(i, vm, action, opts, now) for i, vm in enumerate(vms)]
+    steps = [_with_fact(i, vm, action, opts, now, (facts or {}).get(vm.key)) for i, vm in enumerate(vms)]
     if action == "performMaintenance":
         steps = assign_waves(steps, opts.wave_by, opts.parallel)
     totals = totals or {}
@@ -149,7 +154,15 @@ def build_plan(verb: str, vms: list[Vm], opts: Options, totals: dict[str, int] |
         run_id=run_id or new_run_id(now), verb=verb, action=action, steps=tuple(steps), options=opts,
         created_at=iso(now or datetime.now(timezone.utc)) or "",
         refusals=tuple(guard_refusals(steps, opts, totals)), totals=dict(totals), set_sizes=dict(set_sizes or {}),
+        source=source, coverage=coverage,
     )
+
+
+def _with_fact(i: int, vm: Vm, action: Action, opts: Options, now: datetime | None, fact: Fact | None) -> Step:
+    if fact is None:
+        return plan_step(i, vm, action, opts, now)
+    step = _skip(i, vm, fact.skip) if fact.skip else plan_step(i, vm, action, opts, now)
+    return replace(step, source=fact.source, recheck=fact.note)
 
 
 WAVE_SIZE = 20  # maintenance: VMs outside availability sets per wave when --parallel is not given
@@ -222,7 +235,8 @@ def step_json(s: Step) -> dict[str, object]:
     from .views import vm_json
 
     return {"index": s.index, "vm": vm_json(s.vm, datetime.now(timezone.utc)), "action": s.action, "skip": s.skip,
-            "detail": s.detail, "hibernate": s.hibernate, "path": s.path, "wave": s.wave, "model": vm_model(s.vm)}
+            "detail": s.detail, "hibernate": s.hibernate, "path": s.path, "wave": s.wave, "model": vm_model(s.vm),
+            "source": s.source, "recheck": s.recheck}
 
 
 def vm_model(vm: Vm) -> dict[str, object]:
@@ -257,7 +271,8 @@ def plan_json(plan: Plan) -> dict[str, object]:
     return {"runId": plan.run_id, "verb": plan.verb, "action": plan.action, "createdAt": plan.created_at,
             "options": {**asdict(plan.options), "wave_by": str(plan.options.wave_by)}, "refusals": list(plan.refusals), "totals": plan.totals,
             "setSizes": plan.set_sizes,
-            "summary": plan.summary(), "steps": [step_json(s) for s in plan.steps]}
+            "summary": plan.summary(), "steps": [step_json(s) for s in plan.steps], "source": plan.source,
+            "coverage": plan.coverage.as_json() if plan.coverage is not None else None}
 
 
 def _vm_from_display(d: _Json) -> Vm:
@@ -290,10 +305,18 @@ def plan_from_json(doc: Mapping[str, object]) -> Plan:
     d: _Json = dict(doc)
     steps = tuple(Step(s["index"], _vm_from_model(s["model"]) if s.get("model") else _vm_from_display(s["vm"]),
                        s["action"], s["skip"], s["detail"], s["hibernate"],
-                       s["path"], s.get("wave")) for s in d["steps"])
+                       s["path"], s.get("wave"), _source(s.get("source")), str(s.get("recheck") or ""))
+                  for s in d["steps"])
     opts = dict(d["options"])
     opts["hook_env"] = tuple(opts.get("hook_env") or ())
     opts["wave_by"] = WaveBy.parse(opts.get("wave_by") or "update-domain")
+    coverage: CoverageJson | None = d.get("coverage")
     return Plan(run_id=d["runId"], verb=d["verb"], action=d["action"], steps=steps, options=Options(**opts),
                 created_at=d["createdAt"], refusals=tuple(d["refusals"]), totals=dict(d.get("totals") or {}),
-                set_sizes=dict(d.get("setSizes") or {}))
+                set_sizes=dict(d.get("setSizes") or {}), source=_source(d.get("source")),
+                coverage=Coverage.from_json(coverage) if coverage else None)
+
+
+def _source(value: object) -> FactSource:
+    """A saved plan's `source` (plans saved before it existed: arm)."""
+    return "graph" if value == "graph" else "arm"

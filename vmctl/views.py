@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypedDict
 
-from .models import FAILED_OUTCOMES, Maintenance, Plan, Vm
+from .models import FAILED_OUTCOMES, Coverage, Maintenance, Plan, Vm
 from .render import Col, LazyItems, Output, Section
 from .timefmt import iso, local, relative, utc
 
@@ -94,7 +94,7 @@ LIST_COLUMNS = ["SUBSCRIPTION", "GROUP", "NAME", "LOCATION", "SIZE", "POWER", "P
 LIST_LAYOUT = {"GROUP": Col(key=True), "NAME": Col(key=True), "PROVISIONING": Col(drop=1), "LOCATION": Col(drop=2),
                "FLAGS": Col(drop=3), "SIZE": Col(drop=4), "PLACEMENT": Col(drop=5), "MAINTENANCE": Col(drop=6)}
 PLAN_LAYOUT = {"#": Col(key=True), "GROUP": Col(key=True), "NAME": Col(key=True), "POWER": Col(drop=2),
-               "PLACEMENT": Col(drop=1), "ACTION": Col(note=False)}
+               "PLACEMENT": Col(drop=1), "ACTION": Col(note=False), "FACTS": Col(drop=3)}
 REPORT_LAYOUT = {"GROUP": Col(key=True), "NAME": Col(key=True), "ACTION": Col(note=False), "RETRIES": Col(drop=1),
                  "BEFORE": Col(drop=2),
                  "DURATION": Col(drop=3), "CORRELATION ID": Col(short="id", drop=4), "WAVE": Col(drop=5)}
@@ -122,7 +122,8 @@ def list_footer(summary: FleetSummary) -> list[str]:
     if summary["stoppedButBilled"]:
         lines.append(f"{summary['stoppedButBilled']} stopped but still billed for compute: deallocate them to stop paying.")
     if summary.get("maintenanceNotRead"):
-        lines.append(f"MAINTENANCE ?: Azure's status listing did not carry it for {summary['maintenanceNotRead']} VMs; "
+        source = "Azure Resource Graph does" if summary.get("source") == "graph" else "Azure's status listing did"
+        lines.append(f"MAINTENANCE ?: {source} not carry it for {summary['maintenanceNotRead']} VMs; "
                      "`vmctl maintenance status` reads it (one request per VM).")
     if summary.get("unreadable"):
         lines.append(f"{summary['unreadable']} VMs could not be read (tags and properties unknown): counted as production.")
@@ -211,6 +212,7 @@ def plan_output(plan: Plan) -> Output:
     from .planner import plan_json
 
     maint = plan.action == "performMaintenance"
+    graph = plan.source == "graph"
     rows = []
     for s in plan.steps:
         action = ((s.path if s.path.startswith(s.action or "") else f"{s.action} ({s.path})") if s.path
@@ -219,6 +221,8 @@ def plan_output(plan: Plan) -> Output:
                power_label(s.vm), "PROD" if s.vm.production else "", action, s.detail]
         if maint:
             row[4:4] = [placement(s.vm), str(s.wave + 1) if s.wave is not None else "-"]
+        if graph:
+            row.insert(len(row) - 2, s.source + (" (changed)" if s.recheck else ""))
         rows.append(row)
     sm = plan.summary()
     acts = ", ".join(f"{n} {a}" for a, n in sm["actions"].items()) or "nothing to do"
@@ -233,6 +237,8 @@ def plan_output(plan: Plan) -> Output:
         if sm["acting"]:
             footer.append("Azure's guidance: maintenance redeploys the VM, so temporary-disk data is lost; a VM "
                           "deallocated or resized after the notice can lose (or re-gain) its maintenance status.")
+    if graph:
+        footer += fact_lines(plan)
     for r in plan.refusals:
         footer.append(f"REFUSED: {r}.")
     styles = ["prod" if (s.acts and plan.options.skip_shutdown) or (s.acts and s.vm.production) else
@@ -240,9 +246,29 @@ def plan_output(plan: Plan) -> Output:
     columns = ["#", "SUBSCRIPTION", "GROUP", "NAME", "POWER", "PROD", "ACTION", "CONSEQUENCE / REASON"]
     if maint:
         columns[4:4] = ["PLACEMENT", "WAVE"]
+    if graph:
+        columns.insert(len(columns) - 2, "FACTS")
     return Output(kind="plan", data=plan_json(plan), summary=sm, columns=columns,
                   rows=[[cell or "" for cell in row] for row in rows], footer=footer, row_styles=styles,
                   layout=PLAN_LAYOUT, recap=prompt_recap(plan))
+
+
+def fact_lines(plan: Plan, most: int = 10) -> list[str]:
+    """A plan from Resource Graph: where its facts came from, and what the ARM re-check changed."""
+    out = coverage_lines(plan.coverage) if plan.coverage is not None else []
+    out += [f"WARNING: {w}." for w in (coverage_warnings(plan.coverage) if plan.coverage is not None else [])]
+    arm = [s for s in plan.steps if s.source == "arm"]
+    subs = {s.vm.subscription_id for s in arm}
+    out.append(f"FACTS: every step that acts was re-read through ARM just now ({len(arm)} VMs in {len(subs)} "
+               f"subscription(s), source arm); {len(plan.steps) - len(arm)} steps rest on Resource Graph alone "
+               "(source graph) and none of them acts.")
+    changed = [s for s in plan.steps if s.recheck]
+    for s in changed[:most]:
+        out.append(f"ARM re-check, {s.vm.resource_group}/{s.vm.name}: {s.recheck} -> "
+                   f"{s.action if s.acts else 'skip: ' + str(s.skip)}.")
+    if len(changed) > most:
+        out.append(f"ARM re-check: {len(changed) - most} more steps changed (the plan's JSON has each step's `recheck`).")
+    return out
 
 
 BILLING = {"powerOff": "left stopped and STILL BILLED for compute", "deallocate": "no longer billed for compute",
@@ -365,6 +391,11 @@ def vm_list_output(inv: Inventory, subscriptions: list[str], tag_columns: list[s
     summary = summarize(inv.vms)
     summary["subscriptions"] = [{"id": s, "name": inv.subscriptions[s], "vmCount": inv.totals[s]}
                                 for s in subscriptions]
+    summary["source"] = inv.source
+    footer = list_footer(summary)
+    if inv.coverage is not None:
+        summary["coverage"] = inv.coverage.as_json()
+        footer += coverage_lines(inv.coverage) + [f"WARNING: {w}." for w in coverage_warnings(inv.coverage)]
     def rows() -> tuple[list[list[str]], list[str]]:
         return ([list_row(vm, now, tag_columns) for vm in inv.vms],
                 ["prod" if vm.production else "stopped" if vm.stopped_but_billed else
@@ -373,8 +404,33 @@ def vm_list_output(inv: Inventory, subscriptions: list[str], tag_columns: list[s
     return Output(
         kind="vm-list", data=LazyItems(inv.vms, lambda vm: vm_json(vm, now)), summary=summary,
         columns=LIST_COLUMNS + [f"TAG:{t}" for t in tag_columns], build_rows=rows,
-        footer=list_footer(summary), layout=LIST_LAYOUT,
+        footer=footer, layout=LIST_LAYOUT,
     )
+
+
+def coverage_lines(cov: Coverage) -> list[str]:
+    """What a Resource Graph inventory covered, in a sentence (table footers)."""
+    where = (f"management group {cov.management_group}" if cov.scope == "managementGroup" else
+             "every subscription this identity can read" if cov.scope == "tenant" else "the subscriptions asked for")
+    asked = f" of {len(cov.asked)} asked" if cov.asked is not None else ""
+    return [f"Source: Azure Resource Graph over {where} (a snapshot up to {cov.max_age_seconds} s old): "
+            f"{len(cov.with_vms)} subscription(s){asked} returned VMs, {len(cov.without_vms)} have none; "
+            f"{cov.queries} {'query' if cov.queries == 1 else 'queries'}"
+            + (f", {cov.throttled} throttled and waited out" if cov.throttled else "") + "."]
+
+
+def coverage_warnings(cov: Coverage) -> list[str]:
+    """What the operator must not miss: subscriptions asked for that were not covered."""
+    out = []
+    if cov.unreadable:
+        out.append(f"{len(cov.unreadable)} subscription(s) asked for cannot be read by this identity, so their VMs "
+                   f"are not included: {', '.join(cov.unreadable)} (absent from GET /subscriptions; Azure Resource "
+                   "Graph drops them without a word)")
+    if cov.tenant_limit_hit:
+        out.append("Azure Resource Graph covered only the first 10,000 subscriptions of the scope "
+                   "(x-ms-tenant-subscription-limit-hit): VMs in the others are not included; name the "
+                   "subscriptions with --subscription instead")
+    return out
 
 
 # ---------------------------------------------------------------- the run report (data from report.build)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # for annotations only: importing the cloud or config modules
     from ..cloud import Connection
     from ..config import Config
     from ..selection import Selector
+    from ..sources import Scope, Source
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -39,6 +40,17 @@ class SelectionArgs(TypedDict):
 Subscriptions = Annotated[list[str], typer.Option(
     "--subscription", "-s", metavar="ID|NAME",
     help="Subscription ID or name (repeatable). Default: AZURE_SUBSCRIPTION_ID, then the config file.")]
+FleetSource = Annotated[Optional[str], typer.Option(
+    "--source", metavar="arm|graph|auto",
+    help="Where the fleet is read: arm (ARM's listings: current, 2 requests per 200 VMs per subscription), graph "
+         "(Azure Resource Graph: 1 query per 1,000 VMs over many subscriptions, up to a minute stale; a plan is "
+         "re-checked through ARM before acting) or auto (graph above 3 subscriptions or for a management group). "
+         "Default: the config's inventory.source, else auto.")]
+AllSubscriptions = Annotated[bool, typer.Option(
+    "--all-subscriptions", help="Every subscription this identity can read (GET /subscriptions), instead of --subscription.")]
+ManagementGroup = Annotated[Optional[str], typer.Option(
+    "--management-group", metavar="ID",
+    help="Every subscription under this management group, read through Azure Resource Graph.")]
 Cloud = Annotated[Optional[str], typer.Option(
     "--cloud", metavar="NAME", help="AzureCloud (default), AzureUSGovernment or AzureChinaCloud: picks ARM endpoint, token scope, authority.")]
 ArmEndpoint = Annotated[Optional[str], typer.Option(
@@ -157,6 +169,9 @@ class Common:
     output: str | None
     query: str | None
     debug: bool
+    source: str | None = None            # --source (None: the config's, else auto)
+    all_subscriptions: bool = False      # --all-subscriptions
+    management_group: str | None = None  # --management-group
 
 
 @dataclass(frozen=True)
@@ -168,6 +183,8 @@ class CommandContext:
     selector: Selector
     subscriptions: list[str]
     connection: Connection
+    source: Source = "arm"     # where the fleet is read (--source, resolved for this scope)
+    scope: Scope | None = None
 
 
 def resolve_output(flag: str | None, config_output: str | None) -> str:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # annotations only: the CLI imports the core lazily so that -
     from ..run import ProgressModel, ProgressView
 
 from ._common import (
+    AllSubscriptions,
     AllVms,
     ArmEndpoint,
     Cloud,
@@ -35,10 +36,12 @@ from ._common import (
     ConfigPath,
     Debug,
     ExcludeTags,
+    FleetSource,
     Groups,
     Ids,
     IncludeProduction,
     Locations,
+    ManagementGroup,
     Names,
     OutputFormat,
     PowerStates,
@@ -323,7 +326,7 @@ def run_action(
 ) -> None:
     from ..cloud import make_client
     from ..errors import REFUSED, GuardRefusal, InputError
-    from ..inventory import Need, load_inventory
+    from ..inventory import Need
     from ..journal import write_private
     from ..models import Options
     from ..planner import build_plan, plan_json
@@ -331,10 +334,10 @@ def run_action(
     from ..safety import STOP_BILLED, confirm, plan_drift, stop_or_deallocate
     from ..selection import require_match
     from ..views import plan_output
-    from .inventory import _setup
+    from .inventory import _setup, read_fleet
 
     ctx = _setup(common, all_vms=all_vms, **sel)
-    cfg, fmt, selector, subs, connection = ctx.config, ctx.fmt, ctx.selector, ctx.subscriptions, ctx.connection
+    cfg, fmt, selector, connection = ctx.config, ctx.fmt, ctx.selector, ctx.connection
     if hibernate_fallback != "fail" and hibernate_fallback != "deallocate":
         raise InputError(f"--hibernate-fallback '{hibernate_fallback}' is not fail or deallocate.")
     if hibernate_fallback != "fail" and not hibernate:
@@ -386,10 +389,15 @@ def run_action(
     client = make_client(connection)
     pacer = make_pacer(cfg)
     needs: tuple[Need, ...] = ("maintenance", "domains") if verb == "maintenance start" else ()
-    inv = load_inventory(client, subs, selector, cfg, needs=needs, pacer=pacer)  # before
+    inv = read_fleet(ctx, client, needs, pacer)  # before
     if inv.selection is not None:
         require_match(inv.selection, len(inv.vms))
-    plan = build_plan(verb, list(inv.vms), opts, totals=inv.totals, set_sizes=inv.set_sizes)
+    if inv.source == "graph":  # Resource Graph's facts may be a minute old: what the plan acts on is re-read through ARM
+        from ..sources import plan_from_graph
+
+        plan = plan_from_graph(client, verb, inv, opts, selector, cfg, needs=needs, read_pacer=pacer)
+    else:
+        plan = build_plan(verb, list(inv.vms), opts, totals=inv.totals, set_sizes=inv.set_sizes)
     if stop_refused:
         plan = replace(plan, refusals=plan.refusals + (STOP_BILLED.rstrip("."),))
     if plan_out:
@@ -581,7 +589,8 @@ def _action_options(
     parallel: Parallel = None, timeout: Timeout = 3600.0, pre_hook: PreHook = None, post_hook: PostHook = None,
     hook_timeout: HookTimeout = 300.0, hook_env: HookEnv = [], evidence_wait: EvidenceWait = "10m",
     no_evidence_wait: NoEvidenceWait = False,
-    subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
+    subscription: Subscriptions = [], all_subscriptions: AllSubscriptions = False, management_group: ManagementGroup = None,
+    source: FleetSource = None, cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
     output: OutputFormat = None, query: Query = None, debug: Debug = False, verbose: Verbose = False,
 ) -> None:
     """The options every action command shares: this signature is their one definition."""
@@ -599,7 +608,7 @@ def action_command(verb: str, doc: str, extras: Callable[..., RunExtras] | None 
         with Signals() as signals:  # from the first request to the report: exit 130/143, journal exact
             run_action(
                 verb, Common(kw["subscription"], kw["cloud"], kw["arm_endpoint"], kw["config"], kw["output"],
-                             kw["query"], kw["debug"]),
+                             kw["query"], kw["debug"], kw["source"], kw["all_subscriptions"], kw["management_group"]),
                 _sel(kw["resource_group"], kw["name"], kw["ids"], kw["tag"], kw["exclude_tag"], kw["location"],
                      kw["power_state"], kw["include_production"]),
                 dry_run=kw["dry_run"], yes=kw["yes"], plan_out=kw["plan_out"], journal_path=kw["journal"],

@@ -90,7 +90,8 @@ def apply_cmd(
     opts = approved.options
     with Signals() as signals:  # as any action command: 130/143, journal exact, report written
         run_action(
-            approved.verb, Common(subs, cloud, arm_endpoint, config, output, query, debug), sel, dry_run=dry_run,
+            # only the plan's VMs, read afresh through ARM whatever source made the plan
+            approved.verb, Common(subs, cloud, arm_endpoint, config, output, query, debug, source="arm"), sel, dry_run=dry_run,
             yes=yes, plan_out=None, journal_path=journal, report_path=report, ticket=opts.ticket,
             max_targets=opts.max_targets, max_percent=opts.max_percent, parallel=opts.parallel, timeout=opts.timeout,
             pre_hook=opts.pre_hook, post_hook=opts.post_hook, hook_timeout=opts.hook_timeout, hook_env=opts.hook_env,

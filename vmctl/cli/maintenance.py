@@ -9,16 +9,19 @@ import typer
 
 from ..timefmt import parse_duration
 from ._common import (
+    AllSubscriptions,
     ArmEndpoint,
     Cloud,
     Common,
     ConfigPath,
     Debug,
     ExcludeTags,
+    FleetSource,
     Groups,
     Ids,
     IncludeProduction,
     Locations,
+    ManagementGroup,
     Names,
     OutputFormat,
     PowerStates,
@@ -43,7 +46,8 @@ app = typer.Typer(help="""Planned platform maintenance: see what is pending, sta
 def status_cmd(
     resource_group: Groups = [], name: Names = [], ids: Ids = [], tag: Tags = [], exclude_tag: ExcludeTags = [],
     location: Locations = [], power_state: PowerStates = [], include_production: IncludeProduction = False,
-    subscription: Subscriptions = [], cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
+    subscription: Subscriptions = [], all_subscriptions: AllSubscriptions = False, management_group: ManagementGroup = None,
+    source: FleetSource = None, cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
     output: OutputFormat = None, query: Query = None, debug: Debug = False, verbose: Verbose = False,
 ) -> None:
     """Every selected VM with pending platform maintenance, most urgent first.
@@ -57,15 +61,15 @@ def status_cmd(
         vmctl maintenance status -s 00000000-0000-0000-0000-000000000001 -o markdown
     """
     from ..cloud import make_client
-    from ..inventory import load_inventory
     from ..render import emit
     from ..views import maintenance_status_output
-    from .inventory import _setup
+    from .inventory import _setup, read_fleet
 
-    common = Common(subscription, cloud, arm_endpoint, config, output, query, debug)
+    common = Common(subscription, cloud, arm_endpoint, config, output, query, debug, source, all_subscriptions,
+                    management_group)
     ctx = _setup(common, **_sel(resource_group, name, ids, tag, exclude_tag, location, power_state, include_production))
-    inv = load_inventory(make_client(ctx.connection), ctx.subscriptions, ctx.selector, ctx.config,
-                         needs=("maintenance", "domains"), pacer=make_pacer(ctx.config))
+    # maintenance is read from each selected VM's instance view whichever the source (wire §13.5)
+    inv = read_fleet(ctx, make_client(ctx.connection), ("maintenance", "domains"), make_pacer(ctx.config))
     emit(maintenance_status_output(list(inv.vms), datetime.now(timezone.utc)), ctx.fmt, query)
 
 

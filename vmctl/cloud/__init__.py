@@ -104,6 +104,39 @@ class Event(TypedDict, total=False):
 OnHeaders = Callable[[dict[str, str]], None]  # sees each response's headers (rate-limit counters)
 
 
+class GraphRow(TypedDict):
+    """One row of vmctl's Resource Graph fleet query (wire contract §13.4): exactly its 14 columns.
+    Every derived column is a string, `""` where the VM has no such property."""
+
+    id: str
+    name: str
+    resourceGroup: str        # lower-case, as Resource Graph returns it
+    subscriptionId: str
+    location: str
+    tags: dict[str, str]
+    vmSize: str
+    powerState: str           # PowerState/running, ...; "" when Resource Graph has no instance view yet
+    availabilitySetId: str
+    zone: str
+    vmssId: str
+    osDiskEphemeral: str      # "Local" for an ephemeral OS disk
+    hibernationEnabled: str   # "true", "false" or ""
+    priority: str             # Regular, Low, Spot or ""
+
+
+@dataclass(frozen=True)
+class GraphPage:
+    """One page of a Resource Graph query, with what its headers said about the caller's quota."""
+
+    rows: tuple[GraphRow, ...]
+    total_records: int
+    skip_token: str | None            # present while more rows remain
+    truncated: bool                   # resultTruncated "true": the rows were capped, no paging possible
+    quota_remaining: int | None       # x-ms-user-quota-remaining
+    quota_resets_after: float | None  # x-ms-user-quota-resets-after, in seconds
+    tenant_limit_hit: bool            # x-ms-tenant-subscription-limit-hit: the scope was cut to the first 10,000
+
+
 class FleetClient(Protocol):
     connection: "Connection"  # where ARM is: the journal records it
 
@@ -144,6 +177,14 @@ class FleetClient(Protocol):
     def activity_events(self, subscription_id: str, flt: str, select: str | None = None,
                         on_headers: OnHeaders | None = None) -> list[Event]:
         """Every event of every page matching the OData filter, compacted."""
+
+    def graph_page(self, query: str, *, subscriptions: list[str] | None = None,
+                   management_groups: list[str] | None = None, skip_token: str | None = None,
+                   top: int = 1000) -> GraphPage:
+        """One page of an Azure Resource Graph query (POST /providers/Microsoft.ResourceGraph/resources)
+        over the subscriptions, the management groups, or (neither) the tenant. A 429 is raised as
+        ThrottledError (its retry_after from the quota headers); a scope with no readable
+        subscription as AccessDeniedError."""
 
 
 def make_client(connection: Connection) -> FleetClient:

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping, cast
 
 from ..models import Maintenance, Vm, VmStatus
 from ..timefmt import parse_iso
-from . import Event, InstanceViewJson
+from . import Event, GraphRow, InstanceViewJson
 
 NOT_IN_FULL_LISTING = ("not in the full VM listing (created or changed between the two listings, or Azure "
                        "left it out): its tags and properties are unknown")
@@ -256,3 +256,41 @@ def event_from_json(e: Json) -> Event:
     if props.get("statusMessage"):
         out["statusMessage"] = str(props["statusMessage"])
     return out
+
+
+# ---------------------------------------------------------------- Azure Resource Graph (wire contract §13.4)
+def _s(v: Any) -> str:
+    return "" if v is None else str(v)
+
+
+def graph_row(d: Json) -> GraphRow:
+    """A row of the fleet query as it came (objectArray) -> its 14 typed columns; a column Azure
+    left out is `""` (Kusto's tostring(null)), tags `{}`."""
+    tags = d.get("tags")
+    return {"id": _s(d.get("id")), "name": _s(d.get("name")), "resourceGroup": _s(d.get("resourceGroup")),
+            "subscriptionId": _s(d.get("subscriptionId")), "location": _s(d.get("location")),
+            "tags": {str(k): _s(v) for k, v in tags.items()} if isinstance(tags, dict) else {},
+            "vmSize": _s(d.get("vmSize")), "powerState": _s(d.get("powerState")),
+            "availabilitySetId": _s(d.get("availabilitySetId")), "zone": _s(d.get("zone")),
+            "vmssId": _s(d.get("vmssId")), "osDiskEphemeral": _s(d.get("osDiskEphemeral")),
+            "hibernationEnabled": _s(d.get("hibernationEnabled")), "priority": _s(d.get("priority"))}
+
+
+def vm_from_graph_row(row: GraphRow, subscription_name: str) -> Vm:
+    """A Resource Graph row -> Vm. What the query does not carry stays unknown, never guessed:
+    provisioning state "", no update/fault domain, maintenance not known (§13.5: not reachable
+    through Resource Graph). A row without a power state is `unknown` (its instance view is read).
+    The resource group comes from the id (Resource Graph lower-cases `resourceGroup`)."""
+    parts = row["id"].split("/")
+    code = row["powerState"]
+    power = code.split("/", 1)[1].lower() if code.lower().startswith("powerstate/") else "unknown"
+    return Vm(subscription_id=intern((parts[2] if len(parts) > 2 else row["subscriptionId"]).lower()),
+              resource_group=intern(parts[4] if len(parts) > 4 else row["resourceGroup"]),
+              name=row["name"] or parts[-1], id=row["id"], location=intern(row["location"]),
+              size=intern(row["vmSize"]), power_state=power, subscription_name=subscription_name,
+              availability_set=_last(row["availabilitySetId"] or None), zones=(row["zone"],) if row["zone"] else (),
+              tags={intern(k): intern(v) for k, v in row["tags"].items()},
+              ephemeral_os_disk=row["osDiskEphemeral"].lower() == "local",
+              hibernation_enabled=row["hibernationEnabled"].lower() == "true",
+              priority=row["priority"] or "Regular", scale_set=_last(row["vmssId"] or None),
+              maintenance_known=False)

@@ -50,6 +50,7 @@ from . import (
     ActionError,
     Connection,
     Event,
+    GraphPage,
     InstanceViewJson,
     OnHeaders,
     OperationStatus,
@@ -65,6 +66,7 @@ from .arm_json import (
     ModelValues,
     StatusListing,
     event_from_json,
+    graph_row,
     instance_view_of,
     join_listings,
     model_values,
@@ -106,6 +108,21 @@ def _duration(start: Any, end: Any) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
+
+
+def _hms(value: str | None) -> float | None:
+    """`x-ms-user-quota-resets-after` ("00:00:05", or "1.00:00:05" with days) -> seconds."""
+    if not value:
+        return None
+    head, _, rest = value.strip().partition(":")
+    days, _, hours = head.rpartition(".")
+    parts = [hours, *rest.split(":")]
+    try:
+        if len(parts) != 3:
+            return None
+        return float(days or 0) * 86400 + float(parts[0]) * 3600 + float(parts[1]) * 60 + float(parts[2])
+    except ValueError:
+        return None
 
 
 def _ratelimit(headers: dict[str, str]) -> dict[str, str]:
@@ -199,6 +216,7 @@ class AzureFleet:
         self._clients: dict[str, ComputeManagementClient] = {}
         self._reads: dict[str, ReadPipeline] = {}
         self._monitors: dict[str, Any] = {}
+        self._graph: Any = None
         self._lock = threading.Lock()
 
     def refresh_credential(self) -> None:
@@ -209,6 +227,7 @@ class AzureFleet:
             self._clients.clear()
             self._reads.clear()
             self._monitors.clear()
+            self._graph = None
 
     def _cached(self, cache: dict[str, Any], subscription_id: str, factory: Callable[..., Any]) -> Any:
         """One SDK client per subscription and kind, created on first use."""
@@ -477,6 +496,63 @@ class AzureFleet:
         self._call(pages, "reading the Activity Log")
         return out
 
+    # ------------------------------------------------------------------ Azure Resource Graph
+    def graph_client(self) -> Any:
+        """The ResourceGraphClient, created on first use. Imported here, not at the top: an ARM-only
+        command (`vmctl list` on one subscription) must not pay for loading it."""
+        from azure.mgmt.resourcegraph import ResourceGraphClient
+
+        with self._lock:
+            if self._graph is None:
+                self._graph = ResourceGraphClient(
+                    self.credential, base_url=self.connection.endpoint, credential_scopes=[self.connection.scope],
+                    connection_data_block_size=BLOCK, raw_request_hook=_http_started, raw_response_hook=_http_line)
+            return self._graph
+
+    def graph_page(self, query: str, *, subscriptions: list[str] | None = None,
+                   management_groups: list[str] | None = None, skip_token: str | None = None,
+                   top: int = 1000) -> GraphPage:
+        """One page through `ResourceGraphClient.resources` (its default retries: 5xx, and a 429
+        only when it carries Retry-After); the quota headers come back with the rows."""
+        from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
+
+        request = QueryRequest(query=query, subscriptions=subscriptions or None,
+                               management_groups=management_groups or None,
+                               options=QueryRequestOptions(top=top, skip_token=skip_token, result_format="objectArray"))
+        client = self.graph_client()
+
+        def send() -> tuple[Any, dict[str, str]]:
+            return client.resources(request, cls=lambda pr, d, _h: (d, {k.lower(): v for k, v in pr.http_response.headers.items()}))  # type: ignore[no-any-return]
+
+        answer, headers = self._call(send, "querying Azure Resource Graph")
+        rows = tuple(graph_row(d) for d in (answer.data or []) if isinstance(d, dict))
+        remaining = headers.get("x-ms-user-quota-remaining", "")
+        return GraphPage(rows=rows, total_records=int(answer.total_records or 0), skip_token=answer.skip_token or None,
+                         truncated=str(answer.result_truncated).lower() == "true",
+                         quota_remaining=int(remaining) if remaining.isdigit() else None,
+                         quota_resets_after=_hms(headers.get("x-ms-user-quota-resets-after")),
+                         tenant_limit_hit=headers.get("x-ms-tenant-subscription-limit-hit", "").lower() == "true")
+
+    def _graph_error(self, exc: HttpResponseError) -> VmctlError | None:
+        """Resource Graph's refusals that mean something to the caller; None: the generic mapping."""
+        headers = {k.lower(): v for k, v in (getattr(exc.response, "headers", None) or {}).items()}
+        status = exc.status_code or 0
+        details = [(str(getattr(d, "code", "") or ""), str(getattr(d, "message", "") or ""))
+                   for d in (getattr(exc.error, "details", None) or [])]
+        if status == 429:
+            wait = _float(headers.get("retry-after")) or _hms(headers.get("x-ms-user-quota-resets-after")) or 5.0
+            return ThrottledError(wait, f"Azure Resource Graph throttled the query: {details[-1][1] if details else exc.message}")
+        codes = {code for code, _ in details}
+        if status == 403 or "NoValidSubscriptionsInQueryRequest" in codes:
+            text = next((m for c, m in details if c == "NoValidSubscriptionsInQueryRequest"), "") or str(exc.message)
+            return AccessDeniedError(f"Azure Resource Graph found no subscription this identity can read in the scope: {text}",
+                                     "Check the subscriptions or management group (`az account list -o table`), or ask "
+                                     "for Reader access.")
+        if status == 400 and details:
+            code, message = details[0]
+            return AzureError(f"Azure Resource Graph refused the query: ({code}) {message}")
+        return None
+
     # ------------------------------------------------------------------ errors
     def _call(self, fn: Callable[[], T], context: str) -> T:
         try:
@@ -493,6 +569,10 @@ class AzureFleet:
             raise EndpointError(f"{self.connection.endpoint} closed the connection while {context}: {exc}.",
                                 "Retry; if it persists, check the endpoint and your network.") from exc
         except HttpResponseError as exc:
+            if context == "querying Azure Resource Graph":
+                graph = self._graph_error(exc)
+                if graph is not None:
+                    raise graph from exc
             raise self._http_error(exc.status_code or 0, getattr(exc.error, "code", "") or "",
                                    getattr(exc.error, "message", "") or str(exc), context=context) from exc
 

@@ -16,7 +16,7 @@ class SimError(Exception):
 
     def __init__(
         self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
-        details: list[dict[str, str]] | None = None,
+        details: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(f"({code}) {message}")
         self.status, self.code, self.message = status, code, message

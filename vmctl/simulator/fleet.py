@@ -103,6 +103,25 @@ class SubscriptionSpec:
     id: str
     name: str
     resource_groups: dict[str, str]  # name -> location
+    readable: bool = True  # False: the caller has no role on it (absent from GET /subscriptions, 403, dropped by ARG)
+
+
+@dataclass
+class ManagementGroupSpec:
+    """A management group over subscriptions (and child groups), for Resource Graph's MG scope."""
+    name: str
+    subscriptions: list[str] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GraphSpec:
+    """Azure Resource Graph (wire §13): each default is the documented value or the stricter case."""
+    lag_seconds: float = 60.0                 # "may not be reflected for up to 60 seconds": the whole minute
+    quota: int = 15                           # queries per window per principal (the documented example)
+    quota_window_seconds: float = 5.0
+    retry_after_on_429: bool = False          # whether a 429 carries Retry-After: not established
+    tenant_subscription_limit: int = 10_000   # tenant / management-group scope covers at most this many
 
 
 @dataclass
@@ -131,6 +150,7 @@ class PlatformSpec:
     busy_default: str = "preempt"               # a second operation on a busy VM: preempt | refuse
     busy_pairs: dict[tuple[str, str], str] = field(default_factory=dict)  # (new, running) -> mode
     op_visible_after_seconds: float = 0.0       # a running operation shows on the VM's reads this late
+    resource_graph: GraphSpec = field(default_factory=GraphSpec)
 
     def busy_mode(self, new: str, running: str) -> str:
         return self.busy_pairs.get((new, running), self.busy_default)
@@ -196,6 +216,23 @@ class Fleet:
     platform: PlatformSpec = field(default_factory=PlatformSpec)
     scheduled_events: list[EventSpec] = field(default_factory=list)
     imds: ImdsSpec = field(default_factory=ImdsSpec)
+    management_groups: dict[str, ManagementGroupSpec] = field(default_factory=dict)
+
+    def management_group_subscriptions(self, name: str) -> list[str] | None:
+        """Every subscription under the group (its children's too), or None for an unknown group."""
+        groups = {k.lower(): g for k, g in self.management_groups.items()}
+        if name.lower() not in groups:
+            return None
+        out: list[str] = []
+        todo, seen = [name.lower()], set()
+        while todo:
+            g = groups[todo.pop()]
+            if g.name.lower() in seen:
+                continue
+            seen.add(g.name.lower())
+            out += [s for s in g.subscriptions if s not in out]
+            todo += [c.lower() for c in g.children]
+        return out
 
 
 MAX_COUNT = 100_000            # VMs one generator entry may expand to
@@ -405,7 +442,7 @@ def parse_faults(raw: Any, where: str = "faults") -> list[FaultSpec]:
 
 
 _TOP_KEYS = {"tenant_id", "defaults", "time", "paging", "identity", "subscriptions", "faults", "throttling",
-             "platform", "scheduled_events", "imds"}
+             "platform", "scheduled_events", "imds", "management_groups"}
 _PAIR = re.compile(r"^\s*(\w+)\s+over\s+(\w+)\s*$")
 
 
@@ -417,8 +454,10 @@ def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
 
 def parse_platform(raw: Any, where: str = "platform") -> PlatformSpec:
     p = _check_keys(raw or {}, {"status_only_items", "maintenance_in_status_list", "busy_vm",
-                                "op_visible_after_seconds"}, where)
+                                "op_visible_after_seconds", "resource_graph"}, where)
     spec = PlatformSpec()
+    if "resource_graph" in p:
+        spec.resource_graph = parse_graph(p["resource_graph"], f"{where}.resource_graph")
     if "op_visible_after_seconds" in p:
         spec.op_visible_after_seconds = _number(p["op_visible_after_seconds"], f"{where}.op_visible_after_seconds",
                                                 high=3600.0)
@@ -453,6 +492,72 @@ def parse_platform(raw: Any, where: str = "platform") -> PlatformSpec:
                 pair.append(canon)
             spec.busy_pairs[(pair[0], pair[1])] = mode
     return spec
+
+
+def parse_graph(raw: Any, where: str) -> GraphSpec:
+    g = _check_keys(raw or {}, {"lag_seconds", "quota", "retry_after_on_429", "tenant_subscription_limit"}, where)
+    spec = GraphSpec()
+    if "lag_seconds" in g:
+        spec.lag_seconds = _seconds(g["lag_seconds"], f"{where}.lag_seconds", maximum=86400.0)
+    if "quota" in g:
+        q = _check_keys(g["quota"], {"queries", "window_seconds"}, f"{where}.quota")
+        if "queries" in q:
+            spec.quota = _whole(q["queries"], f"{where}.quota.queries", high=1_000_000)
+        if "window_seconds" in q:
+            spec.quota_window_seconds = _seconds(q["window_seconds"], f"{where}.quota.window_seconds",
+                                                 maximum=3600.0, positive=True)
+    if "retry_after_on_429" in g:
+        flag = g["retry_after_on_429"]
+        if not isinstance(flag, bool):
+            raise FleetError(f"{where}.retry_after_on_429: expected true or false, got {flag!r}")
+        spec.retry_after_on_429 = flag
+    if "tenant_subscription_limit" in g:
+        spec.tenant_subscription_limit = _whole(g["tenant_subscription_limit"], f"{where}.tenant_subscription_limit",
+                                                high=1_000_000)
+    return spec
+
+
+def parse_management_groups(raw: Any, subscription_ids: set[str], where: str = "management_groups") -> dict[str, ManagementGroupSpec]:
+    """`[{name, subscriptions: [ids], children: [group names]}]`: ids must be the fleet's, children
+    declared groups, and no group may contain itself."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, list):
+        raise FleetError(f"{where}: expected a list like [{{name: mg-prod, subscriptions: [<id>], children: [mg-a]}}]")
+    out: dict[str, ManagementGroupSpec] = {}
+    for i, r in enumerate(raw):
+        w = f"{where}[{i}]"
+        m = _check_keys(r, {"name", "subscriptions", "children"}, w)
+        name = str(m.get("name") or "").strip()
+        if not name:
+            raise FleetError(f"{w}: every management group needs a name")
+        if name.lower() in {k.lower() for k in out}:
+            raise FleetError(f"{w}.name: management group {name!r} is listed twice")
+        subs = m.get("subscriptions") or []
+        kids = m.get("children") or []
+        if not isinstance(subs, list) or not isinstance(kids, list):
+            raise FleetError(f"{w}: subscriptions and children are lists")
+        ids = [str(s).lower() for s in subs]
+        for s in ids:
+            if s not in subscription_ids:
+                raise FleetError(f"{w}.subscriptions: {s!r} is not a subscription of this fleet")
+        out[name] = ManagementGroupSpec(name, ids, [str(c) for c in kids])
+    names = {k.lower() for k in out}
+    for name, g in out.items():
+        for c in g.children:
+            if c.lower() not in names:
+                raise FleetError(f"{where}: {name}.children: {c!r} is not a declared management group")
+    for name in out:  # a group below itself would make its scope endless
+        todo, seen = [c.lower() for c in out[name].children], set()
+        by_low = {k.lower(): v for k, v in out.items()}
+        while todo:
+            c = todo.pop()
+            if c == name.lower():
+                raise FleetError(f"{where}: management group {name!r} contains itself")
+            if c not in seen:
+                seen.add(c)
+                todo += [x.lower() for x in by_low[c].children]
+    return out
 
 
 def _number(value: Any, where: str, *, low: float = 0.0, high: float | None = None) -> float:
@@ -576,7 +681,10 @@ def load_fleet(source: str | Path | dict[str, Any], now: datetime | None = None)
     seen_ids: set[str] = set()
     for si, rs in enumerate(raw_subs):
         w = f"subscriptions[{si}]"
-        _check_keys(rs, {"id", "name", "resource_groups"}, w)
+        _check_keys(rs, {"id", "name", "resource_groups", "readable"}, w)
+        readable = rs.get("readable", True)
+        if not isinstance(readable, bool):
+            raise FleetError(f"{w}.readable: expected true or false, got {readable!r}")
         sid = str(rs.get("id", "")).lower()
         try:
             uuid.UUID(sid)
@@ -619,7 +727,7 @@ def load_fleet(source: str | Path | dict[str, Any], now: datetime | None = None)
                         raise FleetError(f"{gw}.vms[{vi}]: VM name {vm.name!r} is used twice in {rg_name}")
                     names_seen.add(vm.name.lower())
                     vms.append(vm)
-        subs.append(SubscriptionSpec(sid, str(rs.get("name", sid)), rgs))
+        subs.append(SubscriptionSpec(sid, str(rs.get("name", sid)), rgs, readable))
     thr = data.get("throttling") or {}
     if not isinstance(thr, dict):
         raise FleetError("throttling: expected a mapping")
@@ -650,4 +758,5 @@ def load_fleet(source: str | Path | dict[str, Any], now: datetime | None = None)
         throttling=ThrottleSpec(enabled=bool(thr.get("enabled", True)), overrides={k: v for k, v in thr.items() if k != "enabled"}),
         jitter=jitter, seed=seed, resource_page_size=page_sizes.get("resources", 1000), platform=platform,
         scheduled_events=events, imds=parse_imds(data.get("imds")),
+        management_groups=parse_management_groups(data.get("management_groups"), {s.id for s in subs}),
     )

@@ -50,12 +50,14 @@ from .exceptions import (
     TooManyRequests,
 )
 from .faults import Faults
+from .graph import GraphHandler
 from .identity import Identity
 from .throttle import Throttle, retry_after_seconds
 from .urls import Route, match
 
 JSON = "application/json; charset=utf-8"
 HOLD = web.ResponseKey("vmctl_sim_hold", float)  # seconds a reply is held back (`hold-reply` faults)
+BODY = web.RequestKey("vmctl_sim_body", bytes)  # a POST's body, read before the handlers (which are synchronous)
 
 
 def _fmt_seconds(s: float) -> str:
@@ -65,6 +67,18 @@ def _fmt_seconds(s: float) -> str:
 _RES_FILTER = re.compile(r"^\s*(\w+)\s+eq\s+'([^']*)'\s*$", re.IGNORECASE)
 _RES_FIELDS = {"resourcetype": "type", "name": "name", "resourcegroup": "_rg", "location": "location"}
 _RES_EXPAND = {"createdtime", "changedtime", "provisioningstate"}
+
+
+def _rbac_action(operation: str, method: str) -> str:
+    """The RBAC action a request needs, for an AuthorizationFailed message."""
+    kind, _, verb = operation.partition(".")
+    provider = {"virtualMachines": "Microsoft.Compute/virtualMachines", "availabilitySets": "Microsoft.Compute/availabilitySets",
+                "operations": "Microsoft.Compute/locations/operations", "activityLogs": "Microsoft.Insights/eventtypes/values",
+                "networkInterfaces": "Microsoft.Network/networkInterfaces",
+                "resourceGroups": "Microsoft.Resources/subscriptions/resourceGroups"}.get(kind, "Microsoft.Resources/subscriptions")
+    if method == "POST":
+        return f"{provider}/{verb}/action"
+    return f"{provider}/read"
 
 
 def parse_resource_filter(text: str) -> tuple[dict[str, str], tuple[str, str | None] | None]:
@@ -100,6 +114,7 @@ class Handler:
         self.faults = faults
         self.stats = Stats()
         self.control = Control(backend, identity, throttle, faults, self.stats)
+        self.graph = GraphHandler(backend, identity, self.stats)
 
     # ------------------------------------------------------------ entry point
     async def __call__(self, request: web.Request) -> web.StreamResponse:
@@ -112,6 +127,8 @@ class Handler:
         low = path.lower().rstrip("/")
         if path != request.path:
             request = request.clone(rel_url=request.rel_url.with_path(path))
+        if request.method == "POST" and request.body_exists:
+            request[BODY] = await request.read()
         with self.backend.lock:
             if low in ("/msi/token", "/metadata/identity/oauth2/token"):
                 return self.control.token(request, q, imds=low.startswith("/metadata"))
@@ -133,7 +150,7 @@ class Handler:
         st.requests += 1
         st.by_operation[name] += 1
         st.by_status[status] += 1
-        if method in ("GET", "HEAD"):
+        if method in ("GET", "HEAD") or name.startswith("resourceGraph."):  # a Resource Graph query reads
             st.reads += 1
         else:
             st.writes += 1
@@ -173,6 +190,13 @@ class Handler:
         now = backend.now()
         backend.settle(now)
         sub = params.get("sub", "").lower()
+        spec = backend.subs.get(sub) if sub else None
+        if spec is not None and not spec.readable:  # the caller holds no role on it (fleet: readable: false)
+            return fail(AuthorizationFailed(
+                f"The client '{self.identity.caller_of(auth.claims or {})}' with object id "
+                f"'{(auth.claims or {}).get('oid', '')}' does not have authorization to perform action "
+                f"'{_rbac_action(name, method)}' over scope '/subscriptions/{sub}' or the scope is invalid. "
+                "If access was recently granted, please refresh your credentials."))
         vm_name = params.get("vm")
         headers, refused = self.throttle.check(
             now, sub or "-", arm, policy, f"{params.get('rg', '').lower()}/{(vm_name or '').lower()}" if vm_name else None)
@@ -182,7 +206,7 @@ class Handler:
             self.stats.throttled_by_bucket[bucket] += 1
             return fail(self._throttled(sub, bucket, wait, capacity, arm))
         base_headers.update(headers)
-        is_lro = method == "POST"
+        is_lro = method == "POST" and routed.route.handler == "_lro"
         fault = self.faults.take(name, vm_name, lro=is_lro)
         after_reply, hold_reply = "", 0.0
         fail_lro: tuple[str, str] | None = None
@@ -300,7 +324,8 @@ class Handler:
     def _subs_list(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
                 headers: dict[str, str]) -> web.Response:
         tid = self.backend.fleet.tenant_id
-        return _json(200, {"value": [self._sub_json(s.id, s.name, tid) for s in self.backend.fleet.subscriptions]}, headers)
+        return _json(200, {"value": [self._sub_json(s.id, s.name, tid) for s in self.backend.fleet.subscriptions
+                                     if s.readable]}, headers)
 
     @staticmethod
     def _sub_json(sid: str, name: str, tid: str) -> dict[str, Any]:
@@ -525,6 +550,11 @@ class Handler:
             body["nextLink"] = (f"{self._base(request)}{request.path}?api-version={quote(q['api-version'], safe='')}"
                                 f"{extra}&$skiptoken={cutoff!r}:{offset + size}")
         return _json(200, body, headers)
+
+    def _graph(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
+               headers: dict[str, str]) -> web.Response:
+        """Azure Resource Graph's `resources` query (graph.py)."""
+        return self.graph.resources(request, q, now, headers, request.get(BODY, b""))
 
     # ------------------------------------------------------------ LROs
     def _lro(self, request: web.Request, q: dict[str, str], params: dict[str, str], correlation: str,

@@ -66,6 +66,8 @@ ROUTES: list[Route] = [
           "operations.get", "reads", "GetOperation", "_op_get"),
     Route("GET", "/subscriptions/{sub}/providers/microsoft.insights/eventtypes/management/values",
           "activityLogs.list", "reads", None, "_activity"),
+    # Azure Resource Graph (wire §13): tenant-level, no ARM subscription bucket; its own per-principal quota (graph.py)
+    Route("POST", "/providers/microsoft.resourcegraph/resources", "resourceGraph.resources", None, None, "_graph"),
 ]
 
 # the `{action}` of the POST route (lower case) -> the operation kind
