@@ -51,11 +51,16 @@ from .exceptions import (
 )
 from .faults import Faults
 from .identity import Identity
+from .schedule import ScheduleApi
 from .throttle import Throttle, retry_after_seconds
 from .urls import Route, match
 
 JSON = "application/json; charset=utf-8"
 HOLD = web.ResponseKey("vmctl_sim_hold", float)  # seconds a reply is held back (`hold-reply` faults)
+BODY = "vmctl_sim_body"  # a POST's body, read before the backend lock is taken (handlers are synchronous)
+# faults a ComputeSchedule request can meet: the VM-operation kinds (failed, slow, canceled) apply to
+# the VM operations it starts (schedule.py), not to the request
+REQUEST_FAULTS = frozenset({"http", "drop", "lost-reply", "hold"})
 
 
 def _fmt_seconds(s: float) -> str:
@@ -100,6 +105,8 @@ class Handler:
         self.faults = faults
         self.stats = Stats()
         self.control = Control(backend, identity, throttle, faults, self.stats)
+        backend.throttle, backend.faults = throttle, faults  # ComputeSchedule's VM operations use them
+        self.schedule = ScheduleApi(backend)
 
     # ------------------------------------------------------------ entry point
     async def __call__(self, request: web.Request) -> web.StreamResponse:
@@ -112,6 +119,8 @@ class Handler:
         low = path.lower().rstrip("/")
         if path != request.path:
             request = request.clone(rel_url=request.rel_url.with_path(path))
+        if request.method == "POST" and request.can_read_body:
+            request[BODY] = await request.read()
         with self.backend.lock:
             if low in ("/msi/token", "/metadata/identity/oauth2/token"):
                 return self.control.token(request, q, imds=low.startswith("/metadata"))
@@ -182,8 +191,11 @@ class Handler:
             self.stats.throttled_by_bucket[bucket] += 1
             return fail(self._throttled(sub, bucket, wait, capacity, arm))
         base_headers.update(headers)
-        is_lro = method == "POST"
-        fault = self.faults.take(name, vm_name, lro=is_lro)
+        is_lro = routed.route.handler == "_lro"
+        if method == "POST" and not is_lro:  # ComputeSchedule: request faults only (lost replies included)
+            fault = self.faults.take(name, vm_name, lro=True, kinds=REQUEST_FAULTS)
+        else:
+            fault = self.faults.take(name, vm_name, lro=is_lro)
         after_reply, hold_reply = "", 0.0
         fail_lro: tuple[str, str] | None = None
         cancel = False
@@ -524,6 +536,15 @@ class Handler:
                 extra += f"&$select={quote(q['$select'], safe='')}"
             body["nextLink"] = (f"{self._base(request)}{request.path}?api-version={quote(q['api-version'], safe='')}"
                                 f"{extra}&$skiptoken={cutoff!r}:{offset + size}")
+        return _json(200, body, headers)
+
+    # ------------------------------------------------------------ ComputeSchedule
+    def _schedule(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
+                  headers: dict[str, str]) -> web.Response:
+        """The nine ComputeSchedule POSTs (schedule.py): 200 with a JSON body, never an LRO."""
+        segment = request.path.rstrip("/").rsplit("/", 1)[-1]
+        body = self.schedule.handle(segment, q["api-version"], params["sub"], params["loc"],
+                                    request.get(BODY, b""), now)
         return _json(200, body, headers)
 
     # ------------------------------------------------------------ LROs
