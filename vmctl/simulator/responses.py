@@ -57,7 +57,7 @@ from .urls import Route, match
 
 JSON = "application/json; charset=utf-8"
 HOLD = web.ResponseKey("vmctl_sim_hold", float)  # seconds a reply is held back (`hold-reply` faults)
-BODY = "vmctl_sim_body"  # a POST's body, read before the backend lock is taken (handlers are synchronous)
+BODY = web.RequestKey("vmctl_sim_body", bytes)  # a POST's body, read before the backend lock is taken (handlers are synchronous)
 # faults a ComputeSchedule request can meet: the VM-operation kinds (failed, slow, canceled) apply to
 # the VM operations it starts (schedule.py), not to the request
 REQUEST_FAULTS = frozenset({"http", "drop", "lost-reply", "hold"})
