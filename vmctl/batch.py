@@ -63,11 +63,12 @@ EngineChoice = Literal["arm", "batch", "auto"]
 BATCH_ACTIONS = ("deallocate", "start")   # ComputeSchedule has no powerOff, restart or performMaintenance
 MAX_IDS = 100                             # VM ids (and operation ids) per request (wire §12.6)
 STATUS_POLL = 15.0                        # seconds between GetOperationStatus rounds (Microsoft's samples)
-# Below this many acting VMs `--engine auto` uses ARM: measured with bench/batch_deallocate.py
-# (docs/fleet-scale.md, "Engines"): under it the ARM engine ends sooner (it sees each operation end
-# within seconds; the batch engine's status rounds are 15 s apart), above it the batch engine ends
-# sooner or as soon with a fraction of the requests and no 429s.
-DEFAULT_THRESHOLD = 500
+# From this many acting VMs `--engine auto` uses the batch engine: measured with
+# bench/batch_deallocate.py (docs/fleet-scale.md, "Engines"): at 10 and 25 VMs the ARM engine ended
+# sooner (batch/ARM 1.37 and 1.29: it sees each operation end within seconds, the batch engine's
+# status rounds are 15 s apart), from 50 on the batch engine ended as soon or sooner (0.97 at 50,
+# 0.84 at 100, 0.57 at 400) with a fraction of the requests (8 versus 120 at 50).
+DEFAULT_THRESHOLD = 50
 DEFAULT_RETRY = RetryPolicy(count=3, window_minutes=30)
 NOT_STARTED = frozenset({"PendingScheduling", "Scheduled", "PendingExecution", "Blocked", ""})
 PREEMPTED = "OperationCancelled"          # a Start preempted by a Deallocate (wire §12.4)
@@ -667,7 +668,8 @@ def batch_targets(records: list[Record], plan: Plan) -> dict[int, tuple[str, str
     out: dict[int, tuple[str, str, str | None, str, datetime]] = {}
     for r in iter_type(records, "outcome"):
         idx = r["index"]
-        if idx not in first:
+        if idx not in first or r["status"] in ("cancelled", "skipped"):
+            out.pop(idx, None)  # cancelled before it started: no VM operation to find
             continue
         op_id = r.get("operationId")
         if op_id or idx in confirmed:
