@@ -76,6 +76,31 @@ def power_states(sim: SimHandle) -> dict[str, str]:
     return {v["name"]: v["powerState"] for v in json.loads(r.stdout)["data"]}
 
 
+# ============================================================================ on plain data
+def test_chunks_group_by_subscription_region_and_operation_in_plan_order_at_most_100() -> None:
+    from vmctl.batch import chunks, resolve_engine
+    from vmctl.models import Step, Vm
+
+    def step(i: int, sub: str, loc: str, hibernate: bool = False) -> Step:
+        vm = Vm(sub, "rg", f"v{i}", f"/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Compute/"
+                f"virtualMachines/v{i}", loc)
+        return Step(i, vm, "deallocate", hibernate=hibernate)
+
+    steps = [step(i, "s1", "westeurope") for i in range(150)] + [step(150, "s2", "westeurope"),
+                                                                 step(151, "s1", "WestEurope", hibernate=True),
+                                                                 step(152, "s1", "eastus")]
+    got = [(c.subscription_id, c.location, c.op_type, len(c.indexes)) for c in chunks(steps)]
+    assert got == [("s1", "westeurope", "Deallocate", 100), ("s1", "westeurope", "Deallocate", 50),
+                   ("s2", "westeurope", "Deallocate", 1), ("s1", "WestEurope", "Hibernate", 1),
+                   ("s1", "eastus", "Deallocate", 1)]
+    assert [c.number for c in chunks(steps)] == [1, 2, 3, 4, 5]
+    assert [len(c.indexes) for c in chunks(steps[:150], size=40)] == [40, 40, 40, 30]  # --parallel 40
+    assert resolve_engine("auto", "deallocate", 49, 50, False)[0] == "arm"
+    assert resolve_engine("auto", "start", 50, 50, False)[0] == "batch"
+    assert resolve_engine("auto", "start", 500, 50, True) == ("arm", "auto: hooks run per VM around each request")
+    assert resolve_engine("auto", "restart", 500, 50, False)[0] == "arm"
+
+
 # ============================================================================ chunks, outcomes, evidence
 def test_150_vms_go_in_two_requests_and_a_failed_vm_is_its_own_outcome(make_sim: Make, tmp_path: Path) -> None:
     sim = make_sim(fleet(150, faults=[{"vm": "vm-007", "operation": "deallocate", "error": "AllocationFailed",
@@ -171,6 +196,24 @@ def test_a_lost_reply_to_execute_is_never_sent_twice(make_sim: Make, tmp_path: P
     assert set(of_type(recs, "chunk-accepted")[0]["refused"].values()) and \
         all(v.startswith("(OperationConflict)") for v in of_type(recs, "chunk-accepted")[0]["refused"].values())
     assert len(of_type(recs, "confirmed-by-state")) == 4
+
+
+def test_hibernate_and_its_fallback_go_in_requests_of_their_own(make_sim: Make, tmp_path: Path) -> None:
+    f = fleet(2)
+    f["subscriptions"][0]["resource_groups"][0]["vms"][0]["hibernation"] = True
+    f["subscriptions"][0]["resource_groups"][0]["vms"].append({"name": "plain-1"})
+    sim = make_sim(f, time_scale=SCALE)
+    j = tmp_path / "run.jsonl"
+    r = vmctl("deallocate", "--all", "--hibernate", "--hibernate-fallback", "deallocate", "--engine", "batch", "--yes",
+              "--no-evidence-wait", "-o", "json", "--journal", j)
+    assert r.exit_code == 0, r.output
+    assert sorted((c["opType"], len(c["indexes"])) for c in of_type(journal(j), "chunk")) == [("Deallocate", 1),
+                                                                                            ("Hibernate", 2)]
+    st = ops(sim)
+    assert st["computeSchedule.executeHibernate"] == 1 and st["computeSchedule.executeDeallocate"] == 1
+    listed = json.loads(vmctl("list", "-g", "rg-b", "-o", "json").stdout)["data"]
+    assert {v["name"]: (v["powerState"], v["hibernated"]) for v in listed} == {
+        "vm-000": ("deallocated", True), "vm-001": ("deallocated", True), "plain-1": ("deallocated", False)}
 
 
 # ============================================================================ guards and refusals

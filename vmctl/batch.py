@@ -64,11 +64,12 @@ BATCH_ACTIONS = ("deallocate", "start")   # ComputeSchedule has no powerOff, res
 MAX_IDS = 100                             # VM ids (and operation ids) per request (wire §12.6)
 STATUS_POLL = 15.0                        # seconds between GetOperationStatus rounds (Microsoft's samples)
 # From this many acting VMs `--engine auto` uses the batch engine: measured with
-# bench/batch_deallocate.py (docs/fleet-scale.md, "Engines"): at 10 and 25 VMs the ARM engine ended
-# sooner (batch/ARM 1.37 and 1.29: it sees each operation end within seconds, the batch engine's
-# status rounds are 15 s apart), from 50 on the batch engine ended as soon or sooner (0.97 at 50,
-# 0.84 at 100, 0.57 at 400) with a fraction of the requests (8 versus 120 at 50).
-DEFAULT_THRESHOLD = 50
+# bench/batch_deallocate.py (docs/fleet-scale.md, "Engines"), the operations phase batch/ARM in two
+# runs: 10 VMs 1.37, 1.04; 25 VMs 1.29, 1.19; 50 VMs 0.97, 1.14; 100 VMs 0.84, 0.95; 200 VMs 0.83,
+# 0.82; 400 VMs 0.57, 0.73. Below 100 the ARM engine ends sooner or as soon (it sees each operation
+# end within seconds; the batch engine's status rounds are 15 s apart); from 100 on the batch engine
+# ends sooner in every run, with a fraction of the requests (8 versus 220 at 100).
+DEFAULT_THRESHOLD = 100
 DEFAULT_RETRY = RetryPolicy(count=3, window_minutes=30)
 NOT_STARTED = frozenset({"PendingScheduling", "Scheduled", "PendingExecution", "Blocked", ""})
 PREEMPTED = "OperationCancelled"          # a Start preempted by a Deallocate (wire §12.4)

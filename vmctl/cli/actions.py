@@ -385,7 +385,7 @@ def run_action(
             stop_refused = True  # the plan is still shown; the exit code says a guard would refuse
         else:
             verb = stop_or_deallocate(keep_allocation, is_tty, _ask)
-    from ..batch import BATCH_ACTIONS, DEFAULT_RETRY, DEFAULT_THRESHOLD, resolve_engine
+    from ..batch import BATCH_ACTIONS, DEFAULT_RETRY, DEFAULT_THRESHOLD, EngineChoice, resolve_engine
     from ..planner import VERBS
 
     batch_capable = VERBS[verb] in BATCH_ACTIONS
@@ -415,8 +415,8 @@ def run_action(
         require_match(inv.selection, len(inv.vms))
     plan = build_plan(verb, list(inv.vms), opts, totals=inv.totals, set_sizes=inv.set_sizes)
     if batch_capable:
-        chosen, note = resolve_engine("auto" if requested == "auto" else "batch" if requested == "batch" else "arm",
-                                      plan.action, len(plan.acting), cfg.batch_threshold or DEFAULT_THRESHOLD,
+        choice: EngineChoice = "batch" if requested == "batch" else "arm" if requested == "arm" else "auto"
+        chosen, note = resolve_engine(choice, plan.action, len(plan.acting), cfg.batch_threshold or DEFAULT_THRESHOLD,
                                       bool(pre_hook or post_hook))
         if chosen == "batch":
             count = retry_count if retry_count is not None else \
