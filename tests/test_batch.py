@@ -216,6 +216,21 @@ def test_hibernate_and_its_fallback_go_in_requests_of_their_own(make_sim: Make, 
         "vm-000": ("deallocated", True), "vm-001": ("deallocated", True), "plain-1": ("deallocated", False)}
 
 
+def test_blocked_past_the_deadline_and_retry_window_is_said_in_the_outcome(make_sim: Make) -> None:
+    """ComputeSchedule holds vm-001's operation Blocked (an outage): vmctl waits for it until the
+    request's deadline plus its retry window (here none: --retry-count 0), then says so."""
+    make_sim(fleet(3, faults=[{"vm": "vm-001", "operation": "deallocate", "error": "Blocked", "times": "always",
+                               "delay_seconds": 6000}]), time_scale=SCALE)
+    r = vmctl("deallocate", "--all", "--engine", "batch", "--retry-count", "0", "--yes", "--no-evidence-wait",
+              "-o", "json")
+    assert r.exit_code == 3, r.output
+    vms = by_name(report(r))
+    assert vms["vm-001"]["outcome"] == "unknown" and "Blocked past its deadline and retry window (0 min)" in \
+        vms["vm-001"]["reason"]
+    assert vms["vm-001"]["operationId"] and vms["vm-001"]["after"] == "running"
+    assert vms["vm-000"]["outcome"] == vms["vm-002"]["outcome"] == "succeeded"
+
+
 # ============================================================================ guards and refusals
 def test_guards_are_the_arm_engines_production_is_never_acted_on_by_yes_alone(make_sim: Make,
                                                                               tmp_path: Path) -> None:
