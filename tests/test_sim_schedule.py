@@ -124,6 +124,7 @@ def test_other_api_versions_are_refused_as_arm_does(cs: Callable[..., tuple[SimH
     assert e.value.status_code == 400 and e.value.error.code == "NoRegisteredProviderFound"
 
 
+@pytest.mark.assumption("the Activity Log caller and correlation of ComputeSchedule's VM operations: not established")
 def test_an_executing_operation_is_a_real_vm_operation(cs: Callable[..., tuple[SimHandle, Any]]) -> None:
     """PendingScheduling -> PendingExecution -> Executing (the VM deallocating on ARM reads) ->
     Succeeded (deallocated); the Activity Log shows the VM operation, as ComputeSchedule's caller."""
@@ -233,6 +234,7 @@ def test_blocked_holds_an_operation_until_the_block_lifts(cs: Callable[..., tupl
     poll_until(lambda: state_of(client, op_id) == "Succeeded", timeout=20)
 
 
+@pytest.mark.assumption("which error ends a Blocked operation past its window: not established")
 def test_blocked_past_the_deadline_and_retry_window_fails(cs: Callable[..., tuple[SimHandle, Any]]) -> None:
     _, client = cs(fleet(faults=[{"vm": "vm-1", "operation": "deallocate", "error": "Blocked", "times": 1,
                                   "delay_seconds": 60}]))
@@ -263,6 +265,7 @@ def test_every_post_is_an_arm_write_with_the_write_quota_headers(cs: Callable[..
     assert st["by_operation"]["computeSchedule.getOperationStatus"] == 2
 
 
+@pytest.mark.assumption("unknown VM and operation ids as per-item errors: not established")
 def test_unknown_operation_ids_and_vms_are_per_item_errors(cs: Callable[..., tuple[SimHandle, Any]]) -> None:
     _, client = cs()
     missing = str(uuid.uuid4())
