@@ -92,7 +92,10 @@ def journal_phases(path: Path) -> dict[str, float]:
 def run_vmctl(sim: SimProcess, args: list[str], workdir: Path, label: str,
               env_extra: dict[str, str] | None = None) -> dict[str, Any]:
     journal = workdir / f"{label}-{time.monotonic_ns()}.jsonl"
-    cmd = [sys.executable, "-m", "vmctl", "deallocate", "--yes", "-o", "json", "--journal", str(journal), *args]
+    # --engine arm: this bench measures the ARM engine (bench/batch_deallocate.py compares it with the
+    # batch one); a baseline checkout (env_extra) may predate the flag and has only the ARM engine
+    engine = [] if env_extra else ["--engine", "arm"]
+    cmd = [sys.executable, "-m", "vmctl", "deallocate", *engine, "--yes", "-o", "json", "--journal", str(journal), *args]
     # its own state directory (locks, journals): never the operator's, never another bench run's
     env = {**os.environ, **sim.env, **(env_extra or {}), "XDG_STATE_HOME": str(workdir / "state")}
     env.pop("VMCTL_CONFIG", None)

@@ -89,6 +89,10 @@ class Config:
     pace_scale: float = 1.0
     source: str = "auto"                  # inventory.source: arm | graph | auto
     graph_above_subscriptions: int = 3    # inventory.graph_above_subscriptions: auto reads more through Resource Graph
+    engine: str = "auto"                  # deallocate and start: arm, batch or auto (batch.resolve_engine)
+    batch_threshold: int | None = None    # auto: batch from this many acting VMs (None: batch.DEFAULT_THRESHOLD)
+    retry_count: int | None = None        # batch: retryPolicy.retryCount (None: batch.DEFAULT_RETRY)
+    retry_window: int | None = None       # batch: retryPolicy.retryWindowInMinutes
 
     def is_production(self, vm: Vm) -> bool:
         """Fail closed: a VM whose tags or properties could not be read counts as production."""
@@ -101,7 +105,7 @@ _SCHEMA: dict[str, set[str]] = {
     "production": {"default_rule", "rules"},
     "selection": {"tag_values_case_sensitive"},
     "safety": {"max_targets", "max_percent"},
-    "execution": {"parallel", "poll_interval", "pace_scale"},
+    "execution": {"parallel", "poll_interval", "pace_scale", "engine", "batch_threshold", "retry_count", "retry_window"},
     "inventory": {"source", "graph_above_subscriptions"},
 }
 _RULE_KEYS = {"tags", "values", "resource_groups", "subscriptions"}
@@ -253,6 +257,13 @@ def parse_config(doc: Mapping[str, object], path: Path | None = None) -> Config:
         if "parallel" in execution else None
     poll_interval = _number(execution.get("poll_interval", 5.0), f"{where}: execution.poll_interval", high=3600)
     pace_scale = _number(execution.get("pace_scale", 1.0), f"{where}: execution.pace_scale", high=MAX_PACE_SCALE)
+    engine = execution.get("engine", "auto")
+    if engine not in ("arm", "batch", "auto"):
+        raise ConfigError(f"{where}: execution.engine must be arm, batch or auto, not {engine!r}.")
+    threshold = int(_number(execution["batch_threshold"], f"{where}: execution.batch_threshold", whole=True,
+                            high=1_000_000)) if "batch_threshold" in execution else None
+    retry_count = _retry(execution.get("retry_count"), f"{where}: execution.retry_count", 0, 7)
+    retry_window = _retry(execution.get("retry_window"), f"{where}: execution.retry_window", 5, 120)
     output = data.get("output")
     if output is not None and output not in ("table", "json", "csv", "markdown", "tsv"):
         raise ConfigError(f"{where}: output must be table, json, csv, markdown or tsv.")
@@ -273,4 +284,15 @@ def parse_config(doc: Mapping[str, object], path: Path | None = None) -> Config:
         max_targets=max_targets, max_percent=float(max_percent) if max_percent is not None else None,
         parallel=parallel, poll_interval=float(poll_interval), pace_scale=float(pace_scale),
         source=source, graph_above_subscriptions=graph_above,
+        engine=str(engine), batch_threshold=threshold, retry_count=retry_count, retry_window=retry_window,
     )
+
+
+def _retry(value: Any, where: str, low: int, high: int) -> int | None:
+    """ComputeSchedule's retryPolicy bounds (wire §12.2): retryCount 0-7, retryWindowInMinutes 5-120."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{where} must be a whole number from {low} to {high}, not {value!r}.",
+                          "ComputeSchedule refuses retryCount above 7 and retryWindowInMinutes outside 5-120.")
+    return value

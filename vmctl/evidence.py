@@ -157,13 +157,51 @@ class Expected:
     correlation_id: str
     since: datetime
     accepted: bool = True   # False: Compute refused it at once (its record has no Accepted event)
+    # the batch engine: ComputeSchedule runs the VM operation, and its Activity Log events need not
+    # carry vmctl's correlation id (the simulator gives each its own): matched by resource,
+    # operation and time instead, and filed under `key` (the operationId, or correlationId#index)
+    resource_id: str = ""
+    operation: str = ""
+    key: str = ""
+
+    @property
+    def ref(self) -> str:
+        """Where its evidence is filed (lower case)."""
+        return (self.key or self.correlation_id).lower()
 
     def complete(self, events: Iterable[Event]) -> bool:
         return bool(summarize(events, self.accepted)["complete"])
 
+    def matches(self, e: Event) -> bool:
+        """A batch operation's event: its VM, its action, not before it was sent (5 min of clock skew)."""
+        if (e.get("resourceId") or "").lower() != self.resource_id.lower():
+            return False
+        if f"/{self.operation.lower()}/" not in e.get("operationName", "").lower():
+            return False
+        ts = e.get("eventTimestamp")
+        try:
+            return ts is None or parse_iso(str(ts)) >= self.since - timedelta(minutes=5)
+        except ValueError:
+            return True
+
+
+def batch_key(index: int, operation_id: str | None, correlation_id: str) -> str:
+    return operation_id or f"{correlation_id}#{index}"
+
 
 def expected_operations(records: list[Record], plan_vm_subs: dict[int, str]) -> list[Expected]:
-    """Writes that reached Compute: accepted ones, and ones Compute refused (a failed outcome with an id)."""
+    """Writes that reached Compute: accepted ones, and ones Compute refused (a failed outcome with an id);
+    for the batch engine, each VM operation ComputeSchedule ran (batch.batch_targets)."""
+    from .planner import plan_from_json
+
+    plan_rec = next(iter_type(records, "plan"), None)
+    plan = plan_from_json(plan_rec["plan"]) if plan_rec is not None else None
+    if plan is not None and plan.options.engine == "batch":
+        from .batch import batch_targets
+
+        return [Expected(i, plan_vm_subs[i], cid, since, resource_id=vm_id, operation=action,
+                         key=batch_key(i, op_id, cid))
+                for i, (vm_id, action, op_id, cid, since) in batch_targets(records, plan).items()]
     out: dict[str, Expected] = {}
     for r in iter_type(records, "accepted"):
         ts = parse_iso(r["ts"])
@@ -181,7 +219,7 @@ def collected(records: list[Record]) -> dict[str, list[Event]]:
     """Evidence already in the journal, by correlation id (later records add to earlier ones)."""
     out: dict[str, dict[str, Event]] = {}
     for r in iter_type(records, "evidence"):
-        bucket = out.setdefault((r.get("correlationId") or "").lower(), {})
+        bucket = out.setdefault((r.get("evidenceKey") or r.get("correlationId") or "").lower(), {})
         for e in r.get("events") or []:
             bucket[str(e.get("eventDataId"))] = e
     return {cid: list(evs.values()) for cid, evs in out.items()}
@@ -206,13 +244,15 @@ def collect(
     rnd = 0
     while True:
         rnd += 1
-        pending = [x for x in expected if not x.complete(found.get(x.correlation_id.lower(), {}).values())]
+        pending = [x for x in expected if not x.complete(found.get(x.ref, {}).values())]
         if not pending:
             break
         by_sub: dict[str, list[Expected]] = {}
         for x in pending:
-            by_sub.setdefault(x.subscription_id, []).append(x)
+            if not x.resource_id:
+                by_sub.setdefault(x.subscription_id, []).append(x)
         now = datetime.now(timezone.utc)
+        _collect_by_resource(client, [x for x in pending if x.resource_id], found, now)
         for sub, xs in by_sub.items():
             start = min(x.since for x in xs) - timedelta(minutes=5)
             end = now + timedelta(minutes=5)
@@ -225,7 +265,7 @@ def collect(
                 for e in client.activity_events(sub, flt, SELECT):
                     if f.matches(e):
                         found.setdefault(str(e.get("correlationId")).lower(), {})[str(e.get("eventDataId"))] = e
-        pending = [x for x in expected if not x.complete(found.get(x.correlation_id.lower(), {}).values())]
+        pending = [x for x in expected if not x.complete(found.get(x.ref, {}).values())]
         left = deadline - clock()
         if on_round:
             on_round(len(pending), len(expected), max(0.0, left))
@@ -241,14 +281,43 @@ def collect(
     return {cid: list(evs.values()) for cid, evs in found.items()}
 
 
+def _collect_by_resource(client: FleetClient, expected: list[Expected], found: dict[str, dict[str, Event]],
+                         now: datetime) -> None:
+    """Batch operations: per subscription, one query per VM (resourceUri) when few, else one window
+    query on Microsoft.Compute; events matched by VM, action and time (Expected.matches)."""
+    by_sub: dict[str, list[Expected]] = {}
+    for x in expected:
+        by_sub.setdefault(x.subscription_id, []).append(x)
+    for sub, xs in by_sub.items():
+        start = min(x.since for x in xs) - timedelta(minutes=5)
+        end = now + timedelta(minutes=5)
+        by_vm: dict[str, list[Expected]] = {}
+        for x in xs:
+            by_vm.setdefault(x.resource_id.lower(), []).append(x)
+        if len(by_vm) <= PER_ID_QUERIES:
+            queries = [Filters(start, end, resource_ids={vm}) for vm in by_vm]
+        else:
+            queries = [Filters(start, end, resource_ids=set(by_vm))]
+        for f in queries:
+            flt, _ = f.server_side()
+            for e in client.activity_events(sub, flt, SELECT):
+                for x in by_vm.get((e.get("resourceId") or "").lower(), []):
+                    if x.matches(e):
+                        found.setdefault(x.ref, {})[str(e.get("eventDataId"))] = e
+
+
 def record(journal: Journal, expected: list[Expected], found: dict[str, list[Event]]) -> list[str]:
-    """Write what was found to the journal; return the correlation ids still missing their end."""
+    """Write what was found to the journal; return the correlation ids (batch: the evidence keys)
+    still missing their end."""
     missing = []
     for x in expected:
-        evs = found.get(x.correlation_id.lower(), [])
+        evs = found.get(x.ref, [])
         if evs:
-            journal.write("evidence", index=x.index, correlationId=x.correlation_id, events=evs)
+            if x.key:
+                journal.write("evidence", index=x.index, correlationId=x.correlation_id, evidenceKey=x.key, events=evs)
+            else:
+                journal.write("evidence", index=x.index, correlationId=x.correlation_id, events=evs)
         if not x.complete(evs):
-            missing.append(x.correlation_id)
+            missing.append(x.key or x.correlation_id)
     journal.write("evidence-status", expected=len(expected), missing=missing)
     return missing

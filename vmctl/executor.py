@@ -133,6 +133,7 @@ class Resumed:
     correlation_id: str
     started: float = field(default_factory=time.monotonic)
     attached: str = ""
+    operation_id: str | None = None  # batch engine: re-attach by the ComputeSchedule operationId
 
 
 class Executor:

@@ -88,6 +88,16 @@ class RecordFields(TypedDict, total=False):
     line: int                        # corrupt: the line that was not a record
     linkError: str                   # run: why a journal kept elsewhere is not linked in the state dir
     confirmedBy: str                 # run, resume: how the operator said go (report.CONFIRMED_BY)
+    # the batch engine (batch.py): chunk, chunk-accepted, chunk-lost, resend, cancel; outcome
+    chunk: int                       # the chunk's number (1-based, in sending order)
+    indexes: list[int]               # the plan steps a chunk (or a resend) carries
+    location: str                    # the region of a chunk's VMs (ComputeSchedule's locationparameter)
+    opType: str                      # Deallocate, Start or Hibernate
+    retryPolicy: dict[str, int] | None
+    operations: dict[str, str]       # chunk-accepted, cancel: step index -> ComputeSchedule operationId
+    refused: dict[str, str]          # chunk-accepted: step index -> "(errorCode) errorDetails"
+    operationId: str | None          # outcome (batch): the VM's operationId
+    evidenceKey: str                 # evidence (batch): the step's operationId, or correlationId#index
 
 
 class Record(RecordFields, total=False):

@@ -23,6 +23,7 @@ SkipCode = Literal["unreadable", "state-unknown", "already-in-target-state", "pr
 FactSource = Literal["arm", "graph"]
 CoverageScope = Literal["subscriptions", "tenant", "managementGroup"]
 WaveMode = Literal["update-domain", "tag", "none"]
+Engine = Literal["arm", "batch"]
 HibernateFallback = Literal["fail", "deallocate"]
 
 
@@ -248,6 +249,10 @@ class Options:
     ticket: str | None = None
     wave_by: WaveBy = WaveBy()       # maintenance: how VMs are grouped into waves
     pause: float = 300.0             # maintenance: seconds between waves
+    engine: Engine = "arm"           # resolved (never "auto"): arm, or batch (ComputeSchedule, vmctl/batch.py)
+    engine_note: str = ""            # why that engine (shown with the plan)
+    retry_count: int = 0             # batch: ComputeSchedule's retryPolicy.retryCount (0: one attempt)
+    retry_window: int = 0            # batch: retryPolicy.retryWindowInMinutes
 
 
 @dataclass(frozen=True)
@@ -334,8 +339,13 @@ class Outcome:
     correlation_id: str | None = None
     duration: float | None = None
     path: str = ""
+    operation_id: str | None = None  # batch engine: the VM's ComputeSchedule operationId
 
     def record(self, vm_id: str, skip_code: str | None = None) -> RecordFields:
         """The journal's `outcome` record."""
-        return {"vm": vm_id, "skipCode": skip_code, "index": self.index, "status": self.status, "reason": self.reason, "retries": self.retries,
-                "correlationId": self.correlation_id, "duration": self.duration, "path": self.path}
+        out: RecordFields = {"vm": vm_id, "skipCode": skip_code, "index": self.index, "status": self.status,
+                             "reason": self.reason, "retries": self.retries, "correlationId": self.correlation_id,
+                             "duration": self.duration, "path": self.path}
+        if self.operation_id is not None:
+            out["operationId"] = self.operation_id
+        return out

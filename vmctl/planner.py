@@ -268,11 +268,13 @@ def _vm_from_model(d: _Json) -> Vm:
 
 
 def plan_json(plan: Plan) -> dict[str, object]:
+    from .batch import chunks_json
+
     return {"runId": plan.run_id, "verb": plan.verb, "action": plan.action, "createdAt": plan.created_at,
             "options": {**asdict(plan.options), "wave_by": str(plan.options.wave_by)}, "refusals": list(plan.refusals), "totals": plan.totals,
             "setSizes": plan.set_sizes,
             "summary": plan.summary(), "steps": [step_json(s) for s in plan.steps], "source": plan.source,
-            "coverage": plan.coverage.as_json() if plan.coverage is not None else None}
+            "coverage": plan.coverage.as_json() if plan.coverage is not None else None, "chunks": chunks_json(plan)}
 
 
 def _vm_from_display(d: _Json) -> Vm:

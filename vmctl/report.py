@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal, TypedDict
 
 from .errors import FAILED, INTERRUPTED, OK, PARTIAL, TERMINATED
-from .evidence import Summary, collected, summarize
+from .evidence import Summary, batch_key, collected, summarize
 from .journal import Record, iter_type
 from .models import FAILED_OUTCOMES
 from .planner import plan_from_json
@@ -44,6 +44,7 @@ class ReportVm(TypedDict):
     evidence: VmEvidence | None
     maintenanceResult: str | None
     guest: "GuestStory | None"           # from --guest-journal files; None when none given or none matched
+    operationId: str | None          # the batch engine: the VM's ComputeSchedule operationId
 
 
 ConfirmedBy = Literal["yes-flag", "prompt", "typed-count", "typed-phrase", "plan-file"]
@@ -101,6 +102,7 @@ class Report(TypedDict):
     interruptions: list[Interruption]    # each Ctrl-C/SIGTERM that stopped it, in order
     resumes: list[Resumption]            # each `vmctl resume` of it, in order
     guestJournals: list[str]             # the guest journals joined (`vmctl report --guest-journal`)
+    engine: str                          # arm, or batch (ComputeSchedule)
 
 FAILURE_SKIPS = {"pre-hook-failed"}  # skips that mean the operator's intent was not carried out
 
@@ -137,6 +139,7 @@ def build(records: list[Record], guest: "list[GuestJournalFile] | None" = None) 
     reached: dict[int, str] = {}
     for r in iter_type(records, "accepted"):
         reached[r["index"]] = r.get("correlationId") or ""
+    batch = plan.options.engine == "batch"
     vms: list[ReportVm] = []
     counts = {"succeeded": 0, "failed": 0, "preempted": 0, "unknown": 0, "skipped": 0, "cancelled": 0,
               "in-flight": 0, "pending": 0}
@@ -156,9 +159,10 @@ def build(records: list[Record], guest: "list[GuestJournalFile] | None" = None) 
             "retries": o.get("retries", 0) if o else 0, "correlationId": o.get("correlationId") if o else None,
             "outcome": status, "reason": (o.get("reason") if o else "") or (s.detail if not s.acts else ""),
             "wave": s.wave + 1 if s.wave is not None else None,
-            "evidence": _vm_evidence(o, reached.get(s.index), evidence),
+            "evidence": _batch_evidence(s.index, o, evidence) if batch else _vm_evidence(o, reached.get(s.index), evidence),
             "maintenanceResult": _str_or_none((maint.get(s.index) or {}).get("lastOperationResultCode")),
             "guest": _guest(guest, s.vm.id, s.vm.name, run["ts"], last_end["ts"] if last_end else None, o),
+            "operationId": o.get("operationId") if o else None,
         })
     acted_ok = sum(1 for v in vms if v["outcome"] == "succeeded")
     left_billed = sum(1 for v in vms if v["after"] == "stopped") if after else \
@@ -188,6 +192,7 @@ def build(records: list[Record], guest: "list[GuestJournalFile] | None" = None) 
         "resumes": [{"at": r.get("ts", ""), "user": r.get("user"), "host": r.get("host"), "command": r.get("command"),
                      "confirmedBy": _confirmed_by(r)} for r in resumed],
         "guestJournals": [j.path for j in guest or []],
+        "engine": plan.options.engine,
     }
 
 
@@ -220,6 +225,22 @@ def warnings(records: list[Record]) -> list[str]:
            for r in iter_type(records, "verify-failed")]
     out += [f"the Activity Log could not be read: {r.get('error')}" for r in iter_type(records, "evidence-failed")]
     return out
+
+
+def _batch_evidence(index: int, outcome: Record | None, evidence: dict[str, list[Event]]) -> VmEvidence | None:
+    """A batch step's Activity Log record: the VM operation ComputeSchedule ran, filed under its
+    operationId (or correlationId#index when it was watched by the VM's state); its
+    `correlationId` is the one the Activity Log gives that VM operation."""
+    if outcome is None or outcome["status"] not in ("succeeded", "failed", "preempted", "unknown", "in-flight"):
+        return None
+    op_id, cid = outcome.get("operationId"), outcome.get("correlationId") or ""
+    events = evidence.get(batch_key(index, op_id, cid).lower(), [])
+    if not events:
+        if not op_id:
+            return None  # refused by ComputeSchedule (no operation), or never sent
+        return {"correlationId": "", "complete": False, "missing": True, "statuses": []}
+    logged = next((str(e.get("correlationId")) for e in events if e.get("correlationId")), "")
+    return {"correlationId": logged, "missing": False, **summarize(events, accepted=True)}
 
 
 def _vm_evidence(outcome: Record | None, accepted_cid: str | None,

@@ -96,6 +96,8 @@ def assess(client: FleetClient, plan: Plan, records: list[Record], pacer: Pacer,
            now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> Assessment:
     """Decide, for each step a previous run did not finish, what a resume does with it. Reads the
     VMs' state (and the Activity Log for requests sent but never answered); writes nothing."""
+    if plan.options.engine == "batch":
+        return _assess_batch(client, plan, records, pacer)
     final = {r["index"] for r in iter_type(records, "outcome")
              if r["status"] in ("succeeded", "failed", "preempted", "skipped")}
     accepted = {r["index"]: r for r in iter_type(records, "accepted")}
@@ -169,6 +171,75 @@ def assess(client: FleetClient, plan: Plan, records: list[Record], pacer: Pacer,
             else:
                 why = "the Activity Log records the request; watching the VM"
                 out.append(ResumeStep(s, "watch", why, cid, Resumed(None, cid, attached=why)))
+    return Assessment(tuple(sorted(final)), tuple(out))
+
+
+def _state(client: FleetClient, s: Step, current: dict[str, VmStatus]) -> VmStatus | ResumeStep:
+    """The VM's current state, or the step's verdict when it cannot be read."""
+    st = current.get(s.vm.key)
+    if st is not None:
+        return st
+    try:
+        return client.instance_view(s.vm.subscription_id, s.vm.resource_group, s.vm.name)
+    except NotFoundError:
+        return ResumeStep(s, "gone", "the VM no longer exists (not found on resume); nothing sent")
+    except Exception as exc:  # noqa: BLE001 - recorded: the step stays open for the next resume
+        return ResumeStep(s, "unknown", f"its state could not be read on resume ({exc}); nothing sent")
+
+
+def _assess_batch(client: FleetClient, plan: Plan, records: list[Record], pacer: Pacer) -> Assessment:
+    """The batch engine's steps: an operation ComputeSchedule accepted is re-attached by its
+    operationId (never sent again); one vmctl cancelled before it started is sent again; a chunk
+    request whose answer was never journaled is sent again only for VMs that show no sign of it,
+    and that resend meets ComputeSchedule's OperationConflict wherever the first one landed and
+    is still pending (the VM is then watched)."""
+    final = {r["index"] for r in iter_type(records, "outcome")
+             if r["status"] in ("succeeded", "failed", "preempted", "skipped")}
+    ops: dict[int, tuple[str, str, str]] = {}   # index -> (operationId, chunk correlation id, ts)
+    for r in iter_type(records, "chunk-accepted"):
+        for k, op in (r.get("operations") or {}).items():
+            ops[int(k)] = (op, r.get("correlationId") or "", r.get("ts", ""))
+    sent: dict[int, Record] = {}
+    for r in iter_type(records, "chunk"):
+        for i in r.get("indexes") or []:
+            sent[i] = r
+    cancelled = {op for r in iter_type(records, "cancel") for k, op in (r.get("operations") or {}).items()
+                 if (r.get("states") or {}).get(k) == "Cancelled"}
+    todo = [s for s in plan.steps if s.acts and s.index not in final]
+    current = current_state(client, (s.vm for s in todo), pacer)
+    out: list[ResumeStep] = []
+    for s in todo:
+        st = _state(client, s, current)
+        if isinstance(st, ResumeStep):
+            out.append(st)
+            continue
+        answer = ops.get(s.index)
+        req = sent.get(s.index)
+        if answer is not None and req is not None and req.get("ts", "") > answer[2]:
+            answer = None  # a later request (a resend) was never answered
+        cid = answer[1] if answer else (req.get("correlationId") if req else None)
+        if _done(s, st, answer is not None):
+            out.append(ResumeStep(s, "found-done", "completed while the run was interrupted (found done on resume)", cid))
+        elif answer is not None and answer[0] not in cancelled:
+            out.append(ResumeStep(s, "watch", f"accepted before the interruption: re-attaching by operationId "
+                                  f"{answer[0]}", cid, Resumed(None, answer[1], operation_id=answer[0])))
+        elif answer is not None:
+            out.append(ResumeStep(s, "send", f"its operation {answer[0]} was cancelled before it started: sent again",
+                                  cid))
+        elif req is None:
+            out.append(ResumeStep(s, "send", "not sent before the interruption"))
+        elif vm_busy(st.power_state, st.provisioning_state):
+            why = ("the run was interrupted between sending its chunk and journaling the answer; the VM is busy: "
+                   "watching it instead of sending again")
+            out.append(ResumeStep(s, "watch", why, cid, Resumed(None, cid or "", attached=why)))
+        elif st.provisioning_state.lower() == "failed":
+            out.append(ResumeStep(s, "unknown", "sent, result not known: its chunk's answer was never journaled and "
+                                  "the VM's provisioning state is Failed; not resent", cid))
+        else:
+            out.append(ResumeStep(s, "resend", f"its chunk (correlation id {cid}) was sent but the answer never "
+                                  "journaled, and the VM shows no sign of it: sent again; ComputeSchedule answers "
+                                  "OperationConflict where the first request landed and is pending, and vmctl then "
+                                  "watches the VM", cid))
     return Assessment(tuple(sorted(final)), tuple(out))
 
 

@@ -108,13 +108,22 @@ def _locked(client: FleetClient, plan: Plan, path: Path, pacer: Pacer, settings:
                   stale=[x.as_record() for x in locks.stale])
     ui.say(f"journal: {path}")
     todo = [s for s in plan.steps if s.acts and (only is None or s.index in only)]
-    ex = Executor(client, plan, journal, pacer, poll_interval=settings.poll_interval, stop=stop, abandon=abandon,
-                  on_outcome=ui.on_outcome, contact_timeout=CONTACT_TIMEOUT / settings.scale)
-    ui.started(len(todo), ex.in_flight)
-    if plan.action == "performMaintenance":
-        ex.run_waves(only=only, resumed=resumed, say=ui.say)
+    if plan.options.engine == "batch":
+        from .batch import STATUS_POLL, BatchExecutor, sent_before
+
+        bx = BatchExecutor(client, plan, journal, pacer, poll_interval=STATUS_POLL / settings.scale,
+                           state_interval=settings.poll_interval, scale=settings.scale, stop=stop, abandon=abandon,
+                           on_outcome=ui.on_outcome, contact_timeout=CONTACT_TIMEOUT / settings.scale)
+        ui.started(len(todo), bx.in_flight)
+        bx.run(only=only, resumed=resumed, guarded=sent_before(earlier))
     else:
-        ex.run(only=only, resumed=resumed)
+        ex = Executor(client, plan, journal, pacer, poll_interval=settings.poll_interval, stop=stop, abandon=abandon,
+                      on_outcome=ui.on_outcome, contact_timeout=CONTACT_TIMEOUT / settings.scale)
+        ui.started(len(todo), ex.in_flight)
+        if plan.action == "performMaintenance":
+            ex.run_waves(only=only, resumed=resumed, say=ui.say)
+        else:
+            ex.run(only=only, resumed=resumed)
     noted = [False]
 
     def note_interruption(phase: Phase) -> None:

@@ -228,6 +228,9 @@ def plan_output(plan: Plan) -> Output:
     acts = ", ".join(f"{n} {a}" for a, n in sm["actions"].items()) or "nothing to do"
     skips = ", ".join(f"{n} {k}" for k, n in sm["skipped"].items())
     footer = [f"Plan {plan.run_id}: {acts}" + (f"; skipped: {skips}" if skips else "") + "."]
+    from .batch import chunk_lines
+
+    footer += chunk_lines(plan)
     if sm["leftStoppedButBilled"]:
         footer.append(f"{sm['leftStoppedButBilled']} VMs will be left stopped but still billed for compute.")
     if plan.options.skip_shutdown and sm["acting"]:
@@ -559,6 +562,9 @@ def report_output(rep: Report, journal: str | None = None) -> Output:
         f"Command: {rep['command']}",
         f"Confirmed by: {confirmed_text(rep.get('confirmedBy'))}",
     ]
+    if rep.get("engine") == "batch":
+        meta.append("Engine: batch (ComputeSchedule): CORRELATION ID is the chunk's request; each VM's operationId "
+                    "is in the JSON report and the journal")
     meta += history_lines(rep)
     footer = [
         f"{s['succeeded']} succeeded, {s['failed']} failed, "

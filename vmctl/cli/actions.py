@@ -68,6 +68,7 @@ PostHook = Annotated[Optional[str], typer.Option("--post-hook", metavar="CMD", h
 EvidenceWait = Annotated[str, typer.Option("--evidence-wait", metavar="DURATION", help="How long to wait for the Activity Log's record of each operation (it lags by minutes).")]
 NoEvidenceWait = Annotated[bool, typer.Option("--no-evidence-wait", help="Do not wait for Activity Log evidence (fetch it later: vmctl evidence --journal).")]
 HookTimeout = Annotated[float, typer.Option("--hook-timeout", metavar="SECONDS", help="Seconds a hook may run (default 300: Azure's graceful-shutdown window).")]
+EngineOpt = Annotated[Optional[str], typer.Option("--engine", metavar="arm|batch|auto", help="deallocate and start: arm (one request per VM), batch (ComputeSchedule, up to 100 VMs per request) or auto (the default, or the config's execution.engine: batch from execution.batch_threshold acting VMs). Other actions run on ARM.")]
 HookEnv = Annotated[list[str], typer.Option("--hook-env", metavar="NAME", help="Pass this environment variable to hooks (repeatable); hooks otherwise get only PATH, HOME, locale and the VMCTL_* variables.")]
 
 
@@ -319,7 +320,7 @@ def run_action(
     journal_path: Path | None, report_path: Path | None, ticket: str | None, max_targets: int | None,
     max_percent: float | None, parallel: int | None, timeout: float, pre_hook: str | None, post_hook: str | None,
     hook_timeout: float, hook_env: tuple[str, ...] = (), keep_allocation: bool = False, skip_shutdown: bool = False,
-    hibernate: bool = False,
+    hibernate: bool = False, engine: str | None = None, retry_count: int | None = None, retry_window: int | None = None,
     hibernate_fallback: str = "fail", wave_by: str = "update-domain", pause: float = 300.0,
     evidence_wait: float = 600.0, all_vms: bool = False, approved: Plan | None = None,
     signals: Signals | None = None,
@@ -370,6 +371,16 @@ def run_action(
         waves = WaveBy.parse(wave_by)
     except ValueError:
         raise InputError(f"--wave-by '{wave_by}' is not update-domain, tag:KEY or none.") from None
+    if engine is not None and engine not in ("arm", "batch", "auto"):
+        raise InputError(f"--engine '{engine}' is not arm, batch or auto.",
+                         "arm: one request per VM; batch: ComputeSchedule, up to 100 VMs per request; auto: batch "
+                         "from the batch threshold up.")
+    if retry_count is not None and not 0 <= retry_count <= 7:
+        raise InputError(f"--retry-count {retry_count} is outside 0-7.",
+                         "ComputeSchedule's retryPolicy.retryCount is 0 (one attempt) to 7.")
+    if retry_window is not None and not 5 <= retry_window <= 120:
+        raise InputError(f"--retry-window {retry_window} is outside 5-120 minutes.",
+                         "ComputeSchedule's retryPolicy.retryWindowInMinutes is 5 to 120.")
     is_tty = interactive()
     stop_refused = False
     if verb == "stop":
@@ -377,6 +388,19 @@ def run_action(
             stop_refused = True  # the plan is still shown; the exit code says a guard would refuse
         else:
             verb = stop_or_deallocate(keep_allocation, is_tty, _ask)
+    from ..batch import BATCH_ACTIONS, DEFAULT_RETRY, DEFAULT_THRESHOLD, EngineChoice, resolve_engine
+    from ..planner import VERBS
+
+    batch_capable = VERBS[verb] in BATCH_ACTIONS
+    if engine == "batch" and not batch_capable:
+        raise InputError(f"--engine batch: `vmctl {verb}` has no batch engine; ComputeSchedule runs only deallocate "
+                         "(with --hibernate) and start.", f"Leave out --engine (or give --engine arm): {verb} runs on "
+                         "ARM, one request per VM.")
+    requested = (engine or cfg.engine) if batch_capable else "arm"
+    if requested == "batch" and (pre_hook or post_hook):
+        raise InputError("--pre-hook/--post-hook run per VM around its own request; the batch engine sends up to 100 "
+                         "VMs in one request.", "Use --engine arm with hooks (--engine auto picks ARM when hooks are "
+                         "given).")
     opts = Options(
         skip_shutdown=skip_shutdown and verb == "stop", hibernate=hibernate,
         hibernate_fallback="deallocate" if hibernate_fallback == "deallocate" else "fail",
@@ -398,6 +422,19 @@ def run_action(
         plan = plan_from_graph(client, verb, inv, opts, selector, cfg, needs=needs, read_pacer=pacer)
     else:
         plan = build_plan(verb, list(inv.vms), opts, totals=inv.totals, set_sizes=inv.set_sizes)
+    if batch_capable:
+        choice: EngineChoice = "batch" if requested == "batch" else "arm" if requested == "arm" else "auto"
+        chosen, note = resolve_engine(choice, plan.action, len(plan.acting), cfg.batch_threshold or DEFAULT_THRESHOLD,
+                                      bool(pre_hook or post_hook))
+        if chosen == "batch":
+            count = retry_count if retry_count is not None else \
+                cfg.retry_count if cfg.retry_count is not None else DEFAULT_RETRY.count
+            window = retry_window if retry_window is not None else \
+                cfg.retry_window if cfg.retry_window is not None else DEFAULT_RETRY.window_minutes
+            plan = replace(plan, options=replace(plan.options, engine="batch", engine_note=note, retry_count=count,
+                                                 retry_window=window if count else 0))
+        else:
+            plan = replace(plan, options=replace(plan.options, engine_note=note))
     if stop_refused:
         plan = replace(plan, refusals=plan.refusals + (STOP_BILLED.rstrip("."),))
     if plan_out:
@@ -573,6 +610,8 @@ class RunExtras(TypedDict, total=False):
     hibernate_fallback: str
     wave_by: str
     pause: float
+    retry_count: int | None
+    retry_window: int | None
 
 
 def _sel(resource_group: list[str], name: list[str], ids: list[str], tag: list[str], exclude_tag: list[str],
@@ -588,7 +627,7 @@ def _action_options(
     report: ReportPath = None, ticket: Ticket = None, max_targets: MaxTargets = None, max_percent: MaxPercent = None,
     parallel: Parallel = None, timeout: Timeout = 3600.0, pre_hook: PreHook = None, post_hook: PostHook = None,
     hook_timeout: HookTimeout = 300.0, hook_env: HookEnv = [], evidence_wait: EvidenceWait = "10m",
-    no_evidence_wait: NoEvidenceWait = False,
+    no_evidence_wait: NoEvidenceWait = False, engine: EngineOpt = None,
     subscription: Subscriptions = [], all_subscriptions: AllSubscriptions = False, management_group: ManagementGroup = None,
     source: FleetSource = None, cloud: Cloud = None, arm_endpoint: ArmEndpoint = None, config: ConfigPath = None,
     output: OutputFormat = None, query: Query = None, debug: Debug = False, verbose: Verbose = False,
@@ -617,7 +656,7 @@ def action_command(verb: str, doc: str, extras: Callable[..., RunExtras] | None 
                 pre_hook=kw["pre_hook"], post_hook=kw["post_hook"], hook_timeout=kw["hook_timeout"],
                 hook_env=tuple(kw["hook_env"]), evidence_wait=evidence_seconds(kw["evidence_wait"],
                                                                               kw["no_evidence_wait"]),
-                all_vms=kw["all_vms"], signals=signals, **more)
+                all_vms=kw["all_vms"], engine=kw["engine"], signals=signals, **more)
 
     cmd.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
     cmd.__doc__ = doc
@@ -632,11 +671,21 @@ def _stop_options(
     return {"keep_allocation": keep_allocation, "skip_shutdown": skip_shutdown}
 
 
+RetryCount = Annotated[Optional[int], typer.Option("--retry-count", metavar="N", help="Batch engine: ComputeSchedule's retries of a failed VM operation, 0-7 (default 3, or the config's execution.retry_count).")]
+RetryWindow = Annotated[Optional[int], typer.Option("--retry-window", metavar="MINUTES", help="Batch engine: the last retry starts within this many minutes of the request, 5-120 (default 30).")]
+
+
 def _deallocate_options(
     hibernate: Annotated[bool, typer.Option("--hibernate", help="Hibernate (save memory to the OS disk); hibernation-enabled VMs only.")] = False,
     hibernate_fallback: Annotated[str, typer.Option("--hibernate-fallback", metavar="fail|deallocate", help="fail (VMs that cannot hibernate count as failed) or deallocate them plainly.")] = "fail",
+    retry_count: RetryCount = None, retry_window: RetryWindow = None,
 ) -> RunExtras:
-    return {"hibernate": hibernate, "hibernate_fallback": hibernate_fallback}
+    return {"hibernate": hibernate, "hibernate_fallback": hibernate_fallback, "retry_count": retry_count,
+            "retry_window": retry_window}
+
+
+def _start_options(retry_count: RetryCount = None, retry_window: RetryWindow = None) -> RunExtras:
+    return {"retry_count": retry_count, "retry_window": retry_window}
 
 
 stop_cmd = action_command("stop", """Power VMs off, keeping compute allocated and BILLED (use deallocate to stop paying).
@@ -650,6 +699,8 @@ stop_cmd = action_command("stop", """Power VMs off, keeping compute allocated an
 deallocate_cmd = action_command("deallocate", """Deallocate VMs: release compute so it is no longer billed.
 
     Temporary-disk data and dynamic public IPs are lost; capacity is not guaranteed at restart.
+    Large fleets go through ComputeSchedule (--engine batch, or auto from the batch threshold):
+    up to 100 VMs per request; --dry-run shows the engine and its requests.
 
     Example:
 
@@ -659,10 +710,15 @@ deallocate_cmd = action_command("deallocate", """Deallocate VMs: release compute
     """, _deallocate_options)
 start_cmd = action_command("start", """Start VMs (compute is allocated and billed again).
 
+    Large fleets go through ComputeSchedule (--engine batch, or auto from the batch threshold):
+    up to 100 VMs per request, with server-side retries (--retry-count, --retry-window).
+
     Example:
 
         vmctl start -g rg-web --post-hook ./healthcheck.sh --yes
-    """)
+
+        vmctl start --tag env=dev --engine batch --retry-count 5 --yes
+    """, _start_options)
 restart_cmd = action_command("restart", """Restart running VMs (the guest reboots; compute stays allocated).
 
     Example:

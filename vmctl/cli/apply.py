@@ -97,5 +97,7 @@ def apply_cmd(
             pre_hook=opts.pre_hook, post_hook=opts.post_hook, hook_timeout=opts.hook_timeout, hook_env=opts.hook_env,
             keep_allocation=approved.verb == "stop", skip_shutdown=opts.skip_shutdown, hibernate=opts.hibernate,
             hibernate_fallback=opts.hibernate_fallback, wave_by=str(opts.wave_by), pause=opts.pause,
+            engine=opts.engine, retry_count=opts.retry_count if opts.engine == "batch" else None,
+            retry_window=opts.retry_window if opts.engine == "batch" and opts.retry_count else None,
             evidence_wait=evidence_seconds(evidence_wait, no_evidence_wait), approved=approved, signals=signals,
         )

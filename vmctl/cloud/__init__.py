@@ -6,7 +6,7 @@ Importing this package is cheap; the SDK is imported only when `make_client` is 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol, TypedDict
+from typing import Callable, Literal, Protocol, TypedDict
 
 from ..errors import VmctlError
 from ..models import Vm, VmStatus
@@ -185,6 +185,25 @@ class FleetClient(Protocol):
         over the subscriptions, the management groups, or (neither) the tenant. A 429 is raised as
         ThrottledError (its retry_after from the quota headers); a scope with no readable
         subscription as AccessDeniedError."""
+    # ComputeSchedule (the batch engine): each one POST, answered at once (not an LRO)
+    def batch_execute(self, subscription_id: str, location: str, op_type: BatchOpType, ids: list[str], *,
+                      correlation_id: str, retry: RetryPolicy | None,
+                      on_headers: OnHeaders | None = None) -> list[BatchResult]:
+        """Execute{Deallocate,Start,Hibernate} for up to 100 VM ids of one subscription and region;
+        one result per id. Raises ThrottledError, RetryableError (the request may have landed),
+        ActionError (the service refused the request) as begin_action does."""
+
+    def batch_status(self, subscription_id: str, location: str, operation_ids: list[str], *, correlation_id: str,
+                     on_headers: OnHeaders | None = None) -> list[BatchResult]:
+        """GetOperationStatus for up to 100 operation ids."""
+
+    def batch_cancel(self, subscription_id: str, location: str, operation_ids: list[str], *, correlation_id: str,
+                     on_headers: OnHeaders | None = None) -> list[BatchResult]:
+        """CancelOperations: those not started yet end Cancelled; each id's state after it."""
+
+    def batch_errors(self, subscription_id: str, location: str, operation_ids: list[str],
+                     on_headers: OnHeaders | None = None) -> list[BatchErrors]:
+        """GetOperationErrors: every failed attempt of each operation."""
 
 
 def make_client(connection: Connection) -> FleetClient:
@@ -232,6 +251,55 @@ class ActionError(VmctlError):
     def __init__(self, code: str, message: str, status: int = 0) -> None:
         super().__init__(f"({code}) {message}" if code else message)
         self.code, self.azure_message, self.status = code, message, status
+
+
+BatchOpType = Literal["Deallocate", "Start", "Hibernate"]
+# ComputeSchedule's operation states (wire §12.4); terminal: Succeeded, Failed, Cancelled
+BATCH_TERMINAL = frozenset({"Succeeded", "Failed", "Cancelled"})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """ComputeSchedule's `executionParameters.retryPolicy`: `count` more attempts, each started
+    within `window_minutes` of the request."""
+
+    count: int
+    window_minutes: int
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One item of a ComputeSchedule answer: a VM's operation, or why there is none (`error_code`,
+    e.g. OperationConflict). `state` is the operation's (PendingScheduling ... Succeeded, Failed,
+    Cancelled, Blocked); `op_error_*` its resourceOperationError."""
+
+    resource_id: str
+    operation_id: str | None = None
+    state: str = ""
+    error_code: str = ""
+    error_details: str = ""
+    op_error_code: str = ""
+    op_error_details: str = ""
+    completed_at: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchAttemptError:
+    code: str
+    details: str
+    timestamp: str | None = None
+    operation_name: str = ""
+    crp_operation_id: str = ""
+
+
+@dataclass(frozen=True)
+class BatchErrors:
+    """GetOperationErrors for one operation: each failed attempt, and a request-level error."""
+
+    operation_id: str
+    errors: tuple[BatchAttemptError, ...] = ()
+    request_error_code: str = ""
+    request_error_details: str = ""
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,10 @@ from ..timefmt import parse_iso
 from . import (
     Accepted,
     ActionError,
+    BatchAttemptError,
+    BatchErrors,
+    BatchOpType,
+    BatchResult,
     Connection,
     Event,
     GraphPage,
@@ -55,6 +59,7 @@ from . import (
     OnHeaders,
     OperationStatus,
     RetryableError,
+    RetryPolicy,
     ThrottledError,
 )
 
@@ -217,6 +222,7 @@ class AzureFleet:
         self._reads: dict[str, ReadPipeline] = {}
         self._monitors: dict[str, Any] = {}
         self._graph: Any = None
+        self._schedulers: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def refresh_credential(self) -> None:
@@ -228,6 +234,7 @@ class AzureFleet:
             self._reads.clear()
             self._monitors.clear()
             self._graph = None
+            self._schedulers.clear()
 
     def _cached(self, cache: dict[str, Any], subscription_id: str, factory: Callable[..., Any]) -> Any:
         """One SDK client per subscription and kind, created on first use."""
@@ -552,6 +559,116 @@ class AzureFleet:
             code, message = details[0]
             return AzureError(f"Azure Resource Graph refused the query: ({code}) {message}")
         return None
+    # ------------------------------------------------------------------ ComputeSchedule (the batch engine)
+    def scheduler(self, subscription_id: str) -> Any:
+        """The official ComputeScheduleMgmtClient (imported on first use: only the batch engine needs it)."""
+        from azure.mgmt.computeschedule import ComputeScheduleMgmtClient
+
+        return self._cached(self._schedulers, subscription_id, ComputeScheduleMgmtClient)
+
+    def _schedule_call(self, fn: Callable[[dict[str, Any]], Any],
+                       on_headers: Callable[[dict[str, str]], None] | None, context: str) -> Any:
+        """One ComputeSchedule POST, no SDK retries (the engine decides, counts and journals each);
+        errors classified as for a VM action: 429 ThrottledError, 5xx/408 or a lost connection
+        RetryableError (it may have landed), any other refusal ActionError."""
+        seen: dict[str, str] = {}
+
+        def hook(response: Any) -> None:
+            _http_line(response)
+            seen.update({k.lower(): v for k, v in response.http_response.headers.items()})
+
+        try:
+            result = fn({"retry_total": 0, "raw_response_hook": hook})
+        except HttpResponseError as exc:
+            headers = getattr(exc.response, "headers", None) or {}
+            seen.update({k.lower(): v for k, v in headers.items()})
+            if on_headers:
+                on_headers(seen)
+            raise self._classify(exc, seen) from exc
+        except ServiceResponseError as exc:
+            raise RetryableError(f"connection lost while {context}: {str(exc).splitlines()[0]}") from exc
+        except ServiceRequestError as exc:
+            raise self._endpoint_error(exc) from exc
+        except ClientAuthenticationError as exc:
+            raise CredentialError(_credential_failure(str(exc)), LOGIN_HINT) from exc
+        if on_headers:
+            on_headers(seen)
+        return result
+
+    @staticmethod
+    def _batch_results(items: Any) -> list[BatchResult]:
+        out = []
+        for r in items or []:
+            op = r.operation
+            err = op.resource_operation_error if op is not None else None
+            state = op.state if op is not None else None
+            out.append(BatchResult(
+                resource_id=str(r.resource_id or (op.resource_id if op is not None else "") or ""),
+                operation_id=str(op.operation_id) if op is not None and op.operation_id else None,
+                state=str(getattr(state, "value", state) or ""), error_code=str(r.error_code or ""),
+                error_details=str(r.error_details or ""),
+                op_error_code=str(err.error_code or "") if err is not None else "",
+                op_error_details=str(err.error_details or "") if err is not None else "",
+                completed_at=op.completed_at.isoformat() if op is not None and op.completed_at else None))
+        return out
+
+    def batch_execute(self, subscription_id: str, location: str, op_type: BatchOpType, ids: list[str], *,
+                      correlation_id: str, retry: RetryPolicy | None,
+                      on_headers: Callable[[dict[str, str]], None] | None = None) -> list[BatchResult]:
+        from azure.mgmt.computeschedule import models as m
+
+        params = m.ExecutionParameters(retry_policy=m.RetryPolicy(
+            retry_count=retry.count, retry_window_in_minutes=retry.window_minutes) if retry is not None else None)
+        ops = self.scheduler(subscription_id).scheduled_actions
+        request: Any = {"Deallocate": m.ExecuteDeallocateRequest, "Start": m.ExecuteStartRequest,
+                        "Hibernate": m.ExecuteHibernateRequest}[op_type](
+            execution_parameters=params, resources=m.Resources(ids=list(ids)), correlationid=correlation_id)
+        send = {"Deallocate": ops.virtual_machines_execute_deallocate, "Start": ops.virtual_machines_execute_start,
+                "Hibernate": ops.virtual_machines_execute_hibernate}[op_type]
+        resp = self._schedule_call(lambda kw: send(location, request, **kw), on_headers,
+                                   f"sending {op_type} for {len(ids)} VMs")
+        return self._batch_results(resp.results)
+
+    def batch_status(self, subscription_id: str, location: str, operation_ids: list[str], *, correlation_id: str,
+                     on_headers: Callable[[dict[str, str]], None] | None = None) -> list[BatchResult]:
+        from azure.mgmt.computeschedule import models as m
+
+        ops = self.scheduler(subscription_id).scheduled_actions
+        body = m.GetOperationStatusRequest(operation_ids=list(operation_ids), correlationid=correlation_id)
+        resp = self._schedule_call(lambda kw: ops.virtual_machines_get_operation_status(location, body, **kw),
+                                   on_headers, "asking for operation status")
+        return self._batch_results(resp.results)
+
+    def batch_cancel(self, subscription_id: str, location: str, operation_ids: list[str], *, correlation_id: str,
+                     on_headers: Callable[[dict[str, str]], None] | None = None) -> list[BatchResult]:
+        from azure.mgmt.computeschedule import models as m
+
+        ops = self.scheduler(subscription_id).scheduled_actions
+        body = m.CancelOperationsRequest(operation_ids=list(operation_ids), correlationid=correlation_id)
+        resp = self._schedule_call(lambda kw: ops.virtual_machines_cancel_operations(location, body, **kw),
+                                   on_headers, "cancelling operations")
+        return self._batch_results(resp.results)
+
+    def batch_errors(self, subscription_id: str, location: str, operation_ids: list[str],
+                     on_headers: Callable[[dict[str, str]], None] | None = None) -> list[BatchErrors]:
+        from azure.mgmt.computeschedule import models as m
+
+        ops = self.scheduler(subscription_id).scheduled_actions
+        body = m.GetOperationErrorsRequest(operation_ids=list(operation_ids))
+        resp = self._schedule_call(lambda kw: ops.virtual_machines_get_operation_errors(location, body, **kw),
+                                   on_headers, "reading operation errors")
+        out = []
+        for r in resp.results or []:
+            attempts = tuple(
+                BatchAttemptError(code=str(e.error_code or ""), details=str(e.error_details or ""),
+                                  timestamp=(e.timestamp or e.time_stamp).isoformat() if (e.timestamp or e.time_stamp)
+                                  else None,
+                                  operation_name=str(e.azure_operation_name or ""),
+                                  crp_operation_id=str(e.crp_operation_id or ""))
+                for e in r.operation_errors or [])
+            out.append(BatchErrors(str(r.operation_id or ""), attempts, str(r.request_error_code or ""),
+                                   str(r.request_error_details or "")))
+        return out
 
     # ------------------------------------------------------------------ errors
     def _call(self, fn: Callable[[], T], context: str) -> T:

@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .activity import ActivityLog
 from .exceptions import (
@@ -41,6 +41,11 @@ from .exceptions import (
 )
 from .fleet import AvailabilitySetSpec, Fleet, SubscriptionSpec, VmSpec, load_fleet
 from .imds import ImdsState
+
+if TYPE_CHECKING:
+    from .faults import Faults
+    from .schedule import ScheduleState
+    from .throttle import Throttle
 
 MAX_TIME_SCALE = 100000.0  # beyond this simulated durations round to nothing: a typo, not a wish
 PREEMPTED = ("OperationPreempted", "The operation has been preempted by a more recent operation.")
@@ -139,6 +144,10 @@ class Backend:
         self.clock = clock
         self.lock = threading.RLock()
         self.activity = ActivityLog()
+        # set by the server (Simulator): ComputeSchedule starts VM operations through the same
+        # Compute buckets and fault rules as an ARM request (schedule.py)
+        self.throttle: Throttle | None = None
+        self.faults: Faults | None = None
         self.fleet: Fleet = source if isinstance(source, Fleet) else load_fleet(source)
         self._build()
 
@@ -178,6 +187,9 @@ class Backend:
         self.activity.clear()
         self.imds = ImdsState(self)
         self.imds.load(fleet.scheduled_events, now)
+        from .schedule import ScheduleState  # schedule.py builds on this module
+
+        self.schedule: ScheduleState = ScheduleState(self)
 
     def reset(self) -> None:
         """Back to the fleet as loaded; relative times are resolved again from now."""
@@ -195,13 +207,17 @@ class Backend:
         return self.rng.uniform(1.0 - j, 1.0 + j) if j else 1.0
 
     def settle(self, now: float) -> None:
-        """Complete every operation whose time has come (called on every request)."""
-        due = self._due
-        while due and due[0][0] <= now:
-            _, _, op = heapq.heappop(due)
-            if op.status == "InProgress" and op.ends <= now:  # a preempted (or re-timed) one has ended
-                self._complete(op)
-        self.imds.settle(now)
+        """Complete every operation whose time has come (called on every request). ComputeSchedule's
+        operations start VM operations at their own times, which may end before `now`: a few passes."""
+        for _ in range(64):
+            due = self._due
+            while due and due[0][0] <= now:
+                _, _, op = heapq.heappop(due)
+                if op.status == "InProgress" and op.ends <= now:  # a preempted (or re-timed) one has ended
+                    self._complete(op)
+            self.imds.settle(now)
+            if not self.schedule.settle(now):
+                return
 
     def release(self, op: Operation, now: float, seconds: float) -> None:
         """A held operation's Scheduled Event was approved: its reboot starts at `now` (the event's start)."""
@@ -283,9 +299,9 @@ class Backend:
         return op
 
     # ----------------------------------------------------------------- operations
-    def _refuse(self, vm: Vm, kind: str, ctx: CallContext, err: SimError) -> SimError:
+    def _refuse(self, vm: Vm, kind: str, ctx: CallContext, err: SimError, at: float | None = None) -> SimError:
         """A synchronous refusal by Compute; like Azure, it is recorded in the Activity Log."""
-        now = self.now()
+        now = self.now() if at is None else at
         op_id = str(uuid.uuid4())
         for st in ("Started", "Failed"):
             self._emit(vm, kind, st, ctx, op_id, now, http_status=err.status if st == "Failed" else None,
@@ -295,44 +311,46 @@ class Backend:
     def begin(
         self, vm: Vm, kind: str, ctx: CallContext, *, hibernate: bool = False,
         fail: tuple[str, str] | None = None, extra_seconds: float = 0.0, cancel: bool = False,
+        at: float | None = None,
     ) -> Operation:
         """Start an operation, or raise the synchronous refusal Compute would answer.
 
         State refusals are checked against the state the VM is set to reach: the running
         operation's target ("set to run", "marked to be deallocated"), else its power state.
         Then a busy VM either preempts its running operation or refuses (platform.busy_vm).
+        `at`: when it starts (ComputeSchedule starts its operations at their own times), else now.
         """
         assert kind in _LRO_KINDS
-        now = self.now()
+        now = self.now() if at is None else at
         name = vm.name
         running = vm.op
         state = running.target if running is not None else vm.power
         if kind == "restart" and state != "running":
-            raise self._refuse(vm, kind, ctx, OperationNotAllowed(RESTART_REFUSED))
+            raise self._refuse(vm, kind, ctx, OperationNotAllowed(RESTART_REFUSED), now)
         if kind == "powerOff" and state == "deallocated":
             raise self._refuse(
                 vm, kind, ctx, OperationNotAllowed(
                     f"Operation 'powerOff' is not allowed on VM '{name}' since the VM is either deallocated "
-                    "or marked to be deallocated."),
+                    "or marked to be deallocated."), now,
             )
         if kind == "deallocate" and vm.spec.ephemeral_os_disk:
             raise self._refuse(
                 vm, kind, ctx, OperationNotAllowed(
                     f"Operation 'deallocate' is not supported for VM '{name}' because it uses an ephemeral "
-                    "OS disk. Use powerOff, or delete and recreate the VM."),
+                    "OS disk. Use powerOff, or delete and recreate the VM."), now,
             )
         if kind == "deallocate" and hibernate:
             if not vm.spec.hibernation_enabled:
                 raise self._refuse(
                     vm, kind, ctx, OperationNotAllowed(
                         f"Hibernation is not enabled on VM '{name}'. Enable "
-                        "additionalCapabilities.hibernationEnabled before deallocating with hibernate=true."),
+                        "additionalCapabilities.hibernationEnabled before deallocating with hibernate=true."), now,
                 )
             shown = self._power_now(vm, now)
             if shown != "running":
                 raise self._refuse(
                     vm, kind, ctx, OperationNotAllowed(
-                        f"VM '{name}' can be hibernated only while it is running; it is {shown}."),
+                        f"VM '{name}' can be hibernated only while it is running; it is {shown}."), now,
                 )
         if kind == "performMaintenance":
             m = vm.maint
@@ -341,19 +359,19 @@ class Backend:
                 raise self._refuse(
                     vm, kind, ctx, OperationNotAllowed(
                         f"Operation 'performMaintenance' is not allowed on VM '{name}' since the "
-                        "Subscription of this VM is not eligible."),
+                        "Subscription of this VM is not eligible."), now,
                 )
             if window is None or not (window[0].timestamp() <= now <= window[1].timestamp()):
                 raise self._refuse(
                     vm, kind, ctx, OperationNotAllowed(
                         f"Operation 'performMaintenance' is not allowed on VM '{name}' since the "
-                        "self-service maintenance window is not open."),
+                        "self-service maintenance window is not open."), now,
                 )
             if state == "deallocated":
                 raise self._refuse(
                     vm, kind, ctx, OperationNotAllowed(
                         f"Operation 'performMaintenance' is not allowed on VM '{name}' since it is "
-                        "deallocated; it will be placed on an updated host when it starts."),
+                        "deallocated; it will be placed on an updated host when it starts."), now,
                 )
         shown = vm.power
         if running is not None:
@@ -361,7 +379,7 @@ class Backend:
                 raise self._refuse(
                     vm, kind, ctx, OperationNotAllowed(
                         f"Operation '{kind}' is not allowed on VM '{name}' since the VM is busy with "
-                        f"operation '{running.kind}'."),
+                        f"operation '{running.kind}'."), now,
                 )
             shown = self._power_now(vm, now)  # the new operation starts from the transitional state
             self._preempt(running, now)

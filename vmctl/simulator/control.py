@@ -140,6 +140,7 @@ class Control:
                 body = self.stats.as_dict()
                 body["tokens_issued"] = self.identity.issued
                 body["operations_started"] = len(self.backend.ops)
+                body["schedule_operations"] = len(self.backend.schedule.ops)
                 body["activity_events"] = len(self.backend.activity)
                 self.backend.settle(self.backend.now())
                 body["scheduled_events"] = self.backend.imds.stats()

@@ -73,6 +73,23 @@ class MissingApiVersion(ArmError):
         super().__init__("The api-version query parameter (?api-version=) is required for all requests.")
 
 
+class NoRegisteredProviderFound(ArmError):
+    """ARM's answer to an api-version the resource provider does not serve (ComputeSchedule: the
+    simulator serves 2024-10-01 and 2025-05-01 only)."""
+    STATUS, CODE = 400, "NoRegisteredProviderFound"
+
+    def __init__(self, location: str, api_version: str, resource_type: str, supported: str) -> None:
+        super().__init__(f"No registered resource provider found for location '{location}' and API version "
+                         f"'{api_version}' for type '{resource_type}'. The supported api-versions are '{supported}'.")
+
+
+class ScheduleRequestInvalid(ArmError):
+    """A ComputeSchedule request its validation refuses (no ids, more than 100, retryPolicy out of
+    range, ids outside the path's subscription or region, ...). Wire §12.5: the real codes and texts
+    are not established; the simulator answers 400 with the ARM envelope and code BadRequest."""
+    STATUS, CODE = 400, "BadRequest"
+
+
 class AmbiguousVm(ArmError):
     """The simulator's own (control endpoint): a VM name found in several resource groups."""
     STATUS, CODE = 400, "AmbiguousVm"

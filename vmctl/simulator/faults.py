@@ -66,11 +66,13 @@ class Faults:
             for f in self._rules
         ]
 
-    def take(self, operation: str, vm_name: str | None, lro: bool) -> Fault | None:
+    def take(self, operation: str, vm_name: str | None, lro: bool,
+             kinds: frozenset[str] | None = None) -> Fault | None:
         """The first matching rule with uses left, consuming one use.
 
         `operation` is the full name (e.g. virtualMachines.start); a rule may name it in full or by
-        its last part (start). LRO-only faults (failed, canceled or slow operations) match only LROs.
+        its last part (start). LRO-only faults (failed, canceled or slow operations) match only LROs;
+        `kinds`, when given, limits the rules that match to those kinds.
         """
         op_l = operation.lower()
         short = op_l.rsplit(".", 1)[-1]
@@ -78,7 +80,7 @@ class Faults:
             for f in self._rules:
                 if f.remaining == 0:
                     continue
-                if f.kind in LRO_KINDS and not lro:
+                if (f.kind in LRO_KINDS and not lro) or (kinds is not None and f.kind not in kinds):
                     continue
                 op = f.spec.operation.lower()
                 if op not in ("*", "any") and op not in (op_l, short):

@@ -196,6 +196,25 @@ class ImdsSpec:
 
 
 @dataclass
+class ScheduleSpec:
+    """ComputeSchedule timings (schedule.py; wire §12.4). A real ExecuteStart showed `Executing` 3 s
+    after the request; the split between the two queued states and the retry delay are assumptions."""
+    scheduling_seconds: float = 1.0     # PendingScheduling
+    queue_seconds: float = 2.0          # PendingExecution, before the VM operation starts
+    retry_delay_seconds: float = 60.0   # a failed attempt -> the next one (within retryWindowInMinutes)
+    blocked_seconds: float = 600.0      # a `Blocked` fault without delay_seconds
+
+
+def parse_schedule(raw: Any, where: str = "computeschedule") -> ScheduleSpec:
+    c = _check_keys(raw or {}, {"scheduling_seconds", "queue_seconds", "retry_delay_seconds", "blocked_seconds"},
+                    where)
+    spec = ScheduleSpec()
+    for key in c:
+        setattr(spec, key, _seconds(c[key], f"{where}.{key}"))
+    return spec
+
+
+@dataclass
 class Fleet:
     tenant_id: str
     subscriptions: list[SubscriptionSpec]
@@ -233,6 +252,7 @@ class Fleet:
             out += [s for s in g.subscriptions if s not in out]
             todo += [c.lower() for c in g.children]
         return out
+    computeschedule: ScheduleSpec = field(default_factory=ScheduleSpec)
 
 
 MAX_COUNT = 100_000            # VMs one generator entry may expand to
@@ -442,7 +462,7 @@ def parse_faults(raw: Any, where: str = "faults") -> list[FaultSpec]:
 
 
 _TOP_KEYS = {"tenant_id", "defaults", "time", "paging", "identity", "subscriptions", "faults", "throttling",
-             "platform", "scheduled_events", "imds", "management_groups"}
+             "platform", "scheduled_events", "imds", "management_groups", "computeschedule"}
 _PAIR = re.compile(r"^\s*(\w+)\s+over\s+(\w+)\s*$")
 
 
@@ -759,4 +779,5 @@ def load_fleet(source: str | Path | dict[str, Any], now: datetime | None = None)
         jitter=jitter, seed=seed, resource_page_size=page_sizes.get("resources", 1000), platform=platform,
         scheduled_events=events, imds=parse_imds(data.get("imds")),
         management_groups=parse_management_groups(data.get("management_groups"), {s.id for s in subs}),
+        computeschedule=parse_schedule(data.get("computeschedule")),
     )

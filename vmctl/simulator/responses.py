@@ -52,12 +52,16 @@ from .exceptions import (
 from .faults import Faults
 from .graph import GraphHandler
 from .identity import Identity
+from .schedule import ScheduleApi
 from .throttle import Throttle, retry_after_seconds
 from .urls import Route, match
 
 JSON = "application/json; charset=utf-8"
 HOLD = web.ResponseKey("vmctl_sim_hold", float)  # seconds a reply is held back (`hold-reply` faults)
-BODY = web.RequestKey("vmctl_sim_body", bytes)  # a POST's body, read before the handlers (which are synchronous)
+BODY = web.RequestKey("vmctl_sim_body", bytes)  # a POST's body, read before the backend lock is taken (handlers are synchronous)
+# faults a ComputeSchedule request can meet: the VM-operation kinds (failed, slow, canceled) apply to
+# the VM operations it starts (schedule.py), not to the request
+REQUEST_FAULTS = frozenset({"http", "drop", "lost-reply", "hold"})
 
 
 def _fmt_seconds(s: float) -> str:
@@ -115,6 +119,8 @@ class Handler:
         self.stats = Stats()
         self.control = Control(backend, identity, throttle, faults, self.stats)
         self.graph = GraphHandler(backend, identity, self.stats)
+        backend.throttle, backend.faults = throttle, faults  # ComputeSchedule's VM operations use them
+        self.schedule = ScheduleApi(backend)
 
     # ------------------------------------------------------------ entry point
     async def __call__(self, request: web.Request) -> web.StreamResponse:
@@ -206,8 +212,11 @@ class Handler:
             self.stats.throttled_by_bucket[bucket] += 1
             return fail(self._throttled(sub, bucket, wait, capacity, arm))
         base_headers.update(headers)
-        is_lro = method == "POST" and routed.route.handler == "_lro"
-        fault = self.faults.take(name, vm_name, lro=is_lro)
+        is_lro = routed.route.handler == "_lro"
+        if method == "POST" and not is_lro:  # ComputeSchedule: request faults only (lost replies included)
+            fault = self.faults.take(name, vm_name, lro=True, kinds=REQUEST_FAULTS)
+        else:
+            fault = self.faults.take(name, vm_name, lro=is_lro)
         after_reply, hold_reply = "", 0.0
         fail_lro: tuple[str, str] | None = None
         cancel = False
@@ -555,6 +564,14 @@ class Handler:
                headers: dict[str, str]) -> web.Response:
         """Azure Resource Graph's `resources` query (graph.py)."""
         return self.graph.resources(request, q, now, headers, request.get(BODY, b""))
+    # ------------------------------------------------------------ ComputeSchedule
+    def _schedule(self, request: web.Request, q: dict[str, str], params: dict[str, str], now: float,
+                  headers: dict[str, str]) -> web.Response:
+        """The nine ComputeSchedule POSTs (schedule.py): 200 with a JSON body, never an LRO."""
+        segment = request.path.rstrip("/").rsplit("/", 1)[-1]
+        body = self.schedule.handle(segment, q["api-version"], params["sub"], params["loc"],
+                                    request.get(BODY, b""), now)
+        return _json(200, body, headers)
 
     # ------------------------------------------------------------ LROs
     def _lro(self, request: web.Request, q: dict[str, str], params: dict[str, str], correlation: str,

@@ -155,6 +155,21 @@ class Throttle:
             headers["x-ms-ratelimit-remaining-resource"] = ",".join(res_items)
         return headers, None
 
+    def reserve(self, now: float, sub: str, policy: str, vm_key: str | None) -> float:
+        """Queue for one token of a Compute policy (subscription and per-VM buckets) instead of being
+        refused: the token is taken now (the count may go below zero) and the answer is how many
+        seconds until it is really there. ComputeSchedule's own VM operations wait this way."""
+        if not self.enabled:
+            return 0.0
+        sub_limit, res_limit = self.compute[policy]
+        picked = [self._bucket(("c", sub, policy), sub_limit, now)]
+        if res_limit is not None and vm_key:
+            picked.append(self._bucket(("c", sub, policy, vm_key), res_limit, now))
+        wait = max(b.wait() for b in picked)
+        for b in picked:
+            b.tokens -= 1
+        return wait
+
 
 def retry_after_seconds(wait: float) -> int:
     """ARM sends whole seconds; never 0 (the SDK treats 0 as absent and sleeps 30 s)."""

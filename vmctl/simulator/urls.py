@@ -70,6 +70,23 @@ ROUTES: list[Route] = [
     Route("POST", "/providers/microsoft.resourcegraph/resources", "resourceGraph.resources", None, None, "_graph"),
 ]
 
+# ComputeSchedule (wire §12.1): nine POSTs, each an ARM write (status polls included), no Compute
+# policy on the request itself (the VM operations it starts draw on Compute's buckets: schedule.py)
+_SCHEDULE = "/subscriptions/{sub}/providers/microsoft.computeschedule/locations/{loc}/"
+SCHEDULE_OPERATIONS = {
+    "virtualmachinesexecutedeallocate": "computeSchedule.executeDeallocate",
+    "virtualmachinesexecutestart": "computeSchedule.executeStart",
+    "virtualmachinesexecutehibernate": "computeSchedule.executeHibernate",
+    "virtualmachinessubmitdeallocate": "computeSchedule.submitDeallocate",
+    "virtualmachinessubmitstart": "computeSchedule.submitStart",
+    "virtualmachinessubmithibernate": "computeSchedule.submitHibernate",
+    "virtualmachinesgetoperationstatus": "computeSchedule.getOperationStatus",
+    "virtualmachinescanceloperations": "computeSchedule.cancelOperations",
+    "virtualmachinesgetoperationerrors": "computeSchedule.getOperationErrors",
+}
+ROUTES += [Route("POST", _SCHEDULE + segment, name, "writes", None, "_schedule")
+           for segment, name in SCHEDULE_OPERATIONS.items()]
+
 # the `{action}` of the POST route (lower case) -> the operation kind
 ACTIONS = {"poweroff": "powerOff", "deallocate": "deallocate", "start": "start", "restart": "restart",
            "performmaintenance": "performMaintenance", "redeploy": "redeploy"}
