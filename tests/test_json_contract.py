@@ -20,10 +20,10 @@ VM_KEYS = ["id", "name", "resourceGroup", "subscriptionId", "subscriptionName", 
            "zones", "maintenance", "production", "flags", "tags", "maintenanceKnown", "unreadable"]
 REPORT_KEYS = ["runId", "verb", "action", "command", "ticket", "principal", "host", "user", "startedAt", "endedAt",
                "interrupted", "resumed", "skipShutdown", "summary", "exitCode", "vms", "evidenceCollected",
-               "wavesStopped", "warnings", "confirmedBy", "interruptions", "resumes", "guestJournals"]
+               "wavesStopped", "warnings", "confirmedBy", "interruptions", "resumes", "guestJournals", "engine"]
 REPORT_VM_KEYS = ["subscriptionId", "subscriptionName", "resourceGroup", "name", "id", "production", "before",
                   "action", "hibernate", "path", "skip", "after", "duration", "retries", "correlationId", "outcome",
-                  "reason", "wave", "evidence", "maintenanceResult", "guest"]
+                  "reason", "wave", "evidence", "maintenanceResult", "guest", "operationId"]
 GUEST_KEYS = ["journal", "kind", "eventId", "eventType", "eventSource", "seenAt", "notBefore", "drained",
               "drainSeconds", "drainReason", "approved", "approvedAt", "approvalReason", "secondsSaved", "recovered",
               "operationEndedBeforeNotBefore"]
