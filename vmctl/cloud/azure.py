@@ -629,25 +629,26 @@ class AzureFleet:
                                    f"sending {op_type} for {len(ids)} VMs")
         return self._batch_results(resp.results)
 
-    def batch_status(self, subscription_id: str, location: str, operation_ids: list[str], *, correlation_id: str,
-                     on_headers: Callable[[dict[str, str]], None] | None = None) -> list[BatchResult]:
+    def _batch_by_ids(self, subscription_id: str, location: str, operation_ids: list[str], correlation_id: str,
+                      on_headers: Callable[[dict[str, str]], None] | None, cancel: bool) -> list[BatchResult]:
+        """GetOperationStatus or CancelOperations: the same body, the same answer."""
         from azure.mgmt.computeschedule import models as m
 
         ops = self.scheduler(subscription_id).scheduled_actions
-        body = m.GetOperationStatusRequest(operation_ids=list(operation_ids), correlationid=correlation_id)
-        resp = self._schedule_call(lambda kw: ops.virtual_machines_get_operation_status(location, body, **kw),
-                                   on_headers, "asking for operation status")
+        model, send, context = ((m.CancelOperationsRequest, ops.virtual_machines_cancel_operations, "cancelling operations")
+                                if cancel else (m.GetOperationStatusRequest, ops.virtual_machines_get_operation_status,
+                                                "asking for operation status"))
+        body = model(operation_ids=list(operation_ids), correlationid=correlation_id)
+        resp = self._schedule_call(lambda kw: send(location, body, **kw), on_headers, context)
         return self._batch_results(resp.results)
+
+    def batch_status(self, subscription_id: str, location: str, operation_ids: list[str], *, correlation_id: str,
+                     on_headers: Callable[[dict[str, str]], None] | None = None) -> list[BatchResult]:
+        return self._batch_by_ids(subscription_id, location, operation_ids, correlation_id, on_headers, cancel=False)
 
     def batch_cancel(self, subscription_id: str, location: str, operation_ids: list[str], *, correlation_id: str,
                      on_headers: Callable[[dict[str, str]], None] | None = None) -> list[BatchResult]:
-        from azure.mgmt.computeschedule import models as m
-
-        ops = self.scheduler(subscription_id).scheduled_actions
-        body = m.CancelOperationsRequest(operation_ids=list(operation_ids), correlationid=correlation_id)
-        resp = self._schedule_call(lambda kw: ops.virtual_machines_cancel_operations(location, body, **kw),
-                                   on_headers, "cancelling operations")
-        return self._batch_results(resp.results)
+        return self._batch_by_ids(subscription_id, location, operation_ids, correlation_id, on_headers, cancel=True)
 
     def batch_errors(self, subscription_id: str, location: str, operation_ids: list[str],
                      on_headers: Callable[[dict[str, str]], None] | None = None) -> list[BatchErrors]:

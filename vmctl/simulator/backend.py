@@ -131,6 +131,21 @@ _LRO_KINDS = ("powerOff", "deallocate", "start", "restart", "performMaintenance"
 _TARGET = {"powerOff": "stopped", "deallocate": "deallocated", "start": "running", "restart": "running"}
 
 
+
+def power_during(op: "Operation", t: float) -> str:
+    """The power state a VM shows at time `t` while `op` runs (ARM reads now, Resource Graph replayed)."""
+    if t < op.impact_start:  # held by its Scheduled Event: the VM still runs
+        return op.prev_power
+    if op.kind == "powerOff":
+        return "stopping"
+    if op.kind == "deallocate":
+        return "deallocating"
+    if op.kind == "start":
+        return "starting"
+    if op.kind == "restart" or op.target == "running":  # a reboot: stopping, then starting
+        return "starting" if t >= (op.impact_start + op.ends) / 2 else "stopping"
+    return op.prev_power  # redeploy / performMaintenance of a VM that is not running
+
 class Backend:
     def __init__(
         self, source: str | Path | dict[str, Any] | Fleet, time_scale: float = 1.0,
@@ -473,18 +488,7 @@ class Backend:
         op = self.visible_op(vm, now)
         if op is None:
             return vm.power if vm.op is None else vm.op.prev_power
-        if now < op.impact_start:  # held by its Scheduled Event: the VM still runs
-            return op.prev_power
-        half = now >= (op.impact_start + op.ends) / 2
-        if op.kind == "powerOff":
-            return "stopping"
-        if op.kind == "deallocate":
-            return "deallocating"
-        if op.kind == "start":
-            return "starting"
-        if op.kind == "restart" or op.target == "running":  # a reboot: stopping, then starting
-            return "starting" if half else "stopping"
-        return op.prev_power  # redeploy / performMaintenance of a VM that is not running
+        return power_during(op, now)
 
     def statuses(self, vm: Vm, now: float) -> list[dict[str, Any]]:
         if self.visible_op(vm, now) is not None:

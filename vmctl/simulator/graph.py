@@ -31,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .backend import Backend, Operation, Vm
+from .backend import Backend, Operation, Vm, power_during
 from .control import Stats
 from .exceptions import BadRequest, SimError
 from .identity import Identity
@@ -116,21 +116,6 @@ class GraphHandler:
         self._ops_seen = len(ops)
 
     # ------------------------------------------------------------------ the VM as Resource Graph shows it
-    @staticmethod
-    def _shown(op: Operation, t: float) -> str:
-        """The power state an operation in progress at time `t` shows (backend._power_now's rules)."""
-        if t < op.impact_start:
-            return op.prev_power
-        if op.kind == "powerOff":
-            return "stopping"
-        if op.kind == "deallocate":
-            return "deallocating"
-        if op.kind == "start":
-            return "starting"
-        if op.kind == "restart" or op.target == "running":
-            return "starting" if t >= (op.impact_start + op.ends) / 2 else "stopping"
-        return op.prev_power
-
     def power_at(self, vm: Vm, t: float) -> str:
         """The VM's power state at time `t` (in the past), replayed from its operations. A VM no
         operation touched shows what it shows now."""
@@ -145,7 +130,7 @@ class GraphHandler:
                 if op.status == "Succeeded":
                     state = op.target
                 continue
-            return self._shown(op, t)
+            return power_during(op, t)
         return state
 
     def _parts(self, vm: Vm) -> tuple[str, str]:
