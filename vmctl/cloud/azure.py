@@ -408,22 +408,7 @@ class AzureFleet:
             "performMaintenance": lambda: ops.begin_perform_maintenance(vm.resource_group, vm.name, **kwargs),
             "redeploy": lambda: ops.begin_redeploy(vm.resource_group, vm.name, **kwargs),
         }[action]
-        try:
-            begin()
-        except HttpResponseError as exc:
-            headers = getattr(exc.response, "headers", None) or {}
-            seen.update({k.lower(): v for k, v in headers.items()})
-            if on_headers:
-                on_headers(seen)
-            raise self._classify(exc, seen) from exc
-        except ServiceResponseError as exc:  # connection dropped after sending: the POST may have landed
-            raise RetryableError(f"connection lost: {str(exc).splitlines()[0]}") from exc
-        except ServiceRequestError as exc:
-            raise self._endpoint_error(exc) from exc
-        except ClientAuthenticationError as exc:
-            raise CredentialError(_credential_failure(str(exc)), LOGIN_HINT) from exc
-        if on_headers:
-            on_headers(seen)
+        self._write(begin, seen, on_headers)
         url = seen.get("azure-asyncoperation") or seen.get("location")
         return Accepted(status_url=url, retry_after=_float(seen.get("retry-after")),
                         correlation_id=seen.get("x-ms-correlation-request-id", correlation_id),
@@ -577,8 +562,16 @@ class AzureFleet:
             _http_line(response)
             seen.update({k.lower(): v for k, v in response.http_response.headers.items()})
 
+        return self._write(lambda: fn({"retry_total": 0, "raw_response_hook": hook}), seen, on_headers, context)
+
+    def _write(self, send: Callable[[], T], seen: dict[str, str], on_headers: Callable[[dict[str, str]], None] | None,
+               context: str = "") -> T:
+        """One write (a VM action or a ComputeSchedule POST): the answer's headers (collected in `seen` by
+        the request's hook) reported either way; a refusal classified (429 ThrottledError, 5xx/408
+        RetryableError, else ActionError); a connection lost after sending is RetryableError: it may
+        have landed."""
         try:
-            result = fn({"retry_total": 0, "raw_response_hook": hook})
+            result = send()
         except HttpResponseError as exc:
             headers = getattr(exc.response, "headers", None) or {}
             seen.update({k.lower(): v for k, v in headers.items()})
@@ -586,7 +579,8 @@ class AzureFleet:
                 on_headers(seen)
             raise self._classify(exc, seen) from exc
         except ServiceResponseError as exc:
-            raise RetryableError(f"connection lost while {context}: {str(exc).splitlines()[0]}") from exc
+            where = f" while {context}" if context else ""
+            raise RetryableError(f"connection lost{where}: {str(exc).splitlines()[0]}") from exc
         except ServiceRequestError as exc:
             raise self._endpoint_error(exc) from exc
         except ClientAuthenticationError as exc:
