@@ -34,7 +34,8 @@ class GuestEventJson(TypedDict, total=False):
     durationInSeconds: int
 
 
-class GuestFields(TypedDict, total=False):
+class GuestFields(GuestEventJson, total=False):
+    """Every field a record may carry; an `event` record carries the event's own (GuestEventJson)."""
     imds: str
     pid: int
     policy: dict[str, object]
@@ -42,13 +43,6 @@ class GuestFields(TypedDict, total=False):
     resourceId: str
     incarnation: int
     events: list[GuestEventJson]
-    eventId: str
-    eventType: str
-    status: str
-    resources: list[str]
-    notBefore: str | None
-    source: str
-    durationInSeconds: int
     action: str             # event: act | ignore
     reason: str
     phase: str              # hook: drain | recover | shutdown
