@@ -51,7 +51,7 @@ from .cloud import (
     ThrottledError,
 )
 from .errors import CredentialError, VmctlError
-from .executor import HIBERNATE_FAILS, MAX_THROTTLED, Resumed
+from .executor import HIBERNATE_FAILS, MAX_THROTTLED, EngineBase, Resumed
 from .inventory import snapshot
 from .journal import Journal, Record, iter_type
 from .models import TARGET, Outcome, OutcomeStatus, Plan, SkipCode, Step, at_target, vm_busy
@@ -190,7 +190,7 @@ class _Progress:
     cancelled: set[str] = field(default_factory=set)   # operation ids vmctl cancelled
 
 
-class BatchExecutor:
+class BatchExecutor(EngineBase[_BOp]):
     """Runs a plan's acting steps through ComputeSchedule; the same Outcomes as executor.Executor."""
 
     def __init__(
@@ -199,27 +199,15 @@ class BatchExecutor:
         abandon: threading.Event | None = None, on_outcome: Callable[[Step, Outcome], None] | None = None,
         clock: Callable[[], float] = time.monotonic, contact_timeout: float = 120.0,
     ) -> None:
-        self.client, self.plan, self.journal, self.pacer = client, plan, journal, pacer
-        self.opts = plan.options
+        super().__init__(client, plan, journal, pacer, stop=stop, abandon=abandon, on_outcome=on_outcome, clock=clock)
         self.poll_interval = poll_interval
         self.state_interval = state_interval
         self.scale = scale
         self.contact_timeout = max(contact_timeout, 2 * poll_interval)
-        self.stop = stop or threading.Event()
-        self.abandon = abandon or threading.Event()
-        self.on_outcome = on_outcome
-        self.clock = clock
-        self.outcomes: dict[int, Outcome] = {}
-        self._lock = threading.Lock()
-        self._inflight: dict[int, _BOp] = {}
         self._p = _Progress()
         self.retry = RetryPolicy(self.opts.retry_count, self.opts.retry_window) if self.opts.retry_count else None
 
     # ------------------------------------------------------------------ public
-    def in_flight(self) -> int:
-        with self._lock:
-            return len(self._inflight)
-
     def run(self, only: list[int] | None = None, resumed: dict[int, Resumed] | None = None,
             guarded: set[int] | None = None) -> dict[int, Outcome]:
         """Execute the acting steps (or the `only` ones); skipped steps get their outcome first.
@@ -645,15 +633,9 @@ class BatchExecutor:
     def _finish(self, step: Step, status: OutcomeStatus, reason: str, *, retries: int = 0,
                 correlation_id: str | None = None, duration: float | None = None,
                 skip_code: SkipCode | None = None, operation_id: str | None = None) -> None:
-        with self._lock:
-            if step.index in self.outcomes:
-                return
-            self._inflight.pop(step.index, None)
-            out = Outcome(step.index, status, reason, retries, correlation_id,
-                          round(duration, 2) if duration is not None else None, step.path, operation_id=operation_id)
-            self.journal.write("outcome", **out.record(step.vm.id, skip_code))
-            self.outcomes[step.index] = out
-        if self.on_outcome:
+        out = Outcome(step.index, status, reason, retries, correlation_id,
+                      round(duration, 2) if duration is not None else None, step.path, operation_id=operation_id)
+        if self._book(step, out, skip_code) and self.on_outcome:
             self.on_outcome(step, out)
 
 

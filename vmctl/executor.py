@@ -40,7 +40,7 @@ import uuid
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Generic, TypeVar
 
 from .cloud import Accepted, ActionError, FleetClient, OperationStatus, RetryableError, ThrottledError
 from .errors import CredentialError, VmctlError
@@ -136,25 +136,58 @@ class Resumed:
     operation_id: str | None = None  # batch engine: re-attach by the ComputeSchedule operationId
 
 
-class Executor:
-    def __init__(
-        self, client: FleetClient, plan: Plan, journal: Journal, pacer: Pacer, *, poll_interval: float = 5.0,
-        stop: threading.Event | None = None, abandon: threading.Event | None = None,
-        on_outcome: Callable[[Step, Outcome], None] | None = None, clock: Callable[[], float] = time.monotonic,
-        contact_timeout: float = CONTACT_TIMEOUT,
-    ) -> None:
+OpT = TypeVar("OpT")
+
+
+class EngineBase(Generic[OpT]):
+    """What the ARM executor and the batch engine (batch.py) share: the plan, the journal, the stop
+    and abandon events, the steps in flight, and the outcome book (one outcome per step, journaled
+    under the lock that records it)."""
+
+    def __init__(self, client: FleetClient, plan: Plan, journal: Journal, pacer: Pacer, *,
+                 stop: threading.Event | None, abandon: threading.Event | None,
+                 on_outcome: Callable[[Step, Outcome], None] | None, clock: Callable[[], float]) -> None:
         self.client, self.plan, self.journal, self.pacer = client, plan, journal, pacer
         self.opts = plan.options
-        self.poll_interval = poll_interval
-        self.contact_timeout = contact_timeout
-        self._list_failed: dict[str, float] = {}
         self.stop = stop or threading.Event()
         self.abandon = abandon or threading.Event()
         self.on_outcome = on_outcome
         self.clock = clock
         self.outcomes: dict[int, Outcome] = {}
         self._lock = threading.Lock()
-        self._inflight: dict[int, _Op] = {}
+        self._inflight: dict[int, OpT] = {}
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._inflight)
+
+    def _book(self, step: Step, out: Outcome, skip_code: SkipCode | None,
+              inside: Callable[[], None] | None = None) -> bool:
+        """Record the step's outcome unless it has one: False if it had. `inside` runs under the lock.
+        Journaled under the lock that records it, so a step another thread sees as settled
+        (_abandon_rest, then the end of the run) already has its journal line."""
+        with self._lock:
+            if step.index in self.outcomes:
+                return False
+            self._inflight.pop(step.index, None)
+            if inside is not None:
+                inside()
+            self.journal.write("outcome", **out.record(step.vm.id, skip_code))
+            self.outcomes[step.index] = out
+        return True
+
+
+class Executor(EngineBase[_Op]):
+    def __init__(
+        self, client: FleetClient, plan: Plan, journal: Journal, pacer: Pacer, *, poll_interval: float = 5.0,
+        stop: threading.Event | None = None, abandon: threading.Event | None = None,
+        on_outcome: Callable[[Step, Outcome], None] | None = None, clock: Callable[[], float] = time.monotonic,
+        contact_timeout: float = CONTACT_TIMEOUT,
+    ) -> None:
+        super().__init__(client, plan, journal, pacer, stop=stop, abandon=abandon, on_outcome=on_outcome, clock=clock)
+        self.poll_interval = poll_interval
+        self.contact_timeout = contact_timeout
+        self._list_failed: dict[str, float] = {}
         cap = self.opts.parallel
         # --parallel: an explicit upper bound on steps in flight, hooks included; none by default
         self._sem = threading.BoundedSemaphore(max(1, cap)) if cap else None
@@ -203,10 +236,6 @@ class Executor:
         if self.abandon.is_set():
             self._abandon_rest(acting)
         return self.outcomes
-
-    def in_flight(self) -> int:
-        with self._lock:
-            return len(self._inflight)
 
     def run_waves(self, only: list[int] | None = None, resumed: dict[int, Resumed] | None = None,
                   say: Callable[[str], None] = lambda m: None) -> dict[int, Outcome]:
@@ -723,18 +752,17 @@ class Executor:
     # ------------------------------------------------------------------ outcomes
     def _finish(self, step: Step, status: OutcomeStatus, reason: str, *, retries: int = 0, correlation_id: str | None = None,
                 duration: float | None = None, skip_code: SkipCode | None = None) -> None:
-        with self._lock:
-            if step.index in self.outcomes:
-                return
-            self._inflight.pop(step.index, None)
-            out = Outcome(step.index, status, reason, retries, correlation_id,
-                          round(duration, 2) if duration is not None else None, step.path)
+        out = Outcome(step.index, status, reason, retries, correlation_id,
+                      round(duration, 2) if duration is not None else None, step.path)
+        held = False
+
+        def release_hold() -> None:
+            nonlocal held
             held = step.index in self._held
             self._held.discard(step.index)
-            # journaled under the lock that records it: a step another thread sees as settled
-            # (_abandon_rest, then the end of the run) already has its journal line
-            self.journal.write("outcome", **out.record(step.vm.id, skip_code))
-            self.outcomes[step.index] = out
+
+        if not self._book(step, out, skip_code, release_hold):
+            return
         if held:
             if self._sem is not None:
                 self._sem.release()
