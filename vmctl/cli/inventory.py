@@ -212,7 +212,7 @@ def note_selection(inv: Inventory) -> None:
 
 @handle_errors
 def show_cmd(
-    vms: Annotated[list[str], typer.Argument(metavar="VM", help="VM names (with -g) or full resource IDs.", show_default=False)],
+    vms: Annotated[list[str], typer.Argument(metavar="VM...", help="VM names (with -g) or full resource IDs.", show_default=False)],
     resource_group: Annotated[Optional[str], typer.Option("--resource-group", "-g", metavar="GROUP", help="Resource group of the named VMs.")] = None,
     subscription: Subscriptions = [], source: FleetSource = None, cloud: Cloud = None, arm_endpoint: ArmEndpoint = None,
     config: ConfigPath = None, output: OutputFormat = None, query: Query = None, debug: Debug = False, verbose: Verbose = False,
