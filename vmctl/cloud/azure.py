@@ -13,11 +13,12 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
@@ -88,6 +89,21 @@ QUICK: dict[str, Any] = {"retry_total": 0, "connection_timeout": 20, "read_timeo
 T = TypeVar("T")
 # bytes read per call from a response (azure-core's default 4 KB: a 250 KB list page took 60 calls)
 BLOCK = 256 * 1024
+
+
+def transport_settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """What requests would read from the environment on every request, read once.
+
+    With its default `trust_env`, requests scans the whole environment for proxies twice and looks
+    for ~/.netrc on each request (about 0.5 ms of CPU each, 51 times for a 5,000-VM listing). When
+    no proxy is configured, what the environment can still say is the CA bundle: it is passed as
+    `connection_verify`, and the scan is turned off (azure-core's `use_env_settings`). With any
+    *_proxy variable set, requests keeps reading the environment, so HTTPS_PROXY and NO_PROXY
+    work exactly as in every other Azure SDK tool."""
+    if any(k.lower().endswith("_proxy") for k in environ):
+        return {}
+    bundle = environ.get("REQUESTS_CA_BUNDLE") or environ.get("CURL_CA_BUNDLE")
+    return {"use_env_settings": False, **({"connection_verify": bundle} if bundle else {})}
 
 LOGIN_HINT = ("Sign in with `az login`, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET for a "
               "service principal, or run where a managed or workload identity is available.")
@@ -217,6 +233,7 @@ class AzureFleet:
 
         check_tls_env()
         self.connection = connection
+        self._transport = transport_settings(os.environ)
         self.credential = DefaultAzureCredential(authority=connection.authority)
         self._clients: dict[str, ComputeManagementClient] = {}
         self._reads: dict[str, ReadPipeline] = {}
@@ -244,7 +261,7 @@ class AzureFleet:
                 c = cache[subscription_id] = factory(
                     self.credential, subscription_id, base_url=self.connection.endpoint,
                     credential_scopes=[self.connection.scope], connection_data_block_size=BLOCK,
-                    raw_request_hook=_http_started, raw_response_hook=_http_line)
+                    raw_request_hook=_http_started, raw_response_hook=_http_line, **self._transport)
             return c
 
     def client(self, subscription_id: str) -> ComputeManagementClient:
@@ -261,7 +278,8 @@ class AzureFleet:
             if c is None:
                 c = self._reads[subscription_id] = read_pipeline(
                     self.credential, self.connection.endpoint, self.connection.scope,
-                    connection_data_block_size=BLOCK, raw_request_hook=_http_started, raw_response_hook=_http_line)
+                    connection_data_block_size=BLOCK, raw_request_hook=_http_started, raw_response_hook=_http_line,
+                    **self._transport)
             return c
 
     # ------------------------------------------------------------------ raw ARM reads
@@ -498,7 +516,8 @@ class AzureFleet:
             if self._graph is None:
                 self._graph = ResourceGraphClient(
                     self.credential, base_url=self.connection.endpoint, credential_scopes=[self.connection.scope],
-                    connection_data_block_size=BLOCK, raw_request_hook=_http_started, raw_response_hook=_http_line)
+                    connection_data_block_size=BLOCK, raw_request_hook=_http_started, raw_response_hook=_http_line,
+                    **self._transport)
             return self._graph
 
     def graph_page(self, query: str, *, subscriptions: list[str] | None = None,
