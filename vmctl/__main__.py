@@ -1,6 +1,6 @@
 """The `vmctl` entry point. `vmctl [COMMAND ...] --help` is answered from vmctl/_helpcache.py
-(generated from Typer's own output and checked by the tests) without importing Typer, click and
-pydantic: they are most of vmctl's start-up, and help is the command people run most. Anything
+(generated from Typer's own output and checked by the tests) without importing Typer and click:
+they are most of vmctl's start-up, and help is the command people run most. Anything
 else, and any case the cache does not cover (a narrow terminal, another program name), goes to
 the Typer app."""
 

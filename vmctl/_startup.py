@@ -1,7 +1,7 @@
 """Start-up without the cyclic garbage collector.
 
-Starting a command builds a few hundred thousand objects (Typer and click, pydantic's validators,
-the Azure SDK's modules) that live as long as the process. The collector can free none of them,
+Starting a command builds a few hundred thousand objects (Typer and click, the Azure SDK's
+modules) that live as long as the process. The collector can free none of them,
 yet its passes over the growing heap cost about a tenth of `vmctl list`'s start-up CPU. So the
 entry point holds the collector off (`hold`) until a command begins its work (`release`, called by
 `cli._common.handle_errors` and by `sim serve`); then everything built so far is frozen (never
