@@ -17,7 +17,10 @@ def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.Compl
 
 
 def test_the_bash_completion_script_is_printed() -> None:
-    r = _run(["--show-completion", "bash"])
+    # Typer finds "the current shell" among the process's ancestors (shellingham), whatever follows
+    # --show-completion: run from bash, as a user would, not from whatever started pytest
+    r = subprocess.run(["bash", "-c", '"$0" "$@"; exit $?', *VMCTL, "--show-completion", "bash"],
+                       capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1])
     assert r.returncode == 0, r.stderr
     assert "_VMCTL_COMPLETE" in r.stdout and "complete " in r.stdout
 
