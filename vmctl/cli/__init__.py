@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import typer
 from typer.core import TyperGroup
@@ -83,8 +84,6 @@ def app_for(args: list[str]) -> typer.Typer:
 
 
 def main() -> None:
-    import sys
-
     app_for(sys.argv[1:])()
 
 
