@@ -10,7 +10,7 @@ import fnmatch
 import math
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -97,6 +97,11 @@ class Config:
     def is_production(self, vm: Vm) -> bool:
         """Fail closed: a VM whose tags or properties could not be read counts as production."""
         return bool(vm.unreadable) or any(r.matches(vm) for r in self.production_rules)
+
+    def marked(self, vm: Vm) -> Vm:
+        """`vm` with its production marker from the rules: a copy only for the VMs the rules mark
+        (production is False as a listing builds it), so a fleet is not copied VM by VM."""
+        return replace(vm, production=True) if self.is_production(vm) else vm
 
 
 _SCHEMA: dict[str, set[str]] = {

@@ -127,9 +127,7 @@ def load_inventory(client: FleetClient, subscriptions: list[str], selector: Sele
             results = list(pool.map(one, subscriptions))
         names = {sub: name for sub, name, _ in results}
         totals = {sub: len(vms) for sub, _, vms in results}
-        # a copy only for the VMs the rules mark (production is False as built): no per-VM copy
-        everything = [replace(vm, production=True) if config.is_production(vm) else vm
-                      for _, _, vms in results for vm in vms]
+        everything = [config.marked(vm) for _, _, vms in results for vm in vms]
         del results
         selected = sorted(everything if selector.selects_all else (vm for vm in everything if selector.matches(vm)),
                           key=sort_key)
@@ -139,11 +137,7 @@ def load_inventory(client: FleetClient, subscriptions: list[str], selector: Sele
     _check_named_targets(client, selector, subscriptions, everything)
     report = selection_report(selector, everything, names, len(selected))
     selected = complete(client, selected, set(needs), pacer)
-    sizes: dict[str, int] = {}
-    for vm in everything:
-        if vm.availability_set:
-            sizes[set_key(vm)] = sizes.get(set_key(vm), 0) + 1
-    return Inventory(tuple(selected), names, totals, sizes, report)
+    return Inventory(tuple(selected), names, totals, set_sizes(everything), report)
 
 
 def _wants_view(vm: Vm, needs: set[Need]) -> bool:
@@ -235,6 +229,15 @@ def current_state(client: FleetClient, vms: Iterable[Vm], pacer: Pacer,
 def set_key(vm: Vm) -> str:
     """An availability set's identity across subscriptions and groups (case-insensitive)."""
     return f"{vm.subscription_id}/{(vm.resource_group or '').lower()}/{(vm.availability_set or '').lower()}"
+
+
+def set_sizes(vms: Iterable[Vm]) -> dict[str, int]:
+    """How many VMs of the fleet each availability set holds, by `set_key`."""
+    sizes: dict[str, int] = {}
+    for vm in vms:
+        if vm.availability_set:
+            sizes[set_key(vm)] = sizes.get(set_key(vm), 0) + 1
+    return sizes
 
 
 def _check_named_targets(client: FleetClient, selector: Selector, subscriptions: list[str], everything: list[Vm]) -> None:

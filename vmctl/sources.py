@@ -31,7 +31,7 @@ from .cloud import FleetClient, GraphPage, ThrottledError
 from .cloud.arm_json import vm_from_graph_row
 from .config import Config
 from .errors import AzureError, CredentialError, EndpointError, InputError, NotFoundError, VmctlError
-from .inventory import Inventory, Need, check_named_targets, complete, set_key, sort_key
+from .inventory import Inventory, Need, check_named_targets, complete, set_sizes, sort_key
 from .models import Coverage, Fact, Options, Plan, Vm
 from .pacing import Pacer
 from .planner import build_plan
@@ -183,7 +183,7 @@ def load_graph_inventory(client: FleetClient, scope: Scope, selector: Selector, 
             sub = (row["id"].split("/")[2] if row["id"].count("/") > 2 else row["subscriptionId"]).lower()
             rows_by_sub[sub] = rows_by_sub.get(sub, 0) + 1
             vm = vm_from_graph_row(row, readable.get(sub, ""))
-            everything.append(replace(vm, production=True) if config.is_production(vm) else vm)
+            everything.append(config.marked(vm))
 
     asked: tuple[str, ...] | None
     unreadable: tuple[str, ...]
@@ -215,11 +215,7 @@ def load_graph_inventory(client: FleetClient, scope: Scope, selector: Selector, 
                             "a VM created in the last minute is found with --source arm.") from None
     report = selection_report(selector, everything, names, len(selected))
     selected = complete(client, selected, set(needs), read_pacer or Pacer())
-    sizes: dict[str, int] = {}
-    for vm in everything:
-        if vm.availability_set:
-            sizes[set_key(vm)] = sizes.get(set_key(vm), 0) + 1
-    return Inventory(tuple(selected), names, {s: rows_by_sub.get(s, 0) for s in covered}, sizes, report,
+    return Inventory(tuple(selected), names, {s: rows_by_sub.get(s, 0) for s in covered}, set_sizes(everything), report,
                      source="graph", coverage=coverage)
 
 
@@ -274,7 +270,7 @@ def recheck(client: FleetClient, vms: Sequence[Vm], touched: Iterable[str], sele
                     continue
                 totals[sub] = len(got)
                 for vm in got:
-                    arm[vm.key] = replace(vm, production=True) if config.is_production(vm) else vm
+                    arm[vm.key] = config.marked(vm)
     out: list[Vm] = []
     facts: dict[str, Fact] = {}
     to_complete: list[Vm] = []
