@@ -178,7 +178,6 @@ class _BOp:
     state: str = ""
     attached: str = ""
     seen_busy: bool = False
-    cancel_sent: bool = False
     window: float = 0.0         # seconds a Blocked operation may still start (retry window, scaled)
     last_error: str = ""
 
@@ -295,7 +294,7 @@ class BatchExecutor(EngineBase[_BOp]):
             try:
                 results = self.client.batch_execute(
                     sub, chunk.location, chunk.op_type, [s.vm.id for s in steps], correlation_id=cid, retry=self.retry,
-                    on_headers=lambda h: self.pacer.observe(sub, h))
+                    on_headers=self._observer(sub))
             except ThrottledError as exc:  # ARM refused it before ComputeSchedule saw it: send again
                 throttled += 1
                 retries += 1
@@ -590,33 +589,25 @@ class BatchExecutor(EngineBase[_BOp]):
             ops = [o for o in self._inflight.values() if o.operation_id and o.state in NOT_STARTED]
         for sub, loc, group in self._groups(ops):
             cid = str(uuid.uuid4())
+            operations = {str(o.step.index): o.operation_id or "" for o in group}
             try:
                 self.pacer.acquire(sub, ["writes"])
                 results = self.client.batch_cancel(sub, loc, [o.operation_id or "" for o in group], correlation_id=cid,
                                                    on_headers=self._observer(sub))
             except Exception as exc:  # noqa: BLE001 - journaled; those operations are watched to their end
-                self.journal.write("cancel", correlationId=cid, subscription=sub, location=loc,
-                                   operations={str(o.step.index): o.operation_id or "" for o in group},
+                self.journal.write("cancel", correlationId=cid, subscription=sub, location=loc, operations=operations,
                                    error=str(exc))
                 continue
             states = {r.operation_id: r.state for r in results if r.operation_id}
-            ref = {o.step.index: o.operation_id or "" for o in group}
-            for o in group:
-                o.cancel_sent = True
-                if states.get(ref[o.step.index]) == "Cancelled":
-                    self._p.cancelled.add(ref[o.step.index])
-                    o.next_poll = self.clock()
-            self.journal.write("cancel", correlationId=cid, subscription=sub, location=loc,
-                               operations={str(o.step.index): o.operation_id or "" for o in group},
-                               states={str(o.step.index): states.get(ref[o.step.index], "?") for o in group})
+            cancelled = [o for o in group if states.get(o.operation_id or "") == "Cancelled"]
+            self._p.cancelled.update(o.operation_id or "" for o in cancelled)
+            self.journal.write("cancel", correlationId=cid, subscription=sub, location=loc, operations=operations,
+                               states={str(o.step.index): states.get(o.operation_id or "", "?") for o in group})
             now = self.clock()
-            by_id = {r.operation_id: r for r in results if r.operation_id}
-            for o in group:
-                r = by_id.get(ref[o.step.index])
-                if r is not None and r.state == "Cancelled":
-                    self._finish(o.step, "cancelled", "cancelled before it started (CancelOperations on the "
-                                 "interruption); `vmctl resume` sends it again", correlation_id=o.correlation_id,
-                                 operation_id=o.operation_id, duration=now - o.accepted)
+            for o in cancelled:
+                self._finish(o.step, "cancelled", "cancelled before it started (CancelOperations on the "
+                             "interruption); `vmctl resume` sends it again", correlation_id=o.correlation_id,
+                             operation_id=o.operation_id, duration=now - o.accepted)
 
     def _abandon_rest(self, acting: list[Step]) -> None:
         with self._lock:
