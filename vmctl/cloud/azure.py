@@ -528,9 +528,13 @@ class AzureFleet:
         only when it carries Retry-After); the quota headers come back with the rows."""
         from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
+        # a tenant or management-group scope above the tenant's subscription limit: the first
+        # 10,000 subscriptions and x-ms-tenant-subscription-limit-hit (reported as coverage), not a
+        # refusal; the SDK's default (false) leaves the answer to the service (wire §13.1)
         request = QueryRequest(query=query, subscriptions=subscriptions or None,
                                management_groups=management_groups or None,
-                               options=QueryRequestOptions(top=top, skip_token=skip_token, result_format="objectArray"))
+                               options=QueryRequestOptions(top=top, skip_token=skip_token, result_format="objectArray",
+                                                           allow_partial_scopes=not subscriptions))
         client = self.graph_client()
 
         def send() -> tuple[Any, dict[str, str]]:

@@ -7,8 +7,10 @@ body. The simulator does not run KQL: it answers exactly one query, vmctl's flee
 
 - scope: `subscriptions` (unreadable ones dropped silently with 200; none readable is 400
   `NoValidSubscriptionsInQueryRequest`), `managementGroups` (the fleet's `management_groups`),
-  or neither (the tenant: every readable subscription); a tenant or group scope covers at most
-  `tenant_subscription_limit` subscriptions and then says so in `x-ms-tenant-subscription-limit-hit`;
+  or neither (the tenant: every readable subscription); a tenant or group scope above
+  `tenant_subscription_limit` subscriptions covers the first ones and says so in
+  `x-ms-tenant-subscription-limit-hit` when the request sets `allowPartialScopes: true`, and is
+  refused (400) when it does not: what Azure does with the default `false` is not established;
 - paging: `$top` 1-1000 (default 100), an opaque `$skipToken` while rows remain, rows ordered by id;
   `resultTruncated` a string; `objectArray` (default) or `table`;
 - the per-principal quota (15 queries per 5 s by default) in `x-ms-user-quota-remaining` /
@@ -191,8 +193,9 @@ class GraphHandler:
         win[1] += 1
         return int(spec.quota - win[1]), resets
 
-    def _scope(self, body: dict[str, Any]) -> tuple[list[str], bool]:
-        """The readable subscriptions the request covers, and whether the tenant limit cut it."""
+    def _scope(self, body: dict[str, Any], partial: bool) -> tuple[list[str], bool]:
+        """The readable subscriptions the request covers, and whether the tenant limit cut it.
+        Above the limit, a request that did not allow partial scopes is refused (the stricter reading)."""
         fleet = self.backend.fleet
         readable = {s.id for s in fleet.subscriptions if s.readable}
         subs, groups = body.get("subscriptions"), body.get("managementGroups")
@@ -223,6 +226,11 @@ class GraphHandler:
                 raise self._no_valid(list(groups))
         else:
             eligible = sorted(readable)
+        if len(eligible) > limit and not partial:
+            raise graph_error(400, "BadRequest", [{
+                "code": "TenantSubscriptionLimitExceeded",
+                "message": f"The query's scope holds {len(eligible)} subscriptions, more than the limit of {limit}; "
+                           "set options.allowPartialScopes to true for the first ones, or scope by subscriptions."}])
         return eligible[:limit], len(eligible) > limit
 
     @staticmethod
@@ -297,7 +305,7 @@ class GraphHandler:
             raise BadRequest(f"The value '{fmt}' of option 'resultFormat' is not valid; use objectArray or table.")
         token = options.get("$skipToken")
         offset = self._offset(token) if token else skip
-        subs, limit_hit = self._scope(body)
+        subs, limit_hit = self._scope(body, options.get("allowPartialScopes") is True)
         self._fresh()
         lag = self.backend.fleet.platform.resource_graph.lag_seconds / self.backend.time_scale
         t = now - lag
