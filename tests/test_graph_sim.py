@@ -151,3 +151,15 @@ def test_power_changes_show_a_minute_late(make_sim: Make) -> None:
         compute.virtual_machines.begin_deallocate("RG-Graph0", "vm0-0001").result()
         assert compute.virtual_machines.instance_view("RG-Graph0", "vm0-0001").statuses[1].code == "PowerState/deallocated"
         assert query(client(sim), subscriptions=SUBS[:1])[0].data[0]["powerState"] == expected
+
+
+def test_an_api_version_resource_graph_does_not_serve_is_refused_as_arm_does(make_sim: Make) -> None:
+    from azure.identity import DefaultAzureCredential
+
+    sim = make_sim(graph_fleet([1]))
+    old = ResourceGraphClient(DefaultAzureCredential(), base_url=sim.url, api_version="2019-04-01")
+    with pytest.raises(HttpResponseError) as exc:
+        query(old, subscriptions=SUBS[:1])
+    assert exc.value.status_code == 400 and exc.value.error.code == "NoRegisteredProviderFound"  # type: ignore[union-attr]
+    assert "x-ms-user-quota-remaining" not in exc.value.response.headers  # refused before Resource Graph counted it
+    assert query(client(sim), subscriptions=SUBS[:1])[1]["x-ms-user-quota-remaining"] == "14"

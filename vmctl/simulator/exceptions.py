@@ -75,7 +75,7 @@ class MissingApiVersion(ArmError):
 
 class NoRegisteredProviderFound(ArmError):
     """ARM's answer to an api-version the resource provider does not serve (ComputeSchedule: the
-    simulator serves 2024-10-01 and 2025-05-01 only)."""
+    simulator serves 2024-10-01 and 2025-05-01 only; Resource Graph: the versions of wire §13)."""
     STATUS, CODE = 400, "NoRegisteredProviderFound"
 
     def __init__(self, location: str, api_version: str, resource_type: str, supported: str) -> None:

@@ -35,7 +35,7 @@ from aiohttp import web
 
 from .backend import Backend, Operation, Vm, power_during
 from .control import Stats
-from .exceptions import BadRequest, SimError
+from .exceptions import BadRequest, NoRegisteredProviderFound, SimError
 from .identity import Identity
 
 # wire contract §13.4, verbatim: the one query the simulator answers
@@ -54,6 +54,9 @@ FLEET_QUERY = """Resources
 COLUMNS = ("id", "name", "resourceGroup", "subscriptionId", "location", "tags", "vmSize", "powerState",
            "availabilitySetId", "zone", "vmssId", "osDiskEphemeral", "hibernationEnabled", "priority")
 MAX_TOP = 1000
+# wire §13: what SDK 8.0.1 sends, and the newer ones the spec has; any other is refused as ARM refuses
+# an api-version a provider does not serve
+API_VERSIONS = ("2021-03-01", "2021-06-01-preview", "2022-10-01", "2024-04-01")
 DEFAULT_TOP = 100
 
 
@@ -270,6 +273,8 @@ class GraphHandler:
 
     def resources(self, request: web.Request, q: dict[str, str], now: float, headers: dict[str, str],
                   raw: bytes) -> web.Response:
+        if q["api-version"] not in API_VERSIONS:  # ARM's front door: before the provider counts a query
+            raise NoRegisteredProviderFound("global", q["api-version"], "resources", ", ".join(API_VERSIONS))
         check = self.identity.check(request.headers.get("Authorization"))
         principal = str((check.claims or {}).get("oid", "-"))
         remaining, resets = self._quota(principal, now)  # every query costs one, a refused one too
