@@ -10,7 +10,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
-from conftest import SimHandle
+from conftest import SimHandle, poll_until
 from vmctl.simulator.graph import COLUMNS, FLEET_QUERY
 from vmctl.sources import QUERY
 
@@ -163,3 +163,25 @@ def test_an_api_version_resource_graph_does_not_serve_is_refused_as_arm_does(mak
     assert exc.value.status_code == 400 and exc.value.error.code == "NoRegisteredProviderFound"  # type: ignore[union-attr]
     assert "x-ms-user-quota-remaining" not in exc.value.response.headers  # refused before Resource Graph counted it
     assert query(client(sim), subscriptions=SUBS[:1])[1]["x-ms-user-quota-remaining"] == "14"
+
+
+def test_an_eviction_shows_as_late_as_an_operation(make_sim: Make) -> None:
+    """A Spot eviction changes power without an operation; Resource Graph shows it a minute late
+    too, also on a VM whose operations it replays (which used to hide the eviction for good)."""
+    from azure.identity import DefaultAzureCredential
+    from azure.mgmt.compute import ComputeManagementClient
+
+    sim = make_sim(graph_fleet([2], lag_seconds=60), time_scale=20)  # the lag: 3 s
+    compute = ComputeManagementClient(DefaultAzureCredential(), SUBS[0], base_url=sim.url, polling_interval=0.05)
+    compute.virtual_machines.begin_deallocate("RG-Graph0", "vm0-0002").result()
+    compute.virtual_machines.begin_start("RG-Graph0", "vm0-0002").result()
+    backend = sim.sim.backend
+    with backend.lock:
+        for name in ("vm0-0001", "vm0-0002"):
+            backend.evict(backend.find_vm(name), backend.now())
+
+    def shown() -> dict[str, str]:
+        return {r["name"]: r["powerState"] for r in query(client(sim), subscriptions=SUBS[:1])[0].data}
+
+    assert shown() == {"vm0-0001": "PowerState/running", "vm0-0002": "PowerState/running"}
+    poll_until(lambda: set(shown().values()) == {"PowerState/deallocated"}, timeout=20)

@@ -119,6 +119,9 @@ class Vm:
     prov_error: tuple[str, str] | None = None
     op: Operation | None = None
     power_changed: float = field(default_factory=time.time)
+    # power changes no operation made (a Spot eviction), (when, power): Resource Graph replays them
+    # with the operations, so they show as late as an operation's do
+    power_events: list[tuple[float, str]] = field(default_factory=list)
     rev: int = 0  # bumped on every state change; keys the JSON text cache
     cache: dict[str, tuple[int, str]] = field(default_factory=dict)
 
@@ -244,6 +247,7 @@ class Backend:
         """A Preempt/Terminate event started: the VM is deallocated (Spot eviction policy Deallocate)."""
         if vm.op is None and vm.power != "deallocated":
             vm.power, vm.power_changed = "deallocated", when
+            vm.power_events.append((when, "deallocated"))
             vm.rev += 1
 
     # ----------------------------------------------------------------- lookups

@@ -122,20 +122,25 @@ class GraphHandler:
 
     # ------------------------------------------------------------------ the VM as Resource Graph shows it
     def power_at(self, vm: Vm, t: float) -> str:
-        """The VM's power state at time `t` (in the past), replayed from its operations. A VM no
-        operation touched shows what it shows now."""
-        ops = self._ops.get(id(vm))
-        if not ops:
+        """The VM's power state at time `t` (in the past), replayed from its operations and the
+        changes no operation made (an eviction), in the order they happened. A VM neither touched
+        shows what it shows now."""
+        ops = self._ops.get(id(vm), [])
+        if not ops and not vm.power_events:
             return vm.power
+        changes: list[tuple[float, Operation | str]] = [(op.started, op) for op in ops] + list(vm.power_events)
+        changes.sort(key=lambda c: c[0])  # stable: an operation and an eviction at the same instant keep this order
         state = vm.spec.power_state
-        for op in ops:  # in the order they started; a preempted one ended when the next began
-            if op.started > t:
+        for when, change in changes:  # a preempted operation ended when the next began
+            if when > t:
                 break
-            if op.end_time is not None and op.end_time <= t:
-                if op.status == "Succeeded":
-                    state = op.target
-                continue
-            return power_during(op, t)
+            if isinstance(change, str):
+                state = change
+            elif change.end_time is not None and change.end_time <= t:
+                if change.status == "Succeeded":
+                    state = change.target
+            else:
+                return power_during(change, t)
         return state
 
     def _parts(self, vm: Vm) -> tuple[str, str]:
