@@ -279,10 +279,11 @@ def _json_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _key(body: dict[str, Any], name: str) -> Any:
-    """A body key, case-insensitively (clients differ: `deadline`/`deadLine`, `timezone`/`timeZone`)."""
-    low = name.lower()
-    return next((v for k, v in body.items() if k.lower() == low), None)
+def _key(body: dict[str, Any], name: str, *aliases: str) -> Any:
+    """A body key as the spec spells it, or one of its documented aliases (wire §12.2: `deadline` /
+    `deadLine`, `timezone` / `timeZone`). Whether the service matches other spellings is not
+    established: the stricter reading, another spelling is an unknown field."""
+    return next((body[k] for k in (name, *aliases) if k in body), None)
 
 
 def _retry_policy(params: Any) -> dict[str, int] | None:
@@ -312,8 +313,11 @@ def _retry_policy(params: Any) -> dict[str, int] | None:
 
 
 def _ids(body: dict[str, Any], key: str, what: str) -> list[str]:
+    """`resources.ids` (Execute*, Submit*) or `operationIds` (a list), as the spec shapes them."""
     ids = _key(body, key)
-    if isinstance(ids, dict):  # resources: {ids: [...]}
+    if key == "resources":
+        if not isinstance(ids, dict):
+            raise ScheduleRequestInvalid("resources is required: an object with ids.")
         ids = _key(ids, "ids")
     if not isinstance(ids, list) or not ids:
         raise ScheduleRequestInvalid(f"No {what} provided in request.")
@@ -378,13 +382,16 @@ class ScheduleApi:
         if not isinstance(_key(body, "correlationid"), str):
             raise ScheduleRequestInvalid("correlationid is required.")
         ids = _ids(body, "resources", "resourceids")
-        retry = _retry_policy(_key(body, "executionParameters"))
+        params = _key(body, "executionParameters")
+        if params is None:  # required by the spec; the SDK sends {} when nothing is set
+            raise ScheduleRequestInvalid("executionParameters is required.")
+        retry = _retry_policy(params)
         deadline, deadline_type = now, "InitiateAt"
         if kind == "submit":
             schedule = _key(body, "schedule")
             if not isinstance(schedule, dict):
                 raise ScheduleRequestInvalid("schedule is required.")
-            deadline = _parse_time(_key(schedule, "deadline") or _key(schedule, "deadLine"), "schedule.deadline")
+            deadline = _parse_time(_key(schedule, "deadline", "deadLine"), "schedule.deadline")
             deadline_type = str(_key(schedule, "deadlineType") or "")
             if deadline_type not in ("InitiateAt", "CompleteBy"):
                 raise ScheduleRequestInvalid("schedule.deadlineType must be InitiateAt or CompleteBy.")
