@@ -275,6 +275,25 @@ def test_unknown_operation_ids_and_vms_are_per_item_errors(cs: Callable[..., tup
     assert v.error_code == "ResourceNotFound" and v.operation is None
 
 
+def test_an_operation_is_found_only_where_it_was_created(cs: Callable[..., tuple[SimHandle, Any]]) -> None:
+    """Every call is scoped to a subscription and a region (wire §12): asked from another region or
+    subscription, an operation is not found, by status, cancel or errors alike."""
+    from azure.mgmt.computeschedule import models as m
+
+    _, client = cs()
+    op_id = execute(client, [vm_id("vm-1")]).results[0].operation.operation_id
+    actions = client.scheduled_actions
+    for loc in ("eastus", LOC):
+        (r,) = actions.virtual_machines_get_operation_status(
+            loc, m.GetOperationStatusRequest(operation_ids=[op_id], correlationid="c")).results
+        assert (r.error_code == "OperationNotFound") == (loc != LOC)
+    (c,) = actions.virtual_machines_cancel_operations(
+        "eastus", m.CancelOperationsRequest(operation_ids=[op_id], correlationid="c")).results
+    assert c.error_code == "OperationNotFound"
+    (e,) = actions.virtual_machines_get_operation_errors("eastus", m.GetOperationErrorsRequest(operation_ids=[op_id])).results
+    assert e.request_error_code == "OperationNotFound"
+
+
 @pytest.mark.assumption("whether ComputeSchedule matches other spellings and shapes of its fields is not "
                         "established; the default refuses them")
 def test_bodies_are_read_as_the_spec_shapes_them(cs: Callable[..., tuple[SimHandle, Any]]) -> None:

@@ -362,12 +362,16 @@ class ScheduleApi:
         ids = _ids(body, "operationIds", "operationids")
         if action != "errors" and not isinstance(_key(body, "correlationid"), str):
             raise ScheduleRequestInvalid("correlationid is required.")
-        ops = [state.ops.get(i) for i in ids]
+        # an operation belongs to the subscription and region of the path it was created under
+        # (wire §12: every call is scoped to both); asked from elsewhere, it is not found
+        found = (state.ops.get(i) for i in ids)
+        ops = [op if op is not None and op.vm.spec.subscription_id == sub.lower()
+               and op.location.lower() == location.lower() else None for op in found]
         if action == "errors":
             return {"results": [self._errors(i, op) for i, op in zip(ids, ops)]}
         results = []
         for i, op in zip(ids, ops):
-            if op is None or op.vm.spec.subscription_id != sub.lower():
+            if op is None:
                 results.append({"resourceId": None, "errorCode": "OperationNotFound",
                                 "errorDetails": f"Operation {i} was not found.", "operation": None})
                 continue
