@@ -110,8 +110,7 @@ def test_fleet_freeze_for_two_vms_one_approval_releases_both(make_sim: Callable[
     approved, began = (datetime.fromisoformat(rec[k]).timestamp() for k in ("approvedAt", "startedAt"))
     assert began - approved == pytest.approx(15 / SCALE, abs=0.002)
     assert started["EventId"] == ev["EventId"]
-    # approving again is still 200; an unknown id or a malformed body is 400
-    assert call(h.sim.imds_endpoint("web-2") + SE, "POST", {"StartRequests": [{"EventId": ev["EventId"]}]})[0] == 200
+    # an unknown id or a malformed body is 400 (approving the started event: the next test)
     assert call(h.sim.imds_endpoint("web-2") + SE, "POST", {"StartRequests": [{"EventId": "nope"}]})[0] == 400
     assert call(h.sim.imds_endpoint("web-2") + SE, "POST", {"Start": []})[0] == 400
     # Started -> gone (imds.started_seconds), with a new incarnation
@@ -152,6 +151,21 @@ def test_user_restart_waits_for_approval_or_not_before(make_sim: Callable[..., S
     assert (stats["created"], stats["approved"], stats["expired"]) == (2, 1, 1)
     late = [e for e in h.control("GET", "/_sim/events")["events"] if e["eventType"] == "Redeploy"][0]
     assert late["expired"] and late["startedAt"] >= late["notBefore"]
+
+
+@pytest.mark.assumption("IMDS's answer to approving an event that has already Started is not established "
+                        "(wire §14.2); the default refuses it")
+def test_approving_a_started_event_is_refused(make_sim: Callable[..., SimHandle]) -> None:
+    h = make_sim(fleet(scheduled_events=[{"type": "Freeze", "vms": ["web-1", "web-2"], "at": "0s"}],
+                       imds={"started_seconds": 120}), time_scale=SCALE)
+    flowing(h, "web-1")
+    flowing(h, "web-2")
+    (ev,) = events(h, "web-1")["Events"]
+    approve = {"StartRequests": [{"EventId": ev["EventId"]}]}
+    assert call(h.sim.imds_endpoint("web-1") + SE, "POST", approve)[0] == 200
+    poll_until(lambda: events(h, "web-2")["Events"][0]["EventStatus"] == "Started", timeout=10)
+    assert call(h.sim.imds_endpoint("web-2") + SE, "POST", approve)[0] == 400
+    assert h.stats()["scheduled_events"]["approved"] == 1
 
 
 def test_spot_eviction_from_the_fleet_deallocates(make_sim: Callable[..., SimHandle]) -> None:

@@ -250,10 +250,13 @@ class ImdsState:
         unknown = [i for i in ids if i.lower() not in mine]
         if unknown:
             return f"Bad request. EventId '{unknown[0]}' is not a current event of this VM."
+        started = [i for i in ids if mine[i.lower()].started_at is not None]
+        if started:  # not established (wire §14.2); the stricter answer: there is nothing left to approve
+            return f"Bad request. EventId '{started[0]}' has already started."
         for i in ids:
             ev = mine[i.lower()]
-            if ev.started_at is not None or ev.approved_at is not None:
-                continue  # 200 for any valid id, even one already approved or started
+            if ev.approved_at is not None:
+                continue  # 200 for any valid id, even one another VM already approved (wire §14.2)
             ev.approved_at, ev.approved_by = now, vm.name
             ev.approval_start = self.backend.fleet.imds.approval_start_seconds / self.scale
             self.approved += 1
