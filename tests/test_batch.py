@@ -102,7 +102,8 @@ def test_chunks_group_by_subscription_region_and_operation_in_plan_order_at_most
 
 
 # ============================================================================ chunks, outcomes, evidence
-@pytest.mark.assumption("the Activity Log caller of ComputeSchedule's VM operations: not established")
+@pytest.mark.assumption("the Activity Log caller of ComputeSchedule's VM operations, and the delay between "
+                        "retry attempts (how many fit in the retry window): not established")
 def test_150_vms_go_in_two_requests_and_a_failed_vm_is_its_own_outcome(make_sim: Make, tmp_path: Path) -> None:
     sim = make_sim(fleet(150, faults=[{"vm": "vm-007", "operation": "deallocate", "error": "AllocationFailed",
                                        "times": "always"}]), time_scale=SCALE)

@@ -205,6 +205,8 @@ def test_cancel_before_it_starts_and_not_once_it_executes(cs: Callable[..., tupl
     assert power(sim, "vm-2") == "deallocated"
 
 
+@pytest.mark.assumption("the delay between ComputeSchedule's retry attempts is not established (the simulator: "
+                        "retry_delay_seconds, 60 s), so how many attempts fit in a retry window is an assumption")
 def test_failed_attempts_are_retried_per_retry_policy_and_listed_by_get_operation_errors(
         cs: Callable[..., tuple[SimHandle, Any]]) -> None:
     from azure.mgmt.computeschedule import models as m
